@@ -1,0 +1,44 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+# pytest workers: the suite is CPU-bound; 2 matches the 2-core CI machine.
+WORKERS ?= 2
+
+.PHONY: install install-dev test lint demo fixtures clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: requirements.txt pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+test: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -n $(WORKERS) --durations=15 tests
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+demo: $(VENV)/.installed
+	$(PY) main.py --config=configs/smlpnet.py:demo --workdir=workdirs/demo
+
+# Regenerates the checked-in parity fixtures; needs PyTorch (kept out of CI):
+#   python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.13.0 numpy
+fixtures:
+	.venv-ref/bin/python reference/make_fixtures.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache workdirs

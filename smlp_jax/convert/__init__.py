@@ -1,0 +1,59 @@
+"""Weight import from official releases.
+
+One converter per family, `smlp_jax.convert.<family>`, with `official_rules(model)`:
+official state-dict key -> (nnx variable, `Layout`). `load_pretrained` reads the file
+safely (`checkpoint_io`) and assigns it with full key and shape checks (`assign`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flax import nnx
+
+from smlp_jax.convert.assign import WeightsMismatchError, assign_weights
+from smlp_jax.convert.checkpoint_io import WeightsFileError, read_weights
+
+__all__ = ["WeightsFileError", "WeightsMismatchError", "load_pretrained", "read_weights"]
+
+
+def _family_of(model: nnx.Module) -> str:
+    from smlp_jax.models.registry import _REGISTRY
+
+    for entry in _REGISTRY.values():
+        if isinstance(entry.build, type) and type(model) is entry.build:
+            return entry.family
+    raise ValueError(f"no registered family builds {type(model).__name__}; pass family=")
+
+
+def load_pretrained(
+    model: nnx.Module,
+    source: str | os.PathLike | Mapping[str, Any],
+    *,
+    family: str | None = None,
+    model_name: str | None = None,
+    checkpoint_key: str | None = None,
+) -> nnx.Module:
+    """Loads official weights into `model` in place and returns it.
+
+    Args:
+      model: a model built by `smlp_jax.create_model` (its hyperparameters must match
+        the checkpoint's).
+      source: a path (`.pth`, `.pth.tar`, `.pt`, `.npz`, `.safetensors`) or a mapping
+        from official key names to arrays.
+      family: the converter to use; inferred from the model's class when omitted.
+      model_name: used in error messages.
+      checkpoint_key: the nested entry of a training checkpoint to read (e.g.
+        `'model_ema'`); by default `'model'` when present.
+    """
+    family = family or _family_of(model)
+    converter = importlib.import_module(f"smlp_jax.convert.{family}")
+    weights = read_weights(source, checkpoint_key=checkpoint_key)
+    ignore = getattr(converter, "IGNORED_KEYS", (r"(^|\.)num_batches_tracked$",))
+    assign_weights(
+        model_name or family, converter.official_rules(model), weights, ignore=ignore
+    )
+    return model

@@ -1,0 +1,52 @@
+"""sMLPNet: the official SPACH state-dict layout (`smlp_t/s/b.pth`) -> `SMLPNet`.
+
+Official blocks are numbered across stages (`token_mix.{k}`, `channel_mix.{k}`); the
+channel-mixing `nn.Sequential` holds a Rearrange at index 0, hence `.1` for its
+LayerNorm and `.2.net.{0,3}` for the two Linears. `proj_h` mixes along the width and
+`proh_w` (sic) along the height.
+"""
+
+from __future__ import annotations
+
+from smlp_jax.convert.assign import CONV, CONV1X1_AS_DENSE, COPY, LINEAR, Rules
+from smlp_jax.models.smlpnet import SMLPNet
+
+
+def _batch_norm(prefix: str, bn) -> Rules:
+    return {
+        f"{prefix}.weight": (bn.scale, COPY),
+        f"{prefix}.bias": (bn.bias, COPY),
+        f"{prefix}.running_mean": (bn.mean, COPY),
+        f"{prefix}.running_var": (bn.var, COPY),
+    }
+
+
+def official_rules(model: SMLPNet) -> Rules:
+    """Official key -> (our variable, layout) for every weight of `model`."""
+    rules: dict = {}
+    for i, stem in enumerate(model.stems):
+        rules[f"to_patch_embedding.{i}.0.weight"] = (stem.kernel, CONV)
+    k = 0
+    for blocks in model.stages:
+        for block in blocks:
+            tm, cm = block.token_mixing, block.channel_mixing
+            t, c = f"token_mix.{k}", f"channel_mix.{k}"
+            rules.update(_batch_norm(f"{t}.0.conv_merge.BN", tm.dw_norm))
+            rules[f"{t}.0.conv_merge.Conv.weight"] = (tm.dw_conv.kernel, CONV)
+            rules.update(_batch_norm(f"{t}.1.BN", tm.smlp_norm))
+            rules[f"{t}.1.proj_h.weight"] = (tm.smlp.mix_w.kernel, CONV1X1_AS_DENSE)
+            rules[f"{t}.1.proj_h.bias"] = (tm.smlp.mix_w.bias, COPY)
+            rules[f"{t}.1.proh_w.weight"] = (tm.smlp.mix_h.kernel, CONV1X1_AS_DENSE)
+            rules[f"{t}.1.proh_w.bias"] = (tm.smlp.mix_h.bias, COPY)
+            rules[f"{t}.1.fuse.weight"] = (tm.smlp.fuse.kernel, CONV1X1_AS_DENSE)
+            rules[f"{c}.1.weight"] = (cm.norm.scale, COPY)
+            rules[f"{c}.1.bias"] = (cm.norm.bias, COPY)
+            rules[f"{c}.2.net.0.weight"] = (cm.mlp.fc1.kernel, LINEAR)
+            rules[f"{c}.2.net.0.bias"] = (cm.mlp.fc1.bias, COPY)
+            rules[f"{c}.2.net.3.weight"] = (cm.mlp.fc2.kernel, LINEAR)
+            rules[f"{c}.2.net.3.bias"] = (cm.mlp.fc2.bias, COPY)
+            k += 1
+    rules.update(_batch_norm("batch_norm", model.norm))
+    rules["mlp_head.0.weight"] = (model.head.kernel, LINEAR)
+    rules["mlp_head.0.bias"] = (model.head.bias, COPY)
+    return rules

@@ -1,0 +1,24 @@
+"""Model families (one file each) and the registry that names their variants.
+
+Importing this package registers every family; add a family by writing its file
+and importing it below.
+"""
+
+from smlp_jax.models import smlpnet  # noqa: F401  (registers smlpnet_*)
+from smlp_jax.models.registry import (
+    ModelEntry,
+    UnknownModelError,
+    create_model,
+    get_entry,
+    list_models,
+    register_model,
+)
+
+__all__ = [
+    "ModelEntry",
+    "UnknownModelError",
+    "create_model",
+    "get_entry",
+    "list_models",
+    "register_model",
+]

@@ -1,0 +1,275 @@
+"""Building blocks shared by the model families.
+
+Every layer here initialises its parameters the way PyTorch's default does for the
+matching `torch.nn` layer, so a freshly built model is statistically the same as the
+official (PyTorch) one, and stores them in Flax layout (convolution kernels
+`(kh, kw, in, out)`, dense kernels `(in, out)`). Activations are NHWC.
+
+Parameters are always float32; `dtype` is the computation dtype (e.g. bfloat16).
+Normalisation statistics are always computed in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+
+
+def gelu(x: Array) -> Array:
+    """GELU, exact erf form (PyTorch's `nn.GELU()` default)."""
+    return jax.nn.gelu(x, approximate=False)
+
+
+def torch_uniform_init(fan_in: int):
+    """PyTorch's default Linear/Conv init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+    This is kaiming_uniform(a=sqrt(5)) for weights and the matching bias rule; both
+    reduce to the same bound.
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class Linear(nnx.Module):
+    """Dense layer `(..., in_features) -> (..., out_features)` with PyTorch's init."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        use_bias: bool = True,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        init = torch_uniform_init(in_features)
+        self.kernel = nnx.Param(init(rngs.params(), (in_features, out_features)))
+        self.bias = nnx.Param(init(rngs.params(), (out_features,))) if use_bias else None
+        self.dtype = dtype
+
+    def __call__(self, x: Array) -> Array:
+        y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+class PatchConv(nnx.Module):
+    """A convolution whose stride equals its kernel (patch embedding / merging).
+
+    `(B, H, W, C_in) -> (B, H // p, W // p, C_out)`, computed as a patch reshape and one
+    matmul, which is exact for non-overlapping windows. Trailing rows/columns that do not
+    fill a patch are dropped, as PyTorch's strided conv does.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        patch_size: int,
+        *,
+        use_bias: bool = False,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        fan_in = in_channels * patch_size * patch_size
+        init = torch_uniform_init(fan_in)
+        shape = (patch_size, patch_size, in_channels, out_channels)
+        self.kernel = nnx.Param(init(rngs.params(), shape))
+        self.bias = nnx.Param(init(rngs.params(), (out_channels,))) if use_bias else None
+        self.patch_size = patch_size
+        self.dtype = dtype
+
+    def __call__(self, x: Array) -> Array:
+        p = self.patch_size
+        b, h, w, c = x.shape
+        gh, gw = h // p, w // p
+        x = x[:, : gh * p, : gw * p].astype(self.dtype)
+        x = x.reshape(b, gh, p, gw, p, c)
+        y = jnp.einsum("bhpwqc,pqco->bhwo", x, self.kernel[...].astype(self.dtype))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+class DepthwiseConv(nnx.Module):
+    """Depthwise k x k convolution, stride 1, 'same' zero padding, no bias by default.
+
+    `(B, H, W, C) -> (B, H, W, C)`. Kernel `(k, k, 1, C)` as Flax's grouped conv stores
+    it. Computed as k*k shifted multiply-adds over a padded input: XLA fuses these into
+    one loop, which on CPU is several times faster than its grouped convolution (above
+    all in the backward pass), and it is just as good on GPU/TPU for small k.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 3,
+        *,
+        use_bias: bool = False,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        init = torch_uniform_init(kernel_size * kernel_size)  # fan_in = (C/groups)*k*k
+        self.kernel = nnx.Param(init(rngs.params(), (kernel_size, kernel_size, 1, channels)))
+        self.bias = nnx.Param(init(rngs.params(), (channels,))) if use_bias else None
+        self.kernel_size = kernel_size
+        self.dtype = dtype
+
+    def __call__(self, x: Array) -> Array:
+        k = self.kernel_size
+        pad_lo = (k - 1) // 2
+        pad_hi = k - 1 - pad_lo
+        _, h, w, _ = x.shape
+        x = x.astype(self.dtype)
+        kernel = self.kernel[...].astype(self.dtype)
+        xp = jnp.pad(x, ((0, 0), (pad_lo, pad_hi), (pad_lo, pad_hi), (0, 0)))
+        y = None
+        for i in range(k):
+            for j in range(k):
+                term = xp[:, i : i + h, j : j + w, :] * kernel[i, j, 0]
+                y = term if y is None else y + term
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+class BatchNorm(nnx.Module):
+    """BatchNorm over all axes but the last, exactly as PyTorch's `nn.BatchNorm2d`.
+
+    Train mode normalises with the batch's biased variance and updates the running
+    statistics with `momentum` (PyTorch convention: new = (1-m) * old + m * batch) using
+    the *unbiased* batch variance, as PyTorch does. Eval mode (`use_running_average`,
+    set by `model.eval()`) uses the running statistics. Under `jax.jit` with a sharded
+    batch the statistics are over the global batch (synchronised BatchNorm).
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        epsilon: float = 1e-5,
+        momentum: float = 0.1,
+        use_running_average: bool = False,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs | None = None,
+    ):
+        del rngs  # deterministic init; kept for a uniform constructor signature
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.use_running_average = use_running_average
+        self.dtype = dtype
+
+    def __call__(self, x: Array) -> Array:
+        x32 = x.astype(jnp.float32)
+        if self.use_running_average:
+            mean, var = self.mean[...], self.var[...]
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x32, axis=axes)
+            var = jnp.mean(jnp.square(x32 - mean), axis=axes)
+            n = math.prod(x.shape[:-1])
+            unbiased = var * (n / max(n - 1, 1))
+            m = self.momentum
+            self.mean[...] = jax.lax.stop_gradient((1 - m) * self.mean[...] + m * mean)
+            self.var[...] = jax.lax.stop_gradient((1 - m) * self.var[...] + m * unbiased)
+        inv = jax.lax.rsqrt(var + self.epsilon) * self.scale[...]
+        y = (x32 - mean) * inv + self.bias[...]
+        return y.astype(self.dtype)
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm over the last axis, computed in float32 (`(..., C) -> (..., C)`)."""
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        epsilon: float = 1e-5,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs | None = None,
+    ):
+        del rngs
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.epsilon = epsilon
+        self.dtype = dtype
+
+    def __call__(self, x: Array) -> Array:
+        x32 = x.astype(jnp.float32)
+        mean = jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon)
+        y = y * self.scale[...] + self.bias[...]
+        return y.astype(self.dtype)
+
+
+class DropPath(nnx.Dropout):
+    """Stochastic depth: drops whole samples of a residual branch, `(B, ...) -> (B, ...)`.
+
+    Kept samples are scaled by 1/(1-rate) (timm's `DropPath`, scale_by_keep). Active only
+    in train mode; the mask comes from the model's `dropout` rng stream, so a run is
+    reproducible from its seed.
+    """
+
+    def __init__(self, rate: float, *, ndim: int = 4, rngs: nnx.Rngs | None = None):
+        super().__init__(rate, broadcast_dims=tuple(range(1, ndim)), rngs=rngs)
+
+
+class Mlp(nnx.Module):
+    """`(..., C) -> Linear(C, hidden) -> GELU -> Linear(hidden, C_out)`."""
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        out_features: int | None = None,
+        *,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        out_features = out_features or in_features
+        self.fc1 = Linear(in_features, hidden_features, dtype=dtype, rngs=rngs)
+        self.fc2 = Linear(hidden_features, out_features, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        return self.fc2(gelu(self.fc1(x)))
+
+
+def drop_path_rates(total_blocks: int, drop_path_rate: float) -> Sequence[float]:
+    """Linear stochastic-depth rule: 0 at the first block, `drop_path_rate` at the last."""
+    if total_blocks <= 1:
+        return [0.0] * total_blocks
+    return [drop_path_rate * i / (total_blocks - 1) for i in range(total_blocks)]
+
+
+def check_input(x: Array, *, name: str, image_size: int | None, in_chans: int) -> None:
+    """Raises one clear error when `x` is not `(B, image_size, image_size, in_chans)`."""
+    if x.ndim != 4:
+        raise ValueError(
+            f"{name} expects NHWC images (B, H, W, {in_chans}); got an array of shape {x.shape}."
+        )
+    if x.shape[-1] != in_chans:
+        raise ValueError(
+            f"{name} was built for {in_chans}-channel NHWC images; got shape {x.shape}."
+        )
+    if image_size is not None and tuple(x.shape[1:3]) != (image_size, image_size):
+        raise ValueError(
+            f"{name} was built for {image_size}x{image_size} images (its token mixing "
+            f"weights are tied to that grid); got {x.shape[1]}x{x.shape[2]}. Create the "
+            f"model with image_size={x.shape[1]} or resize the input."
+        )
