@@ -1,8 +1,8 @@
 """smlp_jax: JAX/Flax (nnx) attention-free vision models, centred on sMLPNet.
 
-    import smlp_jax
-    model = smlp_jax.create_model("smlpnet_t", num_classes=10, image_size=224)
-    logits = model(images)  # (B, 224, 224, 3) float32 NHWC -> (B, 10)
+import smlp_jax
+model = smlp_jax.create_model("smlpnet_t", num_classes=10, image_size=224)
+logits = model(images)  # (B, 224, 224, 3) float32 NHWC -> (B, 10)
 """
 
 from smlp_jax.convert import WeightsMismatchError, load_pretrained

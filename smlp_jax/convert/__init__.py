@@ -53,7 +53,5 @@ def load_pretrained(
     converter = importlib.import_module(f"smlp_jax.convert.{family}")
     weights = read_weights(source, checkpoint_key=checkpoint_key)
     ignore = getattr(converter, "IGNORED_KEYS", (r"(^|\.)num_batches_tracked$",))
-    assign_weights(
-        model_name or family, converter.official_rules(model), weights, ignore=ignore
-    )
+    assign_weights(model_name or family, converter.official_rules(model), weights, ignore=ignore)
     return model

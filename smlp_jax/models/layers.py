@@ -133,12 +133,14 @@ class DepthwiseConv(nnx.Module):
         _, h, w, _ = x.shape
         x = x.astype(self.dtype)
         kernel = self.kernel[...].astype(self.dtype)
-        xp = jnp.pad(x, ((0, 0), (pad_lo, pad_hi), (pad_lo, pad_hi), (0, 0)))
-        y = None
-        for i in range(k):
-            for j in range(k):
-                term = xp[:, i : i + h, j : j + w, :] * kernel[i, j, 0]
-                y = term if y is None else y + term
+        # The scope name lets the MAC counter (tools.summary) count these multiplies.
+        with jax.named_scope("depthwise_conv"):
+            xp = jnp.pad(x, ((0, 0), (pad_lo, pad_hi), (pad_lo, pad_hi), (0, 0)))
+            y = None
+            for i in range(k):
+                for j in range(k):
+                    term = xp[:, i : i + h, j : j + w, :] * kernel[i, j, 0]
+                    y = term if y is None else y + term
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y
