@@ -4,7 +4,10 @@ Importing this package registers every family; add a family by writing its file
 and importing it below.
 """
 
-from smlp_jax.models import smlpnet  # noqa: F401  (registers smlpnet_*)
+from smlp_jax.models import (
+    as_mlp,  # noqa: F401  (registers asmlp_*)
+    smlpnet,  # noqa: F401  (registers smlpnet_*)
+)
 from smlp_jax.models.registry import (
     ModelEntry,
     UnknownModelError,

@@ -17,6 +17,10 @@ PARAM_COUNTS = {
     "smlpnet_t": 24_123_584,
     "smlpnet_s": 48_558_136,
     "smlpnet_b": 65_880_408,
+    # AS-MLP, svip-lab/AS-MLP models/as_mlp.py + configs/as_*_patch4_shift5_224.yaml
+    "asmlp_t": 28_282_696,
+    "asmlp_s": 49_594_696,
+    "asmlp_b": 87_752_808,
 }
 
 
