@@ -36,6 +36,7 @@ def load_pretrained(
     family: str | None = None,
     model_name: str | None = None,
     checkpoint_key: str | None = None,
+    resample_to_grid: bool = False,
 ) -> nnx.Module:
     """Loads official weights into `model` in place and returns it.
 
@@ -48,10 +49,22 @@ def load_pretrained(
       model_name: used in error messages.
       checkpoint_key: the nested entry of a training checkpoint to read (e.g.
         `'model_ema'`); by default `'model'` when present.
+      resample_to_grid: for models whose token mixing is tied to the grid (Mixer,
+        sMLPNet, DynaMixer), carry the checkpoint's grid-tied weights to the model's
+        grid (fine-tuning at a new resolution; see `smlp_jax.convert.resample`).
+        Without it, weights for another grid are refused.
     """
     family = family or _family_of(model)
     converter = importlib.import_module(f"smlp_jax.convert.{family}")
     weights = read_weights(source, checkpoint_key=checkpoint_key)
     ignore = getattr(converter, "IGNORED_KEYS", (r"(^|\.)num_batches_tracked$",))
-    assign_weights(model_name or family, converter.official_rules(model), weights, ignore=ignore)
+    # A family with several official layouts (Mixer: timm and vit_jax) picks by key names.
+    rules_for = getattr(converter, "rules_for_weights", None)
+    rules = rules_for(model, weights) if rules_for else converter.official_rules(model)
+    if resample_to_grid:
+        from smlp_jax.convert.resample import resample_weights
+
+        resamplers = getattr(converter, "GRID_RESAMPLERS", ())
+        weights = resample_weights(model_name or family, rules, weights, resamplers)
+    assign_weights(model_name or family, rules, weights, ignore=ignore)
     return model

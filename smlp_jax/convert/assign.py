@@ -91,14 +91,15 @@ def assign_weights(
         if any("shape" in p for p in problems):
             hint = (
                 " (weights built for another image_size, num_classes or variant? create "
-                "the model with the checkpoint's settings)"
+                "the model with the checkpoint's settings; to fine-tune at a new image_size, "
+                "pass resample_to_grid=True)"
             )
         raise WeightsMismatchError(
             f"{model_name}: the weights do not fit the model: " + "; ".join(problems) + hint
         )
     for key, (variable, layout) in rules.items():
         array = layout.to_ours(np.asarray(weights[key], dtype=np.float32))
-        variable.value = jnp.asarray(array, dtype=variable.value.dtype)
+        variable[...] = jnp.asarray(array, dtype=variable.dtype)
 
 
 def _few(keys: list[str], n: int = 5) -> str:

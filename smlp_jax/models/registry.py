@@ -62,6 +62,7 @@ def create_model(
     num_classes: int = 1000,
     image_size: int = 224,
     pretrained: Any = None,
+    resample_to_grid: bool = False,
     rngs: nnx.Rngs | int | None = None,
     dtype: Any = jnp.float32,
     **overrides: Any,
@@ -75,6 +76,9 @@ def create_model(
         reject any other size with a clear error.
       pretrained: official weights to load — a path (`.pth`/`.pth.tar`/`.pt`, `.npz`,
         `.safetensors`) or a mapping from official key names to arrays.
+      resample_to_grid: load `pretrained` weights made for another image size into a
+        model whose token mixing is tied to the grid, by resampling those weights
+        (`smlp_jax.convert.resample`); otherwise such weights are refused.
       rngs: `nnx.Rngs` or an integer seed (default 0) for parameters and dropout.
       dtype: computation dtype (parameters stay float32).
       **overrides: the family's hyperparameters (official names); they win over the
@@ -103,5 +107,11 @@ def create_model(
     if pretrained is not None:
         from smlp_jax.convert import load_pretrained
 
-        load_pretrained(model, pretrained, family=entry.family, model_name=name)
+        load_pretrained(
+            model,
+            pretrained,
+            family=entry.family,
+            model_name=name,
+            resample_to_grid=resample_to_grid,
+        )
     return model

@@ -1,0 +1,186 @@
+"""MLP-Mixer (Tolstikhin et al., "MLP-Mixer: An all-MLP Architecture for Vision",
+NeurIPS 2021), exactly as the official Flax code (google-research/vision_transformer
+`vit_jax/models_mixer.py`; big_vision `models/mlp_mixer.py` adds S/H and stochastic depth).
+
+Shapes (NHWC): the stem, a `patch x patch` convolution with stride `patch`, turns
+`(B, H, W, 3)` into `(B, H/p, W/p, D)`, flattened row-major to S = (H/p)(W/p) tokens
+`(B, S, D)`. Each block, pre-LayerNorm (eps 1e-6):
+    x = x + drop_path(token_mixing(LN(x)^T)^T)   token MLP  S -> D_S -> S, per channel
+    x = x + drop_path(channel_mixing(LN(x)))    channel MLP D -> D_C -> D, per token
+then LayerNorm -> mean over tokens -> Dense head (zero-initialised) -> `(B, num_classes)`.
+
+GELU: the official Flax code uses `nn.gelu`, the tanh approximation; timm's PyTorch port
+uses the exact erf form. `gelu_approximate` picks one, so both weight releases give the
+logits they were trained with (True for the vit_jax `.npz`, False for timm's state dicts).
+Initialisation follows the official Flax code: LeCun-normal kernels, zero biases.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from smlp_jax.models.layers import (
+    DropPath,
+    LayerNorm,
+    Linear,
+    PatchConv,
+    check_input,
+    drop_path_rates,
+)
+from smlp_jax.models.registry import register_model
+
+Array = jax.Array
+
+# The paper's Table 1 (and big_vision's variant table); tokens/channels MLP dims are
+# 0.5x and 4x the hidden width.
+SIZES = {
+    "s": dict(hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048),
+    "b": dict(hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072),
+    "l": dict(hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096),
+}
+VARIANTS = {
+    f"{size}{patch}": dict(patch_size=patch, **SIZES[size])
+    for size in ("s", "b", "l")
+    for patch in (32, 16)
+}
+
+
+def _flax_linear(
+    in_features: int, out_features: int, *, zero_kernel: bool = False, dtype, rngs: nnx.Rngs
+) -> Linear:
+    """A `Linear` initialised as Flax's `nn.Dense`: LeCun-normal (or zero) kernel, zero bias."""
+    layer = Linear(in_features, out_features, dtype=dtype, rngs=rngs)
+    shape = (in_features, out_features)
+    if zero_kernel:
+        layer.kernel = nnx.Param(jnp.zeros(shape, jnp.float32))
+    else:
+        layer.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape))
+    layer.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
+    return layer
+
+
+class MlpBlock(nnx.Module):
+    """`Dense(n, hidden) -> GELU -> Dense(hidden, n)` over the last axis of `(..., n)`."""
+
+    def __init__(
+        self, features: int, hidden: int, *, gelu_approximate: bool, dtype, rngs: nnx.Rngs
+    ):
+        self.fc1 = _flax_linear(features, hidden, dtype=dtype, rngs=rngs)
+        self.fc2 = _flax_linear(hidden, features, dtype=dtype, rngs=rngs)
+        self.gelu_approximate = gelu_approximate
+
+    def __call__(self, x: Array) -> Array:
+        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=self.gelu_approximate))
+
+
+class MixerBlock(nnx.Module):
+    """One Mixer layer on tokens `(B, S, D) -> (B, S, D)`."""
+
+    def __init__(
+        self,
+        num_tokens: int,
+        hidden_dim: int,
+        tokens_mlp_dim: int,
+        channels_mlp_dim: int,
+        drop_path: float,
+        *,
+        gelu_approximate: bool,
+        dtype,
+        rngs: nnx.Rngs,
+    ):
+        self.norm1 = LayerNorm(hidden_dim, epsilon=1e-6, dtype=dtype)
+        self.token_mixing = MlpBlock(
+            num_tokens, tokens_mlp_dim, gelu_approximate=gelu_approximate, dtype=dtype, rngs=rngs
+        )
+        self.norm2 = LayerNorm(hidden_dim, epsilon=1e-6, dtype=dtype)
+        self.channel_mixing = MlpBlock(
+            hidden_dim, channels_mlp_dim, gelu_approximate=gelu_approximate, dtype=dtype, rngs=rngs
+        )
+        self.drop_path = DropPath(drop_path, ndim=3, rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        y = jnp.swapaxes(self.norm1(x), 1, 2)  # (B, D, S): the token MLP acts on S
+        y = jnp.swapaxes(self.token_mixing(y), 1, 2)
+        x = x + self.drop_path(y)
+        return x + self.drop_path(self.channel_mixing(self.norm2(x)))
+
+
+class MlpMixer(nnx.Module):
+    """MLP-Mixer: `(B, image_size, image_size, in_chans)` -> `(B, num_classes)`.
+
+    Hyperparameters keep the official names. `drop_path_rate` is big_vision's
+    `stoch_depth` (linear in depth, 0 at the first block); the kept samples are scaled by
+    1/(1-p) as in timm, whereas big_vision does not rescale.
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden_dim: int = 768,
+        num_blocks: int = 12,
+        tokens_mlp_dim: int = 384,
+        channels_mlp_dim: int = 3072,
+        patch_size: int = 16,
+        image_size: int = 224,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        drop_path_rate: float = 0.0,
+        gelu_approximate: bool = True,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        if image_size % patch_size:
+            raise ValueError(
+                f"MLP-Mixer with patch_size={patch_size} needs an image_size divisible by "
+                f"{patch_size}; got {image_size}."
+            )
+        self.image_size = image_size
+        self.in_chans = in_chans
+        self.patch_size = patch_size
+        self.grid = image_size // patch_size
+        self.dtype = dtype
+        num_tokens = self.grid**2
+
+        self.stem = PatchConv(
+            in_chans, hidden_dim, patch_size, use_bias=True, dtype=dtype, rngs=rngs
+        )
+        stem_shape = (patch_size, patch_size, in_chans, hidden_dim)
+        self.stem.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), stem_shape))
+        self.stem.bias = nnx.Param(jnp.zeros((hidden_dim,), jnp.float32))
+        self.blocks = nnx.List(
+            [
+                MixerBlock(
+                    num_tokens,
+                    hidden_dim,
+                    tokens_mlp_dim,
+                    channels_mlp_dim,
+                    rate,
+                    gelu_approximate=gelu_approximate,
+                    dtype=dtype,
+                    rngs=rngs,
+                )
+                for rate in drop_path_rates(num_blocks, drop_path_rate)
+            ]
+        )
+        self.norm = LayerNorm(hidden_dim, epsilon=1e-6, dtype=dtype)  # `pre_head_layer_norm`
+        self.head = _flax_linear(hidden_dim, num_classes, zero_kernel=True, dtype=dtype, rngs=rngs)
+
+    def features(self, x: Array) -> Array:
+        """`(B, H, W, in_chans)` -> the normalised tokens `(B, S, hidden_dim)`."""
+        check_input(x, name="MLP-Mixer", image_size=self.image_size, in_chans=self.in_chans)
+        x = self.stem(x)
+        b, h, w, c = x.shape
+        x = x.reshape(b, h * w, c)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def __call__(self, x: Array) -> Array:
+        x = jnp.mean(self.features(x).astype(jnp.float32), axis=1)
+        return self.head(x).astype(jnp.float32)
+
+
+for _variant, _hparams in VARIANTS.items():
+    register_model(f"mixer_{_variant}", family="mixer", build=MlpMixer, **_hparams)
