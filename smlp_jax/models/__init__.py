@@ -6,6 +6,7 @@ and importing it below.
 
 from smlp_jax.models import (
     as_mlp,  # noqa: F401  (registers asmlp_*)
+    mixer,  # noqa: F401  (registers mixer_*)
     smlpnet,  # noqa: F401  (registers smlpnet_*)
 )
 from smlp_jax.models.registry import (

@@ -17,6 +17,13 @@ PARAM_COUNTS = {
     "smlpnet_t": 24_123_584,
     "smlpnet_s": 48_558_136,
     "smlpnet_b": 65_880_408,
+    # MLP-Mixer, vit_jax models_mixer.py (= timm mlp_mixer.py mixer_*_224)
+    "mixer_s32": 19_104_624,
+    "mixer_s16": 18_528_264,
+    "mixer_b32": 60_293_428,
+    "mixer_b16": 59_880_472,
+    "mixer_l32": 206_939_264,
+    "mixer_l16": 208_196_168,
     # AS-MLP, svip-lab/AS-MLP models/as_mlp.py + configs/as_*_patch4_shift5_224.yaml
     "asmlp_t": 28_282_696,
     "asmlp_s": 49_594_696,
