@@ -6,6 +6,7 @@ and importing it below.
 
 from smlp_jax.models import (
     as_mlp,  # noqa: F401  (registers asmlp_*)
+    convmixer,  # noqa: F401  (registers convmixer_*)
     mixer,  # noqa: F401  (registers mixer_*)
     smlpnet,  # noqa: F401  (registers smlpnet_*)
 )

@@ -24,6 +24,11 @@ PARAM_COUNTS = {
     "mixer_b16": 59_880_472,
     "mixer_l32": 206_939_264,
     "mixer_l16": 208_196_168,
+    # ConvMixer, timm convmixer.py (= locuslab/convmixer); 256_8: the CIFAR-10 setting
+    "convmixer_1536_20": 51_625_960,
+    "convmixer_768_32": 21_110_248,
+    "convmixer_1024_20": 24_383_464,
+    "convmixer_256_8": 848_616,
     # AS-MLP, svip-lab/AS-MLP models/as_mlp.py + configs/as_*_patch4_shift5_224.yaml
     "asmlp_t": 28_282_696,
     "asmlp_s": 49_594_696,

@@ -1,0 +1,119 @@
+"""ConvMixer (Trockman & Kolter, "Patches Are All You Need?", TMLR 2023), exactly as the
+official code (locuslab/convmixer) and timm's `convmixer.py`.
+
+Shapes (NHWC): a `p x p` stride-`p` convolution -> act -> BatchNorm turns
+`(B, H, W, 3)` into `(B, H/p, W/p, dim)`; each of `depth` blocks keeps that shape:
+    x = x + BN(act(depthwise_conv_k(x)))     'same' zero padding, with bias
+    x = BN(act(pointwise_conv(x)))           1x1 convolution, no residual
+then the global mean and a Dense head give `(B, num_classes)`.
+
+No weight is tied to the grid, so one model takes any image whose sides are multiples
+of the patch size (PyTorch's strided convolution would silently drop the remainder; we
+refuse it instead). Initialisation is PyTorch's default, as in the official code.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from smlp_jax.models.layers import BatchNorm, DepthwiseConv, Linear, PatchConv, gelu
+from smlp_jax.models.registry import register_model
+
+Array = jax.Array
+
+_ACTIVATIONS = {"gelu": gelu, "relu": jax.nn.relu}
+
+# Official variants (timm names, ImageNet at 224) and the locuslab CIFAR-10 setting
+# (convmixer-cifar10 `train.py` defaults: ConvMixer-256/8, kernel 5, patch 2).
+VARIANTS = {
+    "1536_20": dict(dim=1536, depth=20, kernel_size=9, patch_size=7, activation="gelu"),
+    "768_32": dict(dim=768, depth=32, kernel_size=7, patch_size=7, activation="relu"),
+    "1024_20": dict(dim=1024, depth=20, kernel_size=9, patch_size=14, activation="gelu"),
+    "256_8": dict(dim=256, depth=8, kernel_size=5, patch_size=2, activation="gelu"),
+}
+
+
+class ConvMixerBlock(nnx.Module):
+    """`(B, h, w, dim) -> (B, h, w, dim)`: residual depthwise mixing, then pointwise."""
+
+    def __init__(self, dim: int, kernel_size: int, activation, *, dtype, rngs: nnx.Rngs):
+        self.depthwise = DepthwiseConv(dim, kernel_size, use_bias=True, dtype=dtype, rngs=rngs)
+        self.depthwise_norm = BatchNorm(dim, dtype=dtype)
+        self.pointwise = Linear(dim, dim, dtype=dtype, rngs=rngs)  # a 1x1 convolution
+        self.pointwise_norm = BatchNorm(dim, dtype=dtype)
+        self.activation = activation
+
+    def __call__(self, x: Array) -> Array:
+        x = x + self.depthwise_norm(self.activation(self.depthwise(x)))
+        return self.pointwise_norm(self.activation(self.pointwise(x)))
+
+
+class ConvMixer(nnx.Module):
+    """ConvMixer-`dim`/`depth`: `(B, H, W, in_chans)` -> `(B, num_classes)`.
+
+    Resolution-free: any H, W divisible by `patch_size`. `image_size` is accepted for a
+    uniform `create_model` signature and only checked against the patch size.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int = 768,
+        depth: int = 32,
+        kernel_size: int = 7,
+        patch_size: int = 7,
+        activation: str = "gelu",
+        image_size: int = 224,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        if activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"ConvMixer activation must be one of {sorted(_ACTIVATIONS)}; got {activation!r}"
+            )
+        if image_size % patch_size:
+            raise ValueError(
+                f"ConvMixer with patch_size={patch_size} needs an image_size divisible by "
+                f"{patch_size}; got {image_size}."
+            )
+        self.in_chans = in_chans
+        self.patch_size = patch_size
+        self.activation = _ACTIVATIONS[activation]
+        self.stem = PatchConv(in_chans, dim, patch_size, use_bias=True, dtype=dtype, rngs=rngs)
+        self.stem_norm = BatchNorm(dim, dtype=dtype)
+        self.blocks = nnx.List(
+            [
+                ConvMixerBlock(dim, kernel_size, self.activation, dtype=dtype, rngs=rngs)
+                for _ in range(depth)
+            ]
+        )
+        self.head = Linear(dim, num_classes, dtype=dtype, rngs=rngs)
+
+    def features(self, x: Array) -> Array:
+        """`(B, H, W, in_chans)` -> the last block's map `(B, H // p, W // p, dim)`."""
+        if x.ndim != 4 or x.shape[-1] != self.in_chans:
+            raise ValueError(
+                f"ConvMixer expects NHWC images (B, H, W, {self.in_chans}); got {x.shape}."
+            )
+        p = self.patch_size
+        if x.shape[1] % p or x.shape[2] % p:
+            raise ValueError(
+                f"ConvMixer with patch_size={p} needs image sides divisible by {p}; got "
+                f"{x.shape[1]}x{x.shape[2]}. Resize or crop the input."
+            )
+        x = self.stem_norm(self.activation(self.stem(x)))
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def __call__(self, x: Array) -> Array:
+        x = jnp.mean(self.features(x).astype(jnp.float32), axis=(1, 2))
+        return self.head(x).astype(jnp.float32)
+
+
+for _variant, _hparams in VARIANTS.items():
+    register_model(f"convmixer_{_variant}", family="convmixer", build=ConvMixer, **_hparams)
