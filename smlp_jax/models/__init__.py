@@ -8,6 +8,7 @@ from smlp_jax.models import (
     as_mlp,  # noqa: F401  (registers asmlp_*)
     convmixer,  # noqa: F401  (registers convmixer_*)
     mixer,  # noqa: F401  (registers mixer_*)
+    permutator,  # noqa: F401  (registers vip_*)
     smlpnet,  # noqa: F401  (registers smlpnet_*)
 )
 from smlp_jax.models.registry import (

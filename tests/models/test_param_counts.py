@@ -33,6 +33,11 @@ PARAM_COUNTS = {
     "asmlp_t": 28_282_696,
     "asmlp_s": 49_594_696,
     "asmlp_b": 87_752_808,
+    # Vision Permutator, houqb/VisionPermutator models/vip.py
+    "vip_s14": 29_892_904,
+    "vip_s7": 25_114_984,
+    "vip_m7": 55_272_488,
+    "vip_l7": 87_784_936,
 }
 
 
