@@ -9,6 +9,7 @@ from smlp_jax.models import (
     convmixer,  # noqa: F401  (registers convmixer_*)
     mixer,  # noqa: F401  (registers mixer_*)
     permutator,  # noqa: F401  (registers vip_*)
+    raft_mlp,  # noqa: F401  (registers raftmlp_*)
     smlpnet,  # noqa: F401  (registers smlpnet_*)
 )
 from smlp_jax.models.registry import (

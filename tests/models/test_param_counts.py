@@ -38,6 +38,10 @@ PARAM_COUNTS = {
     "vip_s7": 25_114_984,
     "vip_m7": 55_272_488,
     "vip_l7": 87_784_936,
+    # RaftMLP, okojoalg/raft-mlp libs/models.py + imagenet-raft-mlp-cross-mlp-emb-*.yaml
+    "raftmlp_s": 9_868_768,
+    "raftmlp_m": 21_413_632,
+    "raftmlp_l": 36_184_672,
 }
 
 
