@@ -1,0 +1,1 @@
+"""Training: the loop, optimiser, sharding, checkpoints and metrics (see DESIGN.md)."""

@@ -1,0 +1,500 @@
+"""Orbax checkpoints of the train state, each process's input-iterator state and the metrics.
+
+One checkpoint per saved step, under `<workdir>/checkpoints/<step>/`:
+
+    state/                  the train-state pytree (Orbax `StandardSave`, OCDBT); typed PRNG
+                            key arrays are stored as their uint32 key data and re-wrapped on
+                            restore, so nnx `Rngs` state can sit in the pytree as it is
+    data/process_<i>.json   process i's input-iterator state (each host reads its own shard)
+    meta/meta.json          {"step", "metrics", "process_count"}
+
+Atomicity: Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` and renames it once every
+process has finished, so a killed run leaves at worst a temporary directory; it is never
+listed as a step and is deleted when the next `Checkpointer` opens the directory. A committed
+step whose files were damaged later is found when restoring it: `restore` warns, moves it
+aside to `<step>.corrupt` (never deletes it) and falls back to the previous step.
+
+Retention: the last `keep` steps plus the one with the best `eval/top1`. Orbax's own
+`best_fn` + `max_to_keep` keeps the best N instead, so this uses a preservation policy,
+`AnyPreservationPolicy([LatestN(keep), BestN(n=1)])`.
+
+Preemption: `PreemptionGuard` turns SIGTERM into a flag the loop polls (one process), or
+defers to JAX's preemption sync point (several processes; see its docstring).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+from orbax.checkpoint import checkpoint_managers
+
+BEST_METRIC = "eval/top1"
+CHECKPOINTS_SUBDIR = "checkpoints"
+
+__all__ = [
+    "BEST_METRIC",
+    "CheckpointError",
+    "CheckpointFallbackWarning",
+    "Checkpointer",
+    "PreemptionGuard",
+    "load_for_init",
+]
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint where one was required (missing, corrupt, or not matching)."""
+
+
+class CheckpointFallbackWarning(UserWarning):
+    """A damaged checkpoint was skipped and an older one used instead."""
+
+
+def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
+    # primary_host=None: every process writes its own data file (the default is process 0 only).
+    per_process = ocp.options.MultiprocessingOptions(primary_host=None)
+    return {
+        "state": ocp.StandardCheckpointHandler(),
+        "data": ocp.JsonCheckpointHandler(
+            filename=f"process_{jax.process_index()}.json", multiprocessing_options=per_process
+        ),
+        "meta": ocp.JsonCheckpointHandler(filename="meta.json"),
+    }
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300] if text else ''}"
+
+
+# --- pytree <-> what Orbax stores ------------------------------------------------------------
+
+
+def _is_key(leaf: Any) -> bool:
+    dtype = getattr(leaf, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _keys_to_data(state: Any) -> Any:
+    """Replaces typed PRNG key arrays (shape S) by their uint32 key data (S + (2,) for
+    threefry): Orbax stores plain arrays."""
+    return jax.tree.map(lambda leaf: jax.random.key_data(leaf) if _is_key(leaf) else leaf, state)
+
+
+_REPLICATED: list[jax.sharding.Sharding] = []
+
+
+def _replicated() -> jax.sharding.Sharding:
+    if not _REPLICATED:
+        mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("replica",))
+        _REPLICATED.append(jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    return _REPLICATED[0]
+
+
+def _key_data_sharding(sharding: jax.sharding.Sharding, ndim: int) -> jax.sharding.Sharding:
+    """The sharding of a key array's data: the key's own axes, then the unsharded key axes."""
+    if isinstance(sharding, jax.sharding.NamedSharding):
+        spec = tuple(sharding.spec) + (None,) * (ndim - len(sharding.spec))
+        return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*spec))
+    if sharding.is_fully_replicated:
+        return sharding
+    raise TypeError(
+        f"Cannot restore a PRNG key array sharded by {type(sharding).__name__}; give it a "
+        "NamedSharding in the abstract state."
+    )
+
+
+def _abstract_key_data(abstract_state: Any) -> Any:
+    """The restore target: ShapeDtypeStructs with shardings (missing ones: replicated), PRNG
+    key leaves replaced by their key-data shape and dtype."""
+
+    def convert(leaf):
+        if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
+            raise TypeError(
+                f"The abstract state must hold jax.ShapeDtypeStruct or arrays, got "
+                f"{type(leaf).__name__}; build it with jax.eval_shape."
+            )
+        sharding = getattr(leaf, "sharding", None) or _replicated()
+        if _is_key(leaf):
+            data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(leaf.shape, leaf.dtype))
+            sharding = _key_data_sharding(sharding, data.ndim)
+            return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=sharding)
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+
+    return jax.tree.map(convert, abstract_state)
+
+
+def _data_to_keys(restored: Any, abstract_state: Any) -> Any:
+    """Inverse of `_keys_to_data`: key data back into keys of the abstract leaf's key dtype."""
+
+    def convert(leaf, target):
+        if not _is_key(target):
+            return leaf
+        key = jax.random.wrap_key_data(leaf, dtype=target.dtype)
+        # The keys inherit the key data's sharding spec, one axis too long; state it exactly.
+        return jax.device_put(key, getattr(target, "sharding", None) or _replicated())
+
+    return jax.tree.map(convert, restored, abstract_state)
+
+
+def _metrics_to_json(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    if metrics is None:
+        return None
+    out = {}
+    for name, value in metrics.items():
+        array = np.asarray(value)  # jax and numpy scalars alike
+        if array.shape != () or not np.issubdtype(array.dtype, np.number):
+            raise TypeError(f"metrics[{name!r}] must be a scalar number, got {value!r}.")
+        out[str(name)] = array.item()
+    return out
+
+
+def _encode_data_state(data_state: Any) -> dict[str, Any]:
+    """Input-iterator state -> JSON: bytes (grain's DataLoader) as base64, dicts (grain's
+    dataset iterators) as they are; checked here, not in Orbax's background thread."""
+    if data_state is None:
+        return {"kind": "none"}
+    if isinstance(data_state, bytes):
+        return {"kind": "bytes", "base64": base64.b64encode(data_state).decode("ascii")}
+    if isinstance(data_state, str):
+        return {"kind": "str", "value": data_state}
+    if isinstance(data_state, dict):
+        try:
+            same = json.loads(json.dumps(data_state)) == data_state
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"data_state must be JSON-serialisable: {err}") from None
+        if not same:
+            raise TypeError(
+                "data_state would not survive JSON unchanged (tuples, non-string keys?): "
+                "use lists and string keys, or pass bytes."
+            )
+        return {"kind": "dict", "value": data_state}
+    raise TypeError(f"data_state must be a dict, bytes, str or None, got {type(data_state)}.")
+
+
+def _decode_data_state(stored: dict[str, Any]) -> Any:
+    kind = stored.get("kind")
+    if kind == "bytes":
+        return base64.b64decode(stored["base64"])
+    if kind in ("str", "dict"):
+        return stored["value"]
+    if kind == "none":
+        return None
+    raise ValueError(f"Unknown data_state encoding {kind!r}.")
+
+
+# --- the checkpointer -------------------------------------------------------------------------
+
+
+class Checkpointer:
+    """Saves and restores training checkpoints under `<workdir>/checkpoints`.
+
+    Args:
+      workdir: the run's directory; checkpoints go to `workdir/checkpoints/<step>`.
+      keep: how many of the most recent checkpoints to keep (None: all).
+      keep_best: also keep the checkpoint with the highest `metrics[best_metric]`.
+      async_save: write in a background thread; `save` returns once the arrays are copied
+        to host memory, so the caller may donate or overwrite the state right away.
+      best_metric: the metric that ranks checkpoints (higher is better).
+    """
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike,
+        *,
+        keep: int | None = 3,
+        keep_best: bool = True,
+        async_save: bool = True,
+        best_metric: str = BEST_METRIC,
+    ):
+        if keep is not None and keep < 1:
+            raise ValueError(f"keep={keep}: keep at least 1 checkpoint (or None for all).")
+        self.directory = Path(workdir) / CHECKPOINTS_SUBDIR
+        self.best_metric = best_metric
+        self._keep_best = keep_best
+        policies: list[Any] = [checkpoint_managers.LatestN(n=keep)]
+        if keep_best:
+            policies.append(
+                checkpoint_managers.BestN(
+                    get_metric_fn=self._rank,
+                    reverse=False,  # ascending; BestN keeps the tail, i.e. the highest
+                    n=1,
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+            # best_fn only makes Orbax write each step's metrics (so the ranking survives a
+            # restart); the preservation policy above decides what is deleted.
+            best_fn=self._rank if keep_best else None,
+            best_mode="max",
+            enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=True,
+            create=True,
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_handlers=_item_handlers()
+        )
+
+    def _rank(self, metrics: dict[str, Any]) -> float:
+        """Checkpoints without a finite `best_metric` rank lowest (BestN breaks ties by recency)."""
+        value = metrics.get(self.best_metric)
+        return float(value) if value is not None and np.isfinite(value) else -np.inf
+
+    def latest_step(self) -> int | None:
+        """The newest committed step (not yet checked for damage; `restore` does that)."""
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """Committed steps, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def save(
+        self,
+        step: int,
+        state: Any,
+        *,
+        data_state: dict | bytes | str | None = None,
+        metrics: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> bool:
+        """Starts saving `state` (any pytree of jax arrays) as checkpoint `step`.
+
+        A step that is already saved is skipped; so is a step older than the latest one
+        unless `force`. Returns whether a save was started. Call `wait()` before relying on
+        the files (or before the process exits).
+        """
+        step = int(step)
+        latest = self.latest_step()
+        if step in self._manager.all_steps() or (
+            not force and latest is not None and step < latest
+        ):
+            return False
+        storable = _keys_to_data(state)
+        metrics_json = _metrics_to_json(metrics)
+        meta = {
+            "step": step,
+            "metrics": metrics_json,
+            "process_count": jax.process_count(),
+        }
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(storable),
+            data=ocp.args.JsonSave(_encode_data_state(data_state)),
+            meta=ocp.args.JsonSave(meta),
+        )
+        # force=True: the trainer decides when to save, not Orbax's save-interval policy.
+        return self._manager.save(
+            step, args=args, metrics=(metrics_json or {}) if self._keep_best else None, force=True
+        )
+
+    def restore(self, abstract_state: Any) -> tuple[int, Any, Any] | None:
+        """Restores the latest good checkpoint as `(step, state, data_state)`; None if none.
+
+        `abstract_state` is a pytree of `jax.ShapeDtypeStruct` (or arrays) whose `sharding`
+        says where each restored array goes, so the state is restored directly sharded.
+        A checkpoint that fails to restore is moved aside with a `CheckpointFallbackWarning`
+        once an older one has restored; if none restores, a `CheckpointError` is raised and
+        nothing is moved (then the cause is more likely a changed model than damage).
+        """
+        self._manager.wait_until_finished()
+        failed: list[tuple[int, BaseException]] = []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                result = self._restore_step(step, abstract_state)
+            except Exception as err:  # damage surfaces as many error types from Orbax/TensorStore
+                failed.append((step, err))
+                continue
+            if failed:
+                self._set_aside(failed, fallback_step=step)
+            return result
+        if failed:
+            details = "; ".join(f"step {s}: {_first_line(e)}" for s, e in failed)
+            raise CheckpointError(
+                f"None of the checkpoints in {self.directory} could be restored into the "
+                f"requested state ({details}). If the model or optimiser changed, use a new "
+                "--workdir (or config.init_from to start from these weights); if the files "
+                "are damaged, move the bad step directories aside."
+            ) from failed[0][1]
+        return None
+
+    def _restore_step(self, step: int, abstract_state: Any) -> tuple[int, Any, Any]:
+        meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        meta = meta["meta"]
+        same_processes = meta.get("process_count", 1) == jax.process_count()
+        items: dict[str, Any] = {
+            "state": ocp.args.StandardRestore(_abstract_key_data(abstract_state))
+        }
+        if same_processes:
+            items["data"] = ocp.args.JsonRestore()
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        state = _data_to_keys(restored["state"], abstract_state)
+        if not same_processes:
+            warnings.warn(
+                f"Checkpoint step {step} holds the input-iterator state of "
+                f"{meta.get('process_count')} processes but this run has "
+                f"{jax.process_count()}: the input pipeline starts from its beginning.",
+                CheckpointFallbackWarning,
+                stacklevel=3,
+            )
+            return step, state, None
+        return step, state, _decode_data_state(restored["data"])
+
+    def _set_aside(self, failed: list[tuple[int, BaseException]], fallback_step: int) -> None:
+        for step, err in failed:
+            source = self.directory / str(step)
+            target = self.directory / f"{step}.corrupt"
+            suffix = 1
+            while target.exists():
+                target = self.directory / f"{step}.corrupt-{suffix}"
+                suffix += 1
+            _sync(f"smlp_jax_checkpoint_set_aside_{step}_before")
+            if jax.process_index() == 0:
+                source.rename(target)
+            _sync(f"smlp_jax_checkpoint_set_aside_{step}_after")
+            warnings.warn(
+                f"Checkpoint step {step} in {self.directory} could not be restored "
+                f"({_first_line(err)}). Moved it aside to {target.name} and resumed from "
+                f"step {fallback_step} instead.",
+                CheckpointFallbackWarning,
+                stacklevel=4,
+            )
+        self._manager.reload()
+
+    def wait(self) -> None:
+        """Blocks until every started save is committed to disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for pending saves and releases Orbax's threads."""
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def load_for_init(path: str | os.PathLike, abstract_state: Any, *, partial: bool = False) -> Any:
+    """Loads the train state (only) from one of our checkpoints, for `config.init_from`.
+
+    `path` is a step directory (`.../checkpoints/<step>`), a `checkpoints` directory, or a
+    workdir (then its newest good step is used; damaged steps are skipped with a warning
+    but left in place, since the run is someone else's). With `partial=True`,
+    `abstract_state` may name only a part of the saved tree (e.g. without the optimiser
+    state, or without the classifier head when the class count changes).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"init_from={str(path)!r} does not exist.")
+    if (path / "state").is_dir():
+        return _load_step_dir(path, abstract_state, partial)
+    root = path / CHECKPOINTS_SUBDIR if (path / CHECKPOINTS_SUBDIR).is_dir() else path
+    steps = sorted(
+        (int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir()), reverse=True
+    )
+    if not steps:
+        raise CheckpointError(
+            f"init_from={str(path)!r} holds no checkpoint: expected a step directory with a "
+            f"'state' folder, or a directory of step directories (like WORKDIR/checkpoints)."
+        )
+    failed: list[tuple[int, BaseException]] = []
+    for step in steps:
+        try:
+            state = _load_step_dir(root / str(step), abstract_state, partial)
+        except CheckpointError as err:
+            failed.append((step, err))
+            continue
+        for bad_step, err in failed:
+            warnings.warn(
+                f"init_from: skipped checkpoint step {bad_step} in {root} ({_first_line(err)});"
+                f" using step {step}.",
+                CheckpointFallbackWarning,
+                stacklevel=2,
+            )
+        return state
+    raise CheckpointError("; ".join(str(e) for _, e in failed)) from failed[0][1]
+
+
+def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:
+    try:
+        target = _abstract_key_data(abstract_state)
+        handler = ocp.PyTreeCheckpointHandler()
+        with ocp.Checkpointer(handler) as checkpointer:
+            restored = checkpointer.restore(
+                (step_dir / "state").absolute(),
+                args=ocp.args.PyTreeRestore(
+                    item=target,
+                    restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                    partial_restore=partial,
+                ),
+            )
+        return _data_to_keys(restored, abstract_state)
+    except Exception as err:  # damage or a mismatch surfaces as many error types
+        raise CheckpointError(
+            f"Could not load init_from checkpoint {step_dir}: {_first_line(err)}. Check that it "
+            "was written for this model (partial=True loads a sub-tree) and is not damaged."
+        ) from err
+
+
+class PreemptionGuard:
+    """Turns a preemption notice (SIGTERM) into a stop request the training loop polls.
+
+    One process: entering installs a SIGTERM handler that sets `should_stop` (the previous
+    handler comes back on exit). The loop then saves with `force=True`, `wait()`s and exits.
+
+    Several processes (`jax.distributed`): JAX's preemption service already catches SIGTERM
+    in C++ and agrees on a step at which every process stops, so no Python handler is
+    installed (it would replace JAX's). Call `should_stop_at(step)` at every step on every
+    process; it returns True on all of them at the same step.
+    """
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM,)):
+        self._signals = signals
+        self._previous: dict[int, Any] = {}
+        self._stop = False
+
+    @property
+    def should_stop(self) -> bool:
+        """True once a stop was requested (a signal here, or the multi-process sync point)."""
+        return self._stop
+
+    def should_stop_at(self, step: int) -> bool:
+        """Whether to save and stop after `step`; collective when there are several processes."""
+        if jax.process_count() > 1 and not self._stop:
+            self._stop = multihost_utils.reached_preemption_sync_point(int(step))
+        return self._stop
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        del frame
+        self._stop = True
+        self.signal_received = signal.Signals(signum).name
+
+    def __enter__(self) -> PreemptionGuard:
+        # Python only lets the main thread install handlers; elsewhere (e.g. a notebook
+        # worker thread) the guard stays passive rather than failing.
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+            for signum in self._signals:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
