@@ -51,7 +51,9 @@ def _flax_linear(
     in_features: int, out_features: int, *, zero_kernel: bool = False, dtype, rngs: nnx.Rngs
 ) -> Linear:
     """A `Linear` initialised as Flax's `nn.Dense`: LeCun-normal (or zero) kernel, zero bias."""
-    layer = Linear(in_features, out_features, dtype=dtype, rngs=rngs)
+    # The structure only: PyTorch's init would be drawn and thrown away (and compiled).
+    layer = nnx.eval_shape(lambda: Linear(in_features, out_features, rngs=nnx.Rngs(0)))
+    layer.dtype = dtype
     shape = (in_features, out_features)
     if zero_kernel:
         layer.kernel = nnx.Param(jnp.zeros(shape, jnp.float32))

@@ -29,6 +29,10 @@ PARAM_COUNTS = {
     "convmixer_768_32": 21_110_248,
     "convmixer_1024_20": 24_383_464,
     "convmixer_256_8": 848_616,
+    # DynaMixer, ziyuwwang/DynaMixer models/configs/conf_dynamixer.py
+    "dynamixer_s": 26_265_960,
+    "dynamixer_m": 57_128_264,
+    "dynamixer_l": 97_818_088,
     # AS-MLP, svip-lab/AS-MLP models/as_mlp.py + configs/as_*_patch4_shift5_224.yaml
     "asmlp_t": 28_282_696,
     "asmlp_s": 49_594_696,

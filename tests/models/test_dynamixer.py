@@ -1,0 +1,81 @@
+"""DynaMixer: shapes, the official network numbering, grid checks, the mixing operator."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import smlp_jax
+from smlp_jax.models.dynamixer import DynaMixerOp
+
+TINY = dict(
+    layers=(1, 1),
+    transitions=(True, False),
+    embed_dims=(8, 16),
+    num_heads=(2, 4),
+    reduced_dims=(2, 2),
+    patch_size=4,
+)
+
+
+def _tiny(**kw):
+    kw = {"num_classes": 3, "image_size": 32, **TINY, **kw}
+    return smlp_jax.create_model("dynamixer_s", **kw)
+
+
+def test_logits_shape_and_stage_grids():
+    model = _tiny()
+    assert model(jnp.ones((2, 32, 32, 3))).shape == (2, 3)
+    # 8x8 grid in stage 0, a 2x2 transition conv, then 4x4.
+    assert model.network[0][0].attn.mix_h.generate.kernel.shape == (8 * 2, 8 * 8)
+    assert model.network[1].kernel.shape == (2, 2, 8, 16)
+    assert model.network[2][0].attn.mix_w.generate.kernel.shape == (4 * 2, 4 * 4)
+
+
+def test_official_variants_network_numbering():
+    """dynamixer_m downsamples after its second stage: network = stage, stage, conv, ..."""
+    model = nnx.eval_shape(lambda: smlp_jax.create_model("dynamixer_m"))
+    kinds = ["stage" if isinstance(m, nnx.List) else "conv" for m in model.network]
+    assert kinds == ["stage", "stage", "conv", "stage", "stage"]
+    assert model.network[0][0].attn.mix_h.generate.kernel.shape == (32 * 2, 32 * 32)
+    assert model.network[3][0].attn.mix_h.generate.kernel.shape == (16 * 2, 16 * 16)
+
+
+def test_other_image_size_is_refused():
+    with pytest.raises(ValueError, match="built for 32x32 images"):
+        _tiny()(jnp.ones((1, 64, 64, 3)))
+    with pytest.raises(ValueError, match="divisible by 8"):
+        _tiny(image_size=36)
+
+
+def test_mixing_is_a_convex_combination_over_inputs():
+    """Each generated matrix is a softmax over input positions, so a constant sequence
+    comes out unchanged before the output projection."""
+    op = DynaMixerOp(8, 5, 2, 2, jax.random.key(0), dtype=jnp.float32)
+    op.out.kernel[...] = jnp.eye(8)
+    op.out.bias[...] = jnp.zeros(8)
+    token = jax.random.normal(jax.random.key(0), (1, 1, 8))
+    x = jnp.tile(token, (3, 5, 1))
+    np.testing.assert_allclose(op(x), x, atol=1e-6)
+
+
+def test_mixing_depends_on_content():
+    """Unlike a static token MLP, the mixing matrix changes with the input."""
+    op = DynaMixerOp(8, 5, 2, 2, jax.random.key(0), dtype=jnp.float32)
+    op.generate.kernel[...] = op.generate.kernel[...] * 50
+    x = jax.random.normal(jax.random.key(1), (1, 5, 8))
+    e = jnp.zeros_like(x).at[0, 0, 0].set(1.0)
+    # Linear in x would give op(2x) - op(x) = op(x) - op(0); content-generated mixing breaks it.
+    lhs = op(2 * x) - op(x)
+    rhs = op(x) - op(jnp.zeros_like(x) + e * 0)
+    assert not np.allclose(lhs, rhs, atol=1e-3)
+
+
+def test_stochastic_depth_only_in_train_mode():
+    model = _tiny(drop_path_rate=0.9)
+    x = jax.random.normal(jax.random.key(2), (4, 32, 32, 3))
+    model.head.kernel[...] = jnp.ones_like(model.head.kernel[...])
+    assert not np.allclose(model(x), model(x))
+    model.eval()
+    np.testing.assert_array_equal(model(x), model(x))
