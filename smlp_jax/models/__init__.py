@@ -8,6 +8,7 @@ from smlp_jax.models import (
     as_mlp,  # noqa: F401  (registers asmlp_*)
     convmixer,  # noqa: F401  (registers convmixer_*)
     dynamixer,  # noqa: F401  (registers dynamixer_*)
+    hire_mlp,  # noqa: F401  (registers hiremlp_*)
     mixer,  # noqa: F401  (registers mixer_*)
     permutator,  # noqa: F401  (registers vip_*)
     raft_mlp,  # noqa: F401  (registers raftmlp_*)

@@ -10,54 +10,61 @@ import os
 
 import numpy as np
 import pytest
+from flax import nnx
 
 import smlp_jax
-from smlp_jax.convert import WeightsMismatchError
+from smlp_jax.convert import WeightsMismatchError, load_pretrained
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "as_mlp_tiny.npz")
+# One jitted forward for every test here: compiled once per mode, not op by op.
+forward = nnx.jit(lambda model, x: model(x))
 
 
-def load_fixture():
+@pytest.fixture(scope="module")
+def fixture():
     with np.load(FIXTURE, allow_pickle=False) as f:
         config = json.loads(str(f["config"]))
         weights = {k.removeprefix("weights/"): f[k] for k in f.files if k.startswith("weights/")}
-        return config, weights, f["input"], f["logits"]
+        return config, weights, f["input"], {k: f[k] for k in f.files if k.endswith("logits")}
 
 
-def build(config, pretrained):
-    config = dict(config)
+@pytest.fixture(scope="module")
+def model(fixture):
+    """Built once through `create_model(..., pretrained=)`; each test reloads weights."""
+    config, weights, _, _ = fixture
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
     return smlp_jax.create_model(
         "asmlp_t",
         num_classes=config.pop("num_classes"),
         image_size=config.pop("image_size"),
-        pretrained=pretrained,
+        pretrained=weights,
         **config,
     )
 
 
-def test_logits_match_pytorch_reference():
-    config, weights, x, expected = load_fixture()
-    model = build(config, weights)
+def test_logits_match_pytorch_reference(model, fixture):
+    _, weights, x, expected = fixture
+    load_pretrained(model, weights)
     model.eval()
-    np.testing.assert_allclose(np.asarray(model(x)), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.asarray(forward(model, x)), expected["logits"], atol=1e-5, rtol=0)
 
 
-def test_loads_from_npz_file(tmp_path):
-    config, weights, x, expected = load_fixture()
-    path = tmp_path / "asmlp.npz"
+def test_loads_from_npz_file(model, fixture, tmp_path):
+    _, weights, x, expected = fixture
+    path = tmp_path / "weights.npz"
     np.savez(path, **{f"module.{k}": v for k, v in weights.items()})  # DDP prefix too
-    model = build(config, str(path))
+    load_pretrained(model, str(path))
     model.eval()
-    np.testing.assert_allclose(np.asarray(model(x)), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.asarray(forward(model, x)), expected["logits"], atol=1e-5, rtol=0)
 
 
-def test_missing_and_misshapen_keys_are_named():
-    config, weights, _, _ = load_fixture()
+def test_missing_and_misshapen_keys_are_named(model, fixture):
+    _, weights, _, _ = fixture
     broken = dict(weights)
     del broken["layers.1.blocks.0.axial_shift.conv2_1.weight"]
     broken["head.weight"] = np.zeros((3, 3), np.float32)
     with pytest.raises(WeightsMismatchError) as info:
-        build(config, broken)
+        load_pretrained(model, broken, model_name="asmlp_t")
     message = str(info.value)
     assert "layers.1.blocks.0.axial_shift.conv2_1.weight" in message
     assert "'head.weight' has shape (3, 3)" in message

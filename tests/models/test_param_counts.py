@@ -46,6 +46,11 @@ PARAM_COUNTS = {
     "raftmlp_s": 9_868_768,
     "raftmlp_m": 21_413_632,
     "raftmlp_l": 36_184_672,
+    # Hire-MLP, ggjy/Hire-Wave-MLP.pytorch mlp_based/hire_mlp.py (hire_mlp_tiny/small/base/large)
+    "hiremlp_t": 18_041_672,
+    "hiremlp_s": 33_113_848,
+    "hiremlp_b": 58_226_856,
+    "hiremlp_l": 95_723_944,
 }
 
 
