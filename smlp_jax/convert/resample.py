@@ -138,8 +138,8 @@ def dynamixer_generate_bias(b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
     return _resize(b.reshape(n, n), (m, m)).reshape(shape)
 
 
-def _to_official(layout: Layout, array: np.ndarray) -> np.ndarray:
-    """The inverse of `Layout.to_ours`."""
+def to_official_layout(layout: Layout, array: np.ndarray) -> np.ndarray:
+    """The inverse of `Layout.to_ours`: one of our arrays in the official layout."""
     if layout.perm is not None:
         array = np.transpose(array, np.argsort(layout.perm))
     if layout.squeeze_1x1:
@@ -179,5 +179,5 @@ def resample_weights(
                 f"{model_name}: resampling {key!r} gave {new.shape}, the model needs "
                 f"{tuple(variable.shape)}"
             )
-        out[key] = _to_official(layout, new)
+        out[key] = to_official_layout(layout, new)
     return out

@@ -9,7 +9,14 @@ LayerNorm and `.2.net.{0,3}` for the two Linears. `proj_h` mixes along the width
 from __future__ import annotations
 
 from smlp_jax.convert.assign import CONV, CONV1X1_AS_DENSE, COPY, LINEAR, Rules
+from smlp_jax.convert.resample import axial_bias, axial_kernel
 from smlp_jax.models.smlpnet import SMLPNet
+
+# The axial mixing weights follow the grid; resample_to_grid=True interpolates them.
+GRID_RESAMPLERS = (
+    (r"\.1\.(proj_h|proh_w)\.weight$", axial_kernel),
+    (r"\.1\.(proj_h|proh_w)\.bias$", axial_bias),
+)
 
 
 def _batch_norm(prefix: str, bn) -> Rules:

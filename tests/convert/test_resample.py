@@ -1,5 +1,6 @@
 """Weight resampling for fine-tuning at a new resolution (`resample_to_grid=True`)."""
 
+import importlib
 import json
 import os
 
@@ -10,7 +11,12 @@ import pytest
 
 import smlp_jax
 from smlp_jax.convert import WeightsMismatchError
-from smlp_jax.convert.resample import axial_bias, axial_kernel, dynamixer_generate_kernel
+from smlp_jax.convert.resample import (
+    axial_bias,
+    axial_kernel,
+    dynamixer_generate_kernel,
+    to_official_layout,
+)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 MIXER_WEIGHTS = os.path.join(FIXTURES, "mixer_timm.npz")
@@ -89,3 +95,29 @@ def test_dynamixer_generate_kernel_keeps_reduced_dim():
     assert out.shape == (16, 64)
     with pytest.raises(WeightsMismatchError, match="reduced_dim=2"):
         dynamixer_generate_kernel(w, (8 * 3, 8 * 8))
+
+
+def _official_weights(model, family):
+    """`model`'s weights in its family's official layout (the inverse of the importer)."""
+    rules = importlib.import_module(f"smlp_jax.convert.{family}").official_rules(model)
+    return {k: to_official_layout(layout, np.asarray(v[...])) for k, (v, layout) in rules.items()}
+
+
+def test_smlpnet_axial_weights_are_interpolated():
+    tiny = dict(dim=8, depths=(1, 1, 1, 1), num_classes=4)
+    source = smlp_jax.create_model("smlpnet_t", image_size=32, **tiny)
+    weights = _official_weights(source, "smlpnet")
+    with pytest.raises(WeightsMismatchError, match="resample_to_grid=True"):
+        smlp_jax.create_model("smlpnet_t", image_size=64, pretrained=weights, **tiny)
+    model = smlp_jax.create_model(
+        "smlpnet_t", image_size=64, pretrained=weights, resample_to_grid=True, **tiny
+    )
+    old = np.asarray(source.stages[0][0].token_mixing.smlp.mix_w.kernel[...])
+    new = np.asarray(model.stages[0][0].token_mixing.smlp.mix_w.kernel[...])
+    assert new.shape == (16, 16)
+    np.testing.assert_allclose(new, axial_kernel(old, (16, 16)), atol=1e-6)
+    # Everything not tied to the grid is copied unchanged.
+    np.testing.assert_array_equal(
+        np.asarray(model.stages[1][0].channel_mixing.mlp.fc1.kernel[...]),
+        np.asarray(source.stages[1][0].channel_mixing.mlp.fc1.kernel[...]),
+    )
