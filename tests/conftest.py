@@ -10,3 +10,19 @@ os.environ.setdefault("NO_GCE_CHECK", "true")
 from absl import flags  # noqa: E402
 
 flags.FLAGS.mark_as_parsed()
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_data_dir(tmp_path_factory) -> str:
+    """A tfds data dir holding the built demo digits; built once per test run (xdist workers
+    share it: the build takes a file lock) so any test can use config.dataset = "demo"."""
+    from smlp_jax.data import demo_dataset
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    data_dir = root / "demo_tfds"
+    demo_dataset.ensure_built(str(data_dir))
+    return str(data_dir)

@@ -1,0 +1,26 @@
+"""Input pipelines: tfds / image-folder / demo sources through grain, timm-style transforms,
+Mixup/CutMix on device. See docs in each module and the README's "Data" section."""
+
+from smlp_jax.data.config import default_input_config, default_mixup_config
+from smlp_jax.data.mixup import mixup_cutmix, one_hot_smoothed
+from smlp_jax.data.pipeline import (
+    EvalIterable,
+    TrainIterator,
+    create_eval_iterator,
+    create_train_iterator,
+)
+from smlp_jax.data.sources import DataError, DatasetInfo, get_dataset_info
+
+__all__ = [
+    "DataError",
+    "DatasetInfo",
+    "EvalIterable",
+    "TrainIterator",
+    "create_eval_iterator",
+    "create_train_iterator",
+    "default_input_config",
+    "default_mixup_config",
+    "get_dataset_info",
+    "mixup_cutmix",
+    "one_hot_smoothed",
+]

@@ -1,0 +1,72 @@
+"""Default configs of the input pipeline: `config.input` and `config.mixup`.
+
+The data side owns these keys; the trainer's configs do
+`config.input = data.default_input_config()` and override fields. Two presets:
+
+- "imagenet": the official sMLPNet (DeiT/timm) recipe. Train: RandomResizedCrop scale
+  (0.08, 1) ratio (3/4, 4/3) bicubic, horizontal flip 0.5, RandAugment
+  `rand-m9-mstd0.5-inc1`, normalise, random erasing p 0.25 'pixel'. Eval: resize the short
+  side to floor(size / crop_pct) bicubic, centre crop, normalise.
+- "simple": for small inputs such as the 28x28 demo digits. Train: resize to
+  image_size, random translation by up to `pad` pixels (zero pad + random crop), flip with
+  prob `hflip` (0 by default: digits are not mirror symmetric), normalise. Eval: resize,
+  normalise.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PRESETS = ("imagenet", "simple")
+
+
+def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
+    """Every knob of the input pipeline, with the defaults of `preset`."""
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown input preset {preset!r}; choose one of {PRESETS}.")
+    simple = preset == "simple"
+    cfg = ml_collections.ConfigDict()
+    cfg.preset = preset
+    # Splits: tfds split names (slicing such as "train[:90%]" works); "" picks the eval split
+    # automatically ("validation" if the dataset has one, else "test"; "val" for folders).
+    cfg.train_split = "train"
+    cfg.eval_split = ""
+    # folder:/path without a val/ subfolder: this seeded fraction of each class is held out.
+    cfg.val_fraction = 0.1
+    # Loading. num_workers=0 decodes in the main process (tests, debugging).
+    cfg.num_workers = 0
+    cfg.num_threads = 2  # threads per worker, each building whole batches
+    cfg.prefetch = 2  # batches buffered per worker
+    cfg.shuffle = True
+    # Decode JPEGs at a reduced DCT scale when the crop would be downscaled by >= 2x anyway.
+    cfg.jpeg_draft = True
+    # Train transforms.
+    cfg.interpolation = "bicubic"
+    cfg.scale = (0.08, 1.0)  # RandomResizedCrop area range
+    cfg.ratio = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop aspect range
+    cfg.pad = 0 if not simple else 2  # simple preset: translation range in pixels
+    cfg.hflip = 0.0 if simple else 0.5
+    cfg.randaugment = "" if simple else "rand-m9-mstd0.5-inc1"  # "" = off
+    cfg.re_prob = 0.0 if simple else 0.25  # random erasing
+    cfg.re_mode = "pixel"  # "pixel" (normal noise per pixel) | "rand" (per channel) | "const"
+    cfg.re_count = 1
+    # Normalisation (per model: override from the model's pretrained config).
+    cfg.mean = (0.5, 0.5, 0.5) if simple else IMAGENET_MEAN
+    cfg.std = (0.5, 0.5, 0.5) if simple else IMAGENET_STD
+    # Eval: resize short side to floor(image_size / crop_pct), centre crop.
+    cfg.crop_pct = 1.0 if simple else 0.875
+    return cfg
+
+
+def default_mixup_config() -> ml_collections.ConfigDict:
+    """Mixup/CutMix/label smoothing, all off. The sMLPNet recipe sets mixup_alpha=0.8,
+    cutmix_alpha=1.0, switch_prob=0.5, prob=1.0, label_smoothing=0.1."""
+    cfg = ml_collections.ConfigDict()
+    cfg.mixup_alpha = 0.0
+    cfg.cutmix_alpha = 0.0
+    cfg.switch_prob = 0.5
+    cfg.prob = 1.0
+    cfg.label_smoothing = 0.0
+    return cfg

@@ -1,0 +1,83 @@
+"""Mixup / CutMix and label smoothing on device, jittable, as timm's `Mixup` in batch mode.
+
+One (lambda, mode) pair is drawn per batch: with probability `prob` the batch is mixed,
+else lambda = 1. When both alphas are > 0, CutMix is chosen with probability
+`switch_prob`, else Mixup. Each image is mixed with the batch flipped along its first axis
+(image i with image B-1-i). Mixup: x = lam * x + (1 - lam) * x_flipped, lam ~ Beta(a, a).
+CutMix: lam ~ Beta(a, a) sets a box of side (H, W) * sqrt(1 - lam) centred at a uniform
+pixel and clipped to the image; the box is pasted from x_flipped and lam is corrected to
+1 - box_area / (H * W). Targets: smoothed one-hot (off = smoothing / num_classes,
+on = 1 - smoothing + off), mixed with the same lam.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def one_hot_smoothed(labels: jax.Array, num_classes: int, label_smoothing: float = 0.0):
+    """(B,) int -> (B, num_classes) float32, rows summing to 1 (timm's smoothing)."""
+    off_value = label_smoothing / num_classes
+    on_value = 1.0 - label_smoothing + off_value
+    hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+    return hot * (on_value - off_value) + off_value
+
+
+def _cutmix_box(rng, lam, height: int, width: int):
+    """timm's rand_bbox + corrected lam: ((H, W) bool box mask, lam = 1 - box area / area)."""
+    ratio = jnp.sqrt(1.0 - lam)
+    cut_h = jnp.floor(height * ratio).astype(jnp.int32)
+    cut_w = jnp.floor(width * ratio).astype(jnp.int32)
+    key_y, key_x = jax.random.split(rng)
+    cy = jax.random.randint(key_y, (), 0, height)
+    cx = jax.random.randint(key_x, (), 0, width)
+    y_low, y_high = jnp.clip(cy - cut_h // 2, 0, height), jnp.clip(cy + cut_h // 2, 0, height)
+    x_low, x_high = jnp.clip(cx - cut_w // 2, 0, width), jnp.clip(cx + cut_w // 2, 0, width)
+    rows = jnp.arange(height)[:, None]
+    cols = jnp.arange(width)[None, :]
+    box = (rows >= y_low) & (rows < y_high) & (cols >= x_low) & (cols < x_high)
+    area = ((y_high - y_low) * (x_high - x_low)).astype(jnp.float32)
+    return box, 1.0 - area / (height * width)
+
+
+def mixup_cutmix(
+    rng: jax.Array,
+    images: jax.Array,
+    labels: jax.Array,
+    *,
+    num_classes: int,
+    mixup_alpha: float = 0.0,
+    cutmix_alpha: float = 0.0,
+    switch_prob: float = 0.5,
+    prob: float = 1.0,
+    label_smoothing: float = 0.0,
+) -> tuple[jax.Array, jax.Array]:
+    """(B, H, W, C) images, (B,) labels -> mixed images (same dtype), (B, num_classes)
+    float32 targets. The hyper-parameters are static Python numbers; with both alphas 0 (or
+    prob 0) the images come back unchanged with smoothed one-hot targets."""
+    targets = one_hot_smoothed(labels, num_classes, label_smoothing)
+    if (mixup_alpha <= 0 and cutmix_alpha <= 0) or prob <= 0:
+        return images, targets
+    key_apply, key_switch, key_mix, key_cut, key_box = jax.random.split(rng, 5)
+    apply = jax.random.uniform(key_apply) < prob
+    if mixup_alpha > 0 and cutmix_alpha > 0:
+        use_cutmix = jax.random.uniform(key_switch) < switch_prob
+    else:
+        use_cutmix = jnp.asarray(cutmix_alpha > 0)
+    lam_mix = (
+        jax.random.beta(key_mix, mixup_alpha, mixup_alpha) if mixup_alpha > 0 else jnp.float32(1.0)
+    )
+    lam_cut = (
+        jax.random.beta(key_cut, cutmix_alpha, cutmix_alpha)
+        if cutmix_alpha > 0
+        else jnp.float32(1.0)
+    )
+    box, lam_cut = _cutmix_box(key_box, lam_cut, images.shape[1], images.shape[2])
+
+    flipped = images[::-1]
+    mixed = (lam_mix * images + (1.0 - lam_mix) * flipped).astype(images.dtype)
+    cut = jnp.where(box[None, :, :, None], flipped, images)
+    out = jnp.where(apply, jnp.where(use_cutmix, cut, mixed), images)
+    lam = jnp.where(apply, jnp.where(use_cutmix, lam_cut, lam_mix), 1.0).astype(jnp.float32)
+    return out, lam * targets + (1.0 - lam) * targets[::-1]

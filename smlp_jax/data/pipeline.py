@@ -1,0 +1,241 @@
+"""The grain input pipelines: per-process shards of a source -> transformed numpy batches.
+
+Train (infinite): indices of this process's shard (`process_index::process_count`) ->
+seeded shuffle, reshuffled every epoch -> decode + train transforms, each example seeded by
+(seed, process, position in the stream) -> batches of batch_size // process_count ->
+optional worker processes (`grain` mp_prefetch). Batching happens before the workers split
+the work, so batch t is the same whatever the number of workers or threads.
+Yields {"image": float32 (b, S, S, 3), "label": int32 (b,)}.
+
+Eval (finite, one pass): this process's shard in order, padded to the same number of
+batches on every process; {"image", "label", "mask": bool (b,)}, mask False on padding.
+
+Unreadable files (corrupt, truncated, not an image): in training the example is replaced by
+the next readable one in source order (deterministic, batch size stays fixed); in eval it is
+masked out. Each such file is logged once per process by name, and the count is logged at
+the end of every epoch / eval pass (`TrainIterator.skipped_total`, `EvalIterable.skipped`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import grain
+import numpy as np
+
+from smlp_jax.data import sources, transforms
+from smlp_jax.data.sources import DataError
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()
+
+
+def _warn_unreadable(name: str, error: Exception) -> None:
+    if name not in _WARNED:  # once per file and process: a bad file recurs every epoch
+        _WARNED.add(name)
+        log.warning("Skipping unreadable image %s (%s: %s)", name, type(error).__name__, error)
+
+
+def _processes(process_index, process_count) -> tuple[int, int]:
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count}).")
+    return int(process_index), int(process_count)
+
+
+def _local_batch(global_batch: int, process_count: int, key: str) -> int:
+    if global_batch <= 0 or global_batch % process_count:
+        raise ValueError(
+            f"config.{key}={global_batch} must be a positive multiple of the number of "
+            f"processes ({process_count}): each process loads {key} // process_count examples."
+        )
+    return global_batch // process_count
+
+
+def input_settings(config) -> dict:
+    """config.input as a plain dict (picklable for workers), tuples restored."""
+    cfg = config.input.to_dict()
+    for key in ("scale", "ratio", "mean", "std"):
+        cfg[key] = tuple(float(v) for v in cfg[key])
+    return cfg
+
+
+class _TrainExample:
+    """(position in stream, source index) -> one transformed example; picklable."""
+
+    def __init__(self, source, transform, seed: int, process_index: int):
+        self.source, self.transform = source, transform
+        self.seed, self.process_index = seed, process_index
+
+    def __call__(self, position: int, source_index: int) -> dict:
+        index = int(source_index)
+        for skipped in range(len(self.source)):
+            data, label, name = self.source[index]
+            rng = np.random.default_rng((self.seed, self.process_index, int(position)))
+            try:
+                image = self.transform(data, rng)
+            except transforms.UNREADABLE_ERRORS as error:
+                _warn_unreadable(name, error)
+                index = (index + 1) % len(self.source)
+                continue
+            return {"image": image, "label": np.int32(label), "_skipped": np.int32(skipped)}
+        raise DataError(f"No readable image in {self.source.name}: every file failed to decode.")
+
+
+class TrainIterator(grain.DatasetIterator):
+    """The grain iterator plus an unreadable-file count; get_state/set_state are JSON dicts."""
+
+    def __init__(self, parent: grain.DatasetIterator, batch: int, shard_size: int, name: str):
+        super().__init__(parent)
+        self._batch, self._shard_size, self._name = batch, shard_size, name
+        self._step = 0
+        self._skipped_epoch = 0
+        self.skipped_total = 0
+
+    def __next__(self) -> dict:
+        batch = next(self._parent)
+        skipped = int(np.sum(batch.pop("_skipped")))
+        self._skipped_epoch += skipped
+        self.skipped_total += skipped
+        epoch_before = self._step * self._batch // self._shard_size
+        self._step += 1
+        if self._step * self._batch // self._shard_size > epoch_before:
+            if self._skipped_epoch:
+                log.warning(
+                    "%s: epoch %d skipped %d unreadable image(s), replaced by the next readable "
+                    "one (%d in total so far).",
+                    self._name,
+                    epoch_before,
+                    self._skipped_epoch,
+                    self.skipped_total,
+                )
+            self._skipped_epoch = 0
+        return batch
+
+    def get_state(self) -> dict:
+        return {
+            "pipeline": self._parent.get_state(),
+            "step": self._step,
+            "skipped_epoch": self._skipped_epoch,
+            "skipped_total": self.skipped_total,
+        }
+
+    def set_state(self, state: dict) -> None:
+        self._parent.set_state(state["pipeline"])
+        self._step = int(state["step"])
+        self._skipped_epoch = int(state["skipped_epoch"])
+        self.skipped_total = int(state["skipped_total"])
+
+
+def _to_iterable(dataset: grain.MapDataset, cfg: dict) -> grain.IterDataset:
+    read = grain.ReadOptions(
+        num_threads=max(1, int(cfg["num_threads"])),
+        prefetch_buffer_size=max(1, int(cfg["prefetch"])),
+    )
+    iterable = dataset.to_iter_dataset(read)
+    if int(cfg["num_workers"]) > 0:
+        iterable = iterable.mp_prefetch(
+            grain.MultiprocessingOptions(
+                num_workers=int(cfg["num_workers"]),
+                per_worker_buffer_size=max(1, int(cfg["prefetch"])),
+            )
+        )
+    return iterable
+
+
+def create_train_iterator(config, *, process_index=None, process_count=None) -> TrainIterator:
+    """Infinite iterator of this process's train batches; see the module docstring."""
+    process_index, process_count = _processes(process_index, process_count)
+    batch = _local_batch(int(config.batch_size), process_count, "batch_size")
+    cfg = input_settings(config)
+    source = sources.open_split(config, sources.train_split(config))
+    if len(source) < process_count:
+        raise DataError(f"{source.name}: {len(source)} examples for {process_count} processes.")
+    indices = grain.MapDataset.range(len(source))[process_index::process_count]
+    shard_size = len(indices)
+    if cfg["shuffle"]:
+        indices = indices.shuffle(seed=int(config.seed))
+    examples = indices.repeat(None).map_with_index(
+        _TrainExample(
+            source,
+            transforms.TrainTransform(cfg, int(config.image_size)),
+            int(config.seed),
+            process_index,
+        )
+    )
+    batches = examples.batch(batch, drop_remainder=True)
+    return TrainIterator(iter(_to_iterable(batches, cfg)), batch, shard_size, source.name)
+
+
+class _EvalExample:
+    """Padded position -> example with mask; positions past the shard are padding."""
+
+    def __init__(self, source, transform, process_index: int, process_count: int, size: int):
+        self.source, self.transform = source, transform
+        self.process_index, self.process_count = process_index, process_count
+        self.image_size = size
+
+    def __call__(self, position: int) -> dict:
+        index = self.process_index + int(position) * self.process_count
+        if index < len(self.source):
+            data, label, name = self.source[index]
+            try:
+                image = self.transform(data)
+                return {"image": image, "label": np.int32(label), "mask": np.True_, "_skipped": 0}
+            except transforms.UNREADABLE_ERRORS as error:
+                _warn_unreadable(name, error)
+                skipped = 1
+        else:
+            label, skipped = 0, 0
+        return {
+            "image": np.zeros((self.image_size, self.image_size, 3), np.float32),
+            "label": np.int32(label),
+            "mask": np.False_,
+            "_skipped": skipped,
+        }
+
+
+class EvalIterable:
+    """One pass over this process's eval shard per `iter()`; `len()` batches on every
+    process; `skipped` counts unreadable (masked-out) files of the last pass."""
+
+    def __init__(self, dataset: grain.MapDataset, cfg: dict, num_batches: int, name: str):
+        self._dataset, self._cfg = dataset, cfg
+        self._num_batches, self._name = num_batches, name
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return self._num_batches
+
+    def __iter__(self):
+        self.skipped = 0
+        for batch in _to_iterable(self._dataset, self._cfg):
+            self.skipped += int(np.sum(batch.pop("_skipped")))
+            yield batch
+        if self.skipped:
+            log.warning("%s eval: %d unreadable image(s) masked out.", self._name, self.skipped)
+
+
+def create_eval_iterator(config, *, process_index=None, process_count=None) -> EvalIterable:
+    """This process's eval shard exactly once, padded; see the module docstring."""
+    process_index, process_count = _processes(process_index, process_count)
+    batch = _local_batch(int(config.eval_batch_size), process_count, "eval_batch_size")
+    cfg = input_settings(config)
+    source = sources.open_split(config, sources.eval_split(config))
+    largest_shard = math.ceil(len(source) / process_count)
+    num_batches = math.ceil(largest_shard / batch)
+    examples = grain.MapDataset.range(num_batches * batch).map(
+        _EvalExample(
+            source,
+            transforms.EvalTransform(cfg, int(config.image_size)),
+            process_index,
+            process_count,
+            int(config.image_size),
+        )
+    )
+    return EvalIterable(examples.batch(batch), cfg, num_batches, source.name)

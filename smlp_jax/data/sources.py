@@ -1,0 +1,102 @@
+"""Where images come from: one config string picks a random-access source of encoded images.
+
+`config.dataset` is "demo" (the bundled MNIST digits, built offline into a tfds ArrayRecord
+set), "folder:/path" (one subfolder per class) or a tensorflow-datasets name. Every source
+yields `(encoded_image_bytes, label, name)` for an index, so decoding and transforms are the
+same code for all of them; `name` identifies the example in warnings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Protocol
+
+FOLDER_PREFIX = "folder:"
+DEMO_NAME = "demo"
+
+
+class DataError(ValueError):
+    """A dataset cannot be used as configured; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What the trainer needs to know about a dataset (this process sees all of it)."""
+
+    name: str
+    num_classes: int
+    num_train: int
+    num_eval: int
+
+
+class ImageSource(Protocol):
+    """Random access to encoded images; picklable so grain workers can read from it."""
+
+    name: str
+    num_classes: int
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[bytes, int, str]: ...
+
+
+def resolve_data_dir(data_dir: str | None) -> str:
+    """config.data_dir, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    if data_dir:
+        return os.path.expanduser(str(data_dir))
+    env = os.environ.get("TFDS_DATA_DIR")
+    return os.path.expanduser(env) if env else os.path.expanduser("~/tensorflow_datasets")
+
+
+def open_split(config, split: str) -> ImageSource:
+    """The source of `split` ("train", "test", "val", tfds slices ...) for config.dataset."""
+    dataset = str(config.dataset)
+    if dataset.startswith(FOLDER_PREFIX):
+        from smlp_jax.data import folder_source
+
+        return folder_source.open_folder_split(
+            dataset[len(FOLDER_PREFIX) :],
+            split,
+            val_fraction=float(config.input.val_fraction),
+            seed=int(config.seed),
+        )
+    from smlp_jax.data import tfds_source
+
+    data_dir = resolve_data_dir(config.get("data_dir"))
+    if dataset == DEMO_NAME:
+        from smlp_jax.data import demo_dataset
+
+        demo_dataset.ensure_built(data_dir)
+        return tfds_source.open_tfds_split(demo_dataset.TFDS_NAME, split, data_dir)
+    return tfds_source.open_tfds_split(dataset, split, data_dir)
+
+
+def train_split(config) -> str:
+    return str(config.input.train_split)
+
+
+def eval_split(config) -> str:
+    """config.input.eval_split, or the dataset's natural held-out split when it is ""."""
+    if config.input.eval_split:
+        return str(config.input.eval_split)
+    dataset = str(config.dataset)
+    if dataset.startswith(FOLDER_PREFIX):
+        return "val"
+    if dataset == DEMO_NAME:
+        return "test"
+    from smlp_jax.data import tfds_source
+
+    return tfds_source.default_eval_split(dataset, resolve_data_dir(config.get("data_dir")))
+
+
+def get_dataset_info(config) -> DatasetInfo:
+    """Classes and split sizes of config.dataset; a DataError if it is unknown or unprepared."""
+    train = open_split(config, train_split(config))
+    evaluation = open_split(config, eval_split(config))
+    return DatasetInfo(
+        name=train.name,
+        num_classes=train.num_classes,
+        num_train=len(train),
+        num_eval=len(evaluation),
+    )

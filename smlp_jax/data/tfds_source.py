@@ -1,0 +1,114 @@
+"""tensorflow-datasets splits read with random access (ArrayRecord), without TensorFlow.
+
+A prepared tfds dataset directory is opened with `tfds.builder(...).as_data_source`; images
+stay encoded (`SkipDecoding`) so the pipeline decodes them itself with PIL (reduced-size JPEG
+decoding, corrupt-file handling). Nothing here downloads: an unknown or unprepared dataset
+is a DataError that prints the command that prepares it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from smlp_jax.data.sources import DataError
+
+
+def _prepare_hint(name: str, data_dir: str) -> str:
+    return (
+        "Training never downloads data. Prepare it once (needs TensorFlow, kept out of the "
+        "training install):\n"
+        "  pip install '.[prepare]'\n"
+        f"  python -m smlp_jax.tools.prepare_data {name} --data_dir {data_dir} "
+        "[--manual_dir DIR_WITH_THE_DOWNLOADED_ARCHIVES]\n"
+        "or set config.data_dir (or $TFDS_DATA_DIR) to a directory where it is prepared in "
+        "the array_record format."
+    )
+
+
+def load_builder(name: str, data_dir: str):
+    """The prepared tfds builder of `name` in `data_dir`, else a DataError with the fix."""
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise DataError(
+            f"Unknown dataset {name!r}: config.dataset must be 'demo', 'folder:/abs/path' or a "
+            f"tensorflow-datasets name (see `tfds.list_builders()`). tfds said: "
+            f"{str(e).splitlines()[0]}"
+        ) from None
+    if not builder.is_prepared():
+        raise DataError(
+            f"tfds dataset {name!r} is not prepared in {data_dir} (expected "
+            f"{builder.data_dir}).\n{_prepare_hint(name, data_dir)}"
+        )
+    file_format = builder.info.file_format
+    if file_format is None or getattr(file_format, "value", file_format) != "array_record":
+        raise DataError(
+            f"tfds dataset {name!r} in {builder.data_dir} is stored as {file_format}, which has "
+            "no random access; the pipeline needs the array_record format.\n"
+            + _prepare_hint(name, data_dir)
+        )
+    return builder
+
+
+def _feature_keys(builder) -> tuple[str, str]:
+    keys = builder.info.supervised_keys
+    if keys and len(keys) == 2 and all(isinstance(k, str) for k in keys):
+        return keys[0], keys[1]
+    features = builder.info.features
+    if "image" in features and "label" in features:
+        return "image", "label"
+    raise DataError(
+        f"tfds dataset {builder.name!r} has no (image, label) features; found {list(features)}."
+    )
+
+
+def default_eval_split(name: str, data_dir: str) -> str:
+    """'validation' when the dataset has it (ImageNet), else 'test' (CIFAR, the demo)."""
+    splits = list(load_builder(name, data_dir).info.splits.keys())
+    for candidate in ("validation", "test", "val"):
+        if candidate in splits:
+            return candidate
+    raise DataError(
+        f"tfds dataset {name!r} has no validation/test split (splits: {splits}); set "
+        "config.input.eval_split, e.g. 'train[-5%:]' with config.input.train_split 'train[:95%]'."
+    )
+
+
+class TfdsImageSource:
+    """One split of a prepared tfds dataset: index -> (encoded image bytes, label, name)."""
+
+    def __init__(self, name: str, split: str, data_dir: str):
+        builder = load_builder(name, data_dir)
+        self._image_key, self._label_key = _feature_keys(builder)
+        base_split = re.split(r"[\[+]", split)[0]
+        splits = list(builder.info.splits.keys())
+        if base_split not in splits:
+            raise DataError(f"tfds dataset {name!r} has no split {split!r}; it has {splits}.")
+        label_feature = builder.info.features[self._label_key]
+        if not hasattr(label_feature, "num_classes"):
+            raise DataError(
+                f"tfds dataset {name!r}: label {self._label_key!r} is not a ClassLabel."
+            )
+        self.num_classes = int(label_feature.num_classes)
+        self.name = builder.name
+        self.split = split
+        self._source = builder.as_data_source(
+            split=split, decoders={self._image_key: tfds.decode.SkipDecoding()}
+        )
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> tuple[bytes, int, str]:
+        record = self._source[int(index)]
+        image = record[self._image_key]
+        if isinstance(image, np.ndarray):  # an undecoded tfds Image is bytes; be lenient
+            image = image.tobytes()
+        return image, int(record[self._label_key]), f"{self.name}/{self.split}[{int(index)}]"
+
+
+def open_tfds_split(name: str, split: str, data_dir: str) -> TfdsImageSource:
+    return TfdsImageSource(name, split, data_dir)

@@ -1,0 +1,228 @@
+"""Per-example image transforms: encoded bytes -> normalised float32 (S, S, 3), PIL + numpy.
+
+Train ("imagenet" preset, the official sMLPNet/DeiT recipe through timm): RandomResizedCrop
+(scale, ratio, bicubic) -> horizontal flip -> RandAugment -> normalise -> random erasing.
+Train ("simple" preset, small inputs): resize to S -> random translation by up to `pad`
+pixels -> flip -> [RandAugment] -> normalise -> [random erasing].
+Eval: resize the short side to floor(S / crop_pct) (bicubic), centre crop S, normalise.
+
+Every random draw comes from the `np.random.Generator` passed in, which the pipeline seeds
+from (seed, process, example position), so an example's augmentation does not depend on
+worker processes or threads. Images of any mode (L, LA, P, RGBA, CMYK, I;16) become RGB.
+For JPEGs, decoding happens at a reduced DCT scale (PIL draft mode) only when the crop is
+going to be shrunk by at least that factor anyway: the same pixels, less work.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+from PIL import Image
+
+from smlp_jax.data.randaugment import RandAugment
+
+# What a corrupt, truncated or non-image file raises while opening or decoding.
+UNREADABLE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+_INTERPOLATION = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Lazily opened image (header parsed, pixels not decoded yet)."""
+    return Image.open(io.BytesIO(data))
+
+
+def _draft(img: Image.Image, box, out_size) -> tuple[Image.Image, tuple[float, ...]]:
+    """Asks the JPEG decoder for a 1/2, 1/4 or 1/8 scale that keeps `box` >= out_size."""
+    if img.format != "JPEG":
+        return img, box
+    left, top, right, bottom = box
+    request = (
+        max(1, math.ceil(img.size[0] * out_size[0] / max(right - left, 1e-6))),
+        max(1, math.ceil(img.size[1] * out_size[1] / max(bottom - top, 1e-6))),
+    )
+    full_width = img.size[0]
+    result = img.draft("RGB", request)
+    if result is None:
+        return img, box
+    scale = result[1][2] / full_width  # decoded width / original width = 1/s
+    return img, tuple(v * scale for v in box)
+
+
+def _rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit PNGs: scale to 8 bits first
+        array = np.asarray(img, dtype=np.float32) * (255.0 / 65535.0)
+        img = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), mode="L")
+    return img.convert("RGB")
+
+
+def crop_resize(img: Image.Image, box, out_size, resample, draft: bool) -> Image.Image:
+    """Decodes `img` and resamples region box=(left, top, right, bottom) to out_size, RGB."""
+    if draft:
+        img, box = _draft(img, box, out_size)
+    return _rgb(img).resize(out_size, resample=resample, box=box)
+
+
+def rrc_box(width: int, height: int, rng: np.random.Generator, scale, ratio):
+    """timm/torchvision RandomResizedCrop.get_params: (left, top, right, bottom) in pixels."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = rng.uniform(*scale) * area
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return left, top, left + w, top + h
+    in_ratio = width / height  # fallback: central crop at the clamped aspect ratio
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        w, h = int(round(height * max(ratio))), height
+    else:
+        w, h = width, height
+    top, left = (height - h) // 2, (width - w) // 2
+    return left, top, left + w, top + h
+
+
+def random_erasing(
+    array: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    prob: float,
+    mode: str = "pixel",
+    max_count: int = 1,
+    min_area: float = 0.02,
+    max_area: float = 1 / 3,
+    min_aspect: float = 0.3,
+) -> np.ndarray:
+    """timm RandomErasing on a normalised (H, W, C) array, in place: with probability `prob`,
+    1..max_count boxes (area fraction in [min_area, max_area] / count, log-uniform aspect in
+    [min_aspect, 1/min_aspect]) are filled with N(0, 1) per pixel ('pixel'), per channel
+    ('rand') or zeros ('const')."""
+    if prob <= 0 or rng.random() > prob:
+        return array
+    height, width, channels = array.shape
+    count = max_count if max_count <= 1 else int(rng.integers(1, max_count + 1))
+    log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
+    for _ in range(count):
+        for _attempt in range(10):
+            target_area = rng.uniform(min_area, max_area) * height * width / count
+            aspect = math.exp(rng.uniform(*log_aspect))
+            h = int(round(math.sqrt(target_area * aspect)))
+            w = int(round(math.sqrt(target_area / aspect)))
+            if w < width and h < height:
+                top = int(rng.integers(0, height - h + 1))
+                left = int(rng.integers(0, width - w + 1))
+                if mode == "pixel":
+                    fill = rng.standard_normal((h, w, channels), dtype=np.float32)
+                elif mode == "rand":
+                    fill = rng.standard_normal((1, 1, channels), dtype=np.float32)
+                elif mode == "const":
+                    fill = np.float32(0.0)
+                else:
+                    raise ValueError(f"random erasing mode must be pixel|rand|const, not {mode!r}")
+                array[top : top + h, left : left + w] = fill
+                break
+    return array
+
+
+class Normalize:
+    """uint8 RGB image -> float32 (H, W, 3) with (x / 255 - mean) / std."""
+
+    def __init__(self, mean, std):
+        self.offset = np.asarray(mean, np.float32) * 255.0
+        self.scale = 1.0 / (np.asarray(std, np.float32) * 255.0)
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        array = np.subtract(np.asarray(img), self.offset, dtype=np.float32)
+        array *= self.scale
+        return array
+
+
+def _check_input(cfg: dict) -> None:
+    if cfg["preset"] not in ("imagenet", "simple"):
+        raise ValueError(
+            f"config.input.preset must be 'imagenet' or 'simple', not {cfg['preset']!r}"
+        )
+    if cfg["interpolation"] not in _INTERPOLATION:
+        raise ValueError(f"config.input.interpolation must be one of {sorted(_INTERPOLATION)}.")
+    if not 0 < cfg["crop_pct"] <= 1:
+        raise ValueError(f"config.input.crop_pct must be in (0, 1], got {cfg['crop_pct']}.")
+
+
+class TrainTransform:
+    """(encoded bytes, rng) -> float32 (S, S, 3); raises UNREADABLE_ERRORS for a bad file."""
+
+    def __init__(self, input_cfg: dict, image_size: int):
+        _check_input(input_cfg)
+        self.cfg = dict(input_cfg)
+        self.size = int(image_size)
+        self.resample = _INTERPOLATION[self.cfg["interpolation"]]
+        self.normalize = Normalize(self.cfg["mean"], self.cfg["std"])
+        spec = self.cfg["randaugment"]
+        self.randaugment = (
+            RandAugment.from_string(
+                spec, mean=self.cfg["mean"], interpolation=self.cfg["interpolation"]
+            )
+            if spec
+            else None
+        )
+
+    def _geometry(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        size, cfg = self.size, self.cfg
+        if cfg["preset"] == "imagenet":
+            box = rrc_box(*img.size, rng, cfg["scale"], cfg["ratio"])
+            return crop_resize(img, box, (size, size), self.resample, cfg["jpeg_draft"])
+        full = (0, 0, *img.size)
+        img = crop_resize(img, full, (size, size), self.resample, cfg["jpeg_draft"])
+        pad = int(cfg["pad"])
+        if pad > 0:  # crop outside the image fills with black: a translation by dx, dy
+            dx, dy = (int(v) - pad for v in rng.integers(0, 2 * pad + 1, size=2))
+            img = img.crop((dx, dy, dx + size, dy + size))
+        return img
+
+    def __call__(self, data: bytes, rng: np.random.Generator) -> np.ndarray:
+        img = self._geometry(open_image(data), rng)
+        if self.cfg["hflip"] > 0 and rng.random() < self.cfg["hflip"]:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        if self.randaugment is not None:
+            img = self.randaugment(img, rng)
+        array = self.normalize(img)
+        return random_erasing(
+            array,
+            rng,
+            prob=self.cfg["re_prob"],
+            mode=self.cfg["re_mode"],
+            max_count=int(self.cfg["re_count"]),
+        )
+
+
+class EvalTransform:
+    """encoded bytes -> float32 (S, S, 3): resize short side to floor(S / crop_pct), centre
+    crop S (torchvision rounding), normalise; raises UNREADABLE_ERRORS for a bad file."""
+
+    def __init__(self, input_cfg: dict, image_size: int):
+        _check_input(input_cfg)
+        self.size = int(image_size)
+        self.scale_size = math.floor(self.size / float(input_cfg["crop_pct"]))
+        self.resample = _INTERPOLATION[input_cfg["interpolation"]]
+        self.draft = bool(input_cfg["jpeg_draft"])
+        self.normalize = Normalize(input_cfg["mean"], input_cfg["std"])
+
+    def __call__(self, data: bytes) -> np.ndarray:
+        img = open_image(data)
+        width, height = img.size
+        if width <= height:
+            new_w, new_h = self.scale_size, int(self.scale_size * height / width)
+        else:
+            new_w, new_h = int(self.scale_size * width / height), self.scale_size
+        img = crop_resize(img, (0, 0, width, height), (new_w, new_h), self.resample, self.draft)
+        top = int(round((new_h - self.size) / 2.0))
+        left = int(round((new_w - self.size) / 2.0))
+        return self.normalize(img.crop((left, top, left + self.size, top + self.size)))

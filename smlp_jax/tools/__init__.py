@@ -1,0 +1,1 @@
+"""Small command-line tools: data preparation, model summaries, prediction."""

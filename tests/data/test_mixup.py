@@ -1,0 +1,105 @@
+"""Mixup/CutMix on device: targets, lambda, box, label smoothing, jit."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from smlp_jax.data import mixup_cutmix, one_hot_smoothed
+
+B, H, W, C, K = 6, 8, 10, 3, 10
+
+
+# Jitted once per module: eager dispatch of the many small ops is slow on a loaded CPU.
+_MIXUP = jax.jit(
+    functools.partial(mixup_cutmix, num_classes=K, mixup_alpha=0.8, label_smoothing=0.1)
+)
+_CUTMIX = jax.jit(
+    functools.partial(mixup_cutmix, num_classes=K, cutmix_alpha=1.0, label_smoothing=0.1)
+)
+_BOTH = jax.jit(functools.partial(mixup_cutmix, num_classes=K, mixup_alpha=0.8, cutmix_alpha=1.0))
+
+
+def _batch():
+    # Image i is the constant i, so every output pixel tells which images it came from.
+    images = jnp.broadcast_to(jnp.arange(B, dtype=jnp.float32)[:, None, None, None], (B, H, W, C))
+    labels = jnp.array([0, 1, 2, 3, 4, 5], jnp.int32)  # image i and B-1-i differ in label
+    return images, labels
+
+
+def _lam_from_targets(targets, labels, smoothing):
+    off = smoothing / K
+    on = 1 - smoothing + off
+    own = np.asarray(targets)[np.arange(B), np.asarray(labels)]
+    return (own - off) / (on - off)  # own = lam * on + (1 - lam) * off
+
+
+def test_one_hot_smoothed_is_timm_exact():
+    targets = np.asarray(one_hot_smoothed(jnp.array([3, 0]), K, 0.1))
+    np.testing.assert_allclose(targets[0, 3], 1 - 0.1 + 0.01, rtol=1e-6)
+    np.testing.assert_allclose(np.delete(targets[0], 3), 0.01, rtol=1e-6)
+    np.testing.assert_allclose(targets.sum(-1), 1.0, rtol=1e-6)
+
+
+def test_all_off_returns_images_and_smoothed_targets():
+    images, labels = _batch()
+    out, targets = mixup_cutmix(
+        jax.random.key(0), images, labels, num_classes=K, label_smoothing=0.1
+    )
+    np.testing.assert_array_equal(out, images)
+    np.testing.assert_array_equal(targets, one_hot_smoothed(labels, K, 0.1))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mixup_blends_images_and_targets_with_the_same_lambda(seed):
+    images, labels = _batch()
+    mix = jax.jit(
+        functools.partial(mixup_cutmix, num_classes=K, mixup_alpha=0.8, label_smoothing=0.1)
+    )
+    out, targets = mix(jax.random.key(seed), images, labels)
+    np.testing.assert_allclose(np.asarray(targets).sum(-1), 1.0, rtol=1e-6)
+    lam = _lam_from_targets(targets, labels, 0.1)
+    np.testing.assert_allclose(lam, lam[0], atol=1e-6)  # one lambda per batch
+    want = lam[0] * np.arange(B) + (1 - lam[0]) * np.arange(B)[::-1]
+    np.testing.assert_allclose(np.asarray(out)[:, 0, 0, 0], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cutmix_pastes_one_box_and_corrects_lambda_by_its_area(seed):
+    images, labels = _batch()
+    out, targets = _CUTMIX(jax.random.key(seed), images, labels)
+    out = np.asarray(out)
+    pasted = out != np.asarray(images)  # pixels taken from the flipped batch
+    box = pasted[0, :, :, 0]
+    assert all((pasted[i, :, :, 0] == box).all() for i in range(B))  # same box for the batch
+    if box.any():  # the pasted region is one rectangle
+        rows, cols = np.flatnonzero(box.any(1)), np.flatnonzero(box.any(0))
+        assert box[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].all()
+    np.testing.assert_array_equal(out[pasted], np.asarray(images)[::-1][pasted])
+    lam = _lam_from_targets(targets, labels, 0.1)
+    np.testing.assert_allclose(lam, 1 - box.mean(), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(targets).sum(-1), 1.0, rtol=1e-6)
+
+
+def test_switch_prob_picks_both_modes_and_prob_zero_disables():
+    images, labels = _batch()
+    modes = []
+    for seed in range(40):
+        out, _ = _BOTH(jax.random.key(seed), images, labels)
+        frac = np.asarray(out)[0, :, :, 0]
+        # Mixup gives one blended value everywhere; CutMix keeps original values outside the box.
+        modes.append("cutmix" if (frac == 0).any() else "mixup")
+    assert 8 <= modes.count("cutmix") <= 32
+    out, targets = mixup_cutmix(
+        jax.random.key(0),
+        images,
+        labels,
+        num_classes=K,
+        mixup_alpha=0.8,
+        cutmix_alpha=1.0,
+        prob=0.0,
+    )
+    np.testing.assert_array_equal(out, images)
+    np.testing.assert_array_equal(targets, one_hot_smoothed(labels, K, 0.0))

@@ -1,0 +1,142 @@
+"""The grain pipelines on tfds sources: batches, labels, determinism, resume, shards, eval."""
+
+import json
+
+import numpy as np
+import pytest
+
+from smlp_jax import data
+from smlp_jax.data import sources, transforms
+from tests.data.conftest import TINY_SPLITS, make_config, tiny_index
+
+MEAN = STD = (0.5, 0.5, 0.5)  # the simple preset's normalisation
+
+
+def _take(iterator, n):
+    return [next(iterator) for _ in range(n)]
+
+
+def _tiny(tiny_data_dir, **overrides):
+    return make_config("smlp_test_tiny", tiny_data_dir, **overrides)
+
+
+def test_demo_train_batches_have_interface_shapes(demo_data_dir):
+    config = make_config("demo", demo_data_dir, image_size=32)
+    info = data.get_dataset_info(config)
+    assert info == data.DatasetInfo("smlp_demo_digits", 10, 4000, 1000)
+    batch = next(data.create_train_iterator(config, process_index=0, process_count=1))
+    assert set(batch) == {"image", "label"}
+    assert batch["image"].shape == (8, 32, 32, 3) and batch["image"].dtype == np.float32
+    assert batch["label"].shape == (8,) and batch["label"].dtype == np.int32
+    assert batch["image"].min() >= -1.0 and batch["image"].max() <= 1.0
+    assert batch["image"].max() > 0.5  # white strokes on black: both ends present
+    # Grayscale digits become 3 equal channels.
+    np.testing.assert_array_equal(batch["image"][..., 0], batch["image"][..., 2])
+    assert np.all((batch["label"] >= 0) & (batch["label"] < 10))
+
+
+def test_train_labels_match_images_and_one_epoch_covers_shard(tiny_data_dir):
+    config = _tiny(tiny_data_dir, batch_size=8, **{"input.pad": 0})
+    seen = []
+    for batch in _take(data.create_train_iterator(config, process_index=0, process_count=1), 5):
+        for image, label in zip(batch["image"], batch["label"]):
+            index, colour_label = tiny_index(image, MEAN, STD)
+            assert label == colour_label == index % 3
+            seen.append(index)
+    assert sorted(seen) == list(range(TINY_SPLITS["train"]))  # 5 x 8 = one epoch, shuffled
+    assert seen != sorted(seen)
+
+
+def test_two_processes_read_disjoint_shards_that_cover_the_split(tiny_data_dir):
+    config = _tiny(tiny_data_dir, batch_size=8, **{"input.pad": 0})
+    shards = []
+    for process in (0, 1):
+        iterator = data.create_train_iterator(config, process_index=process, process_count=2)
+        batches = _take(iterator, 5)  # 20 examples per process, local batch 4
+        assert all(b["image"].shape[0] == 4 for b in batches)
+        shards.append({tiny_index(im, MEAN, STD)[0] for b in batches for im in b["image"]})
+    assert len(shards[0]) == len(shards[1]) == 20
+    assert shards[0].isdisjoint(shards[1])
+    assert shards[0] | shards[1] == set(range(TINY_SPLITS["train"]))
+
+
+def test_same_seed_same_batches_other_seed_differs(demo_data_dir):
+    config = make_config("demo", demo_data_dir, preset="imagenet", **{"input.randaugment": ""})
+    first = _take(data.create_train_iterator(config, process_index=0, process_count=1), 2)
+    again = _take(data.create_train_iterator(config, process_index=0, process_count=1), 2)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+    other = make_config("demo", demo_data_dir, preset="imagenet", seed=1)
+    assert not np.array_equal(
+        first[0]["image"], next(data.create_train_iterator(other, process_count=1))["image"]
+    )
+
+
+def test_restored_state_gives_the_same_next_batches_bit_for_bit(demo_data_dir):
+    config = make_config("demo", demo_data_dir, preset="imagenet")  # full recipe with RA + RE
+    iterator = data.create_train_iterator(config, process_index=0, process_count=1)
+    _take(iterator, 3)
+    state = json.loads(json.dumps(iterator.get_state()))  # what a checkpoint stores
+    expected = _take(iterator, 2)
+    fresh = data.create_train_iterator(config, process_index=0, process_count=1)
+    fresh.set_state(state)
+    for want, got in zip(expected, _take(fresh, 2)):
+        np.testing.assert_array_equal(want["image"], got["image"])
+        np.testing.assert_array_equal(want["label"], got["label"])
+
+
+def test_worker_processes_give_the_same_batches(demo_data_dir):
+    config = make_config("demo", demo_data_dir, preset="imagenet")
+    in_process = _take(data.create_train_iterator(config, process_index=0, process_count=1), 3)
+    workers = make_config("demo", demo_data_dir, preset="imagenet", **{"input.num_workers": 2})
+    iterator = data.create_train_iterator(workers, process_index=0, process_count=1)
+    parallel = _take(iterator, 2)
+    state = iterator.get_state()
+    parallel.append(next(iterator))
+    for want, got in zip(in_process, parallel):
+        np.testing.assert_array_equal(want["image"], got["image"])
+    restored = data.create_train_iterator(workers, process_index=0, process_count=1)
+    restored.set_state(state)
+    np.testing.assert_array_equal(next(restored)["image"], in_process[2]["image"])
+
+
+@pytest.mark.parametrize("process_count", [1, 3])
+def test_eval_covers_the_split_exactly_once_with_mask(tiny_data_dir, process_count):
+    config = _tiny(tiny_data_dir, eval_batch_size=3 * process_count, **{"input.crop_pct": 1.0})
+    source = sources.open_split(config, "validation")
+    transform = transforms.EvalTransform(config.input.to_dict(), config.image_size)
+    lengths, seen = set(), []
+    for process in range(process_count):
+        evaluation = data.create_eval_iterator(
+            config, process_index=process, process_count=process_count
+        )
+        batches = list(evaluation)
+        lengths.add((len(evaluation), len(batches)))
+        images = np.concatenate([b["image"] for b in batches])
+        labels = np.concatenate([b["label"] for b in batches])
+        mask = np.concatenate([b["mask"] for b in batches])
+        assert all(b["image"].shape[0] == 3 for b in batches) and mask.dtype == bool
+        expected = list(range(process, TINY_SPLITS["validation"], process_count))
+        assert mask.tolist() == [True] * len(expected) + [False] * (len(mask) - len(expected))
+        for position, index in enumerate(expected):
+            data_bytes, label, _ = source[index]
+            np.testing.assert_array_equal(images[position], transform(data_bytes))
+            assert labels[position] == label
+        assert not images[~mask].any()
+        seen += expected
+    assert len(lengths) == 1  # every process runs the same number of eval steps
+    assert sorted(seen) == list(range(TINY_SPLITS["validation"]))
+
+
+def test_eval_split_defaults_to_validation_then_test(tiny_data_dir, demo_data_dir):
+    assert sources.eval_split(_tiny(tiny_data_dir)) == "validation"
+    assert sources.eval_split(make_config("demo", demo_data_dir)) == "test"
+    info = data.get_dataset_info(_tiny(tiny_data_dir, **{"input.train_split": "train[:30]"}))
+    assert (info.num_classes, info.num_train, info.num_eval) == (3, 30, 10)
+
+
+def test_batch_size_must_divide_over_processes(demo_data_dir):
+    config = make_config("demo", demo_data_dir, batch_size=6)
+    with pytest.raises(ValueError, match="multiple of the number of processes"):
+        data.create_train_iterator(config, process_index=0, process_count=4)
