@@ -41,6 +41,13 @@ def _affine(img, matrix, fill, resample):
     return img.transform(img.size, Image.AFFINE, matrix, resample=resample, fillcolor=fill)
 
 
+def _posterize(img, bits: int):
+    """Keeps the `bits` most significant bits; bits=0 gives black, as ImageOps.posterize did
+    before Pillow rejected 0 (timm's PosterizeIncreasing reaches 0 at magnitude 10)."""
+    mask = ~(2 ** (8 - bits) - 1) & 0xFF
+    return img.point([i & mask for i in range(256)] * len(img.getbands()))
+
+
 def _solarize_add(img, add: int, thresh: int = 128):
     lut = [min(255, i + add) if i < thresh else i for i in range(256)]
     return img.point(lut * len(img.getbands()))
@@ -60,7 +67,7 @@ def _apply(name: str, img, level: float, rng, fill, resample):
     if name in ("Posterize", "PosterizeIncreasing"):
         bits = int(frac * 4)
         bits = 4 - bits if name == "PosterizeIncreasing" else bits
-        return img if bits >= 8 else ImageOps.posterize(img, bits)
+        return img if bits >= 8 else _posterize(img, bits)
     if name in ("Solarize", "SolarizeIncreasing"):
         thresh = int(frac * 256)
         return ImageOps.solarize(img, 256 - thresh if name == "SolarizeIncreasing" else thresh)
