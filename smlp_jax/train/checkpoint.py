@@ -74,7 +74,15 @@ def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
 
 def _sync(name: str) -> None:
     if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(name)
+        ocp.multihost.sync_global_processes(name)  # a key-value barrier, no device collective
+
+
+def _failed_anywhere(failed_here: bool) -> bool:
+    """Whether any process failed: a damaged per-process file fails on one process only, and
+    every process must fall back to the same step (or they deadlock in the next barrier)."""
+    if jax.process_count() == 1:
+        return failed_here
+    return bool(np.max(multihost_utils.process_allgather(np.int32(failed_here))))
 
 
 def _first_line(err: BaseException) -> str:
@@ -314,10 +322,13 @@ class Checkpointer:
         self._manager.wait_until_finished()
         failed: list[tuple[int, BaseException]] = []
         for step in sorted(self._manager.all_steps(), reverse=True):
+            error: BaseException | None = None
             try:
                 result = self._restore_step(step, abstract_state)
             except Exception as err:  # damage surfaces as many error types from Orbax/TensorStore
-                failed.append((step, err))
+                error = err
+            if _failed_anywhere(error is not None):
+                failed.append((step, error or CheckpointError("failed on another process")))
                 continue
             if failed:
                 self._set_aside(failed, fallback_step=step)
@@ -333,26 +344,30 @@ class Checkpointer:
         return None
 
     def _restore_step(self, step: int, abstract_state: Any) -> tuple[int, Any, Any]:
-        meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        meta = meta["meta"]
-        same_processes = meta.get("process_count", 1) == jax.process_count()
-        items: dict[str, Any] = {
-            "state": ocp.args.StandardRestore(_abstract_key_data(abstract_state))
-        }
-        if same_processes:
-            items["data"] = ocp.args.JsonRestore()
-        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        # One collective Orbax restore of what all processes share...
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(_abstract_key_data(abstract_state)),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
         state = _data_to_keys(restored["state"], abstract_state)
-        if not same_processes:
+        saved_processes = restored["meta"].get("process_count", 1)
+        if saved_processes != jax.process_count():
             warnings.warn(
-                f"Checkpoint step {step} holds the input-iterator state of "
-                f"{meta.get('process_count')} processes but this run has "
-                f"{jax.process_count()}: the input pipeline starts from its beginning.",
+                f"Checkpoint step {step} holds the input-iterator state of {saved_processes} "
+                f"processes but this run has {jax.process_count()}: the input pipeline starts "
+                "from its beginning.",
                 CheckpointFallbackWarning,
                 stacklevel=3,
             )
             return step, state, None
-        return step, state, _decode_data_state(restored["data"])
+        # ...then this process's own iterator state, read outside Orbax: damage to one
+        # process's file fails that process only, past Orbax's barriers, where `restore` can
+        # still agree with the others on a fallback.
+        data_file = self.directory / str(step) / "data" / f"process_{jax.process_index()}.json"
+        return step, state, _decode_data_state(json.loads(data_file.read_text()))
 
     def _set_aside(self, failed: list[tuple[int, BaseException]], fallback_step: int) -> None:
         for step, err in failed:
