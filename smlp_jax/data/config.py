@@ -33,8 +33,10 @@ def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
     # automatically ("validation" if the dataset has one, else "test"; "val" for folders).
     cfg.train_split = "train"
     cfg.eval_split = ""
-    # folder:/path without a val/ subfolder: this seeded fraction of each class is held out.
+    # folder:/path without a val/ subfolder: this fraction of each class is held out, chosen
+    # with val_split_seed (not config.seed: the split must not move with the training seed).
     cfg.val_fraction = 0.1
+    cfg.val_split_seed = 0
     # Loading. num_workers=0 decodes in the main process (tests, debugging).
     cfg.num_workers = 0
     cfg.num_threads = 2  # threads per worker, each building whole batches

@@ -227,6 +227,8 @@ def create_eval_iterator(config, *, process_index=None, process_count=None) -> E
     batch = _local_batch(int(config.eval_batch_size), process_count, "eval_batch_size")
     cfg = input_settings(config)
     source = sources.open_split(config, sources.eval_split(config))
+    if len(source) == 0:
+        raise DataError(f"The eval split of {source.name} is empty; set config.input.eval_split.")
     largest_shard = math.ceil(len(source) / process_count)
     num_batches = math.ceil(largest_shard / batch)
     examples = grain.MapDataset.range(num_batches * batch).map(

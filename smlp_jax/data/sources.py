@@ -59,7 +59,7 @@ def open_split(config, split: str) -> ImageSource:
             dataset[len(FOLDER_PREFIX) :],
             split,
             val_fraction=float(config.input.val_fraction),
-            seed=int(config.seed),
+            val_split_seed=int(config.input.val_split_seed),
         )
     from smlp_jax.data import tfds_source
 
