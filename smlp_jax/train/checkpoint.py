@@ -25,6 +25,7 @@ defers to JAX's preemption sync point (several processes; see its docstring).
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import signal
@@ -72,9 +73,14 @@ def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
     }
 
 
+_BARRIER_COUNT = itertools.count()
+
+
 def _sync(name: str) -> None:
+    """A barrier across processes (Orbax's own kind); every process calls it in the same order,
+    so the counter keeps the names unique, as the barrier requires."""
     if jax.process_count() > 1:
-        ocp.multihost.sync_global_processes(name)  # a key-value barrier, no device collective
+        ocp.multihost.sync_global_processes(f"smlp_jax_{name}_{next(_BARRIER_COUNT)}")
 
 
 def _failed_anywhere(failed_here: bool) -> bool:
@@ -377,16 +383,16 @@ class Checkpointer:
             while target.exists():
                 target = self.directory / f"{step}.corrupt-{suffix}"
                 suffix += 1
-            _sync(f"smlp_jax_checkpoint_set_aside_{step}_before")
+            _sync("checkpoint_set_aside_before")
             if jax.process_index() == 0:
                 source.rename(target)
-            _sync(f"smlp_jax_checkpoint_set_aside_{step}_after")
+            _sync("checkpoint_set_aside_after")
             warnings.warn(
                 f"Checkpoint step {step} in {self.directory} could not be restored "
                 f"({_first_line(err)}). Moved it aside to {target.name} and resumed from "
                 f"step {fallback_step} instead.",
                 CheckpointFallbackWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
         self._manager.reload()
 
@@ -431,10 +437,13 @@ def load_for_init(path: str | os.PathLike, abstract_state: Any, *, partial: bool
         )
     failed: list[tuple[int, BaseException]] = []
     for step in steps:
+        error: CheckpointError | None = None
         try:
             state = _load_step_dir(root / str(step), abstract_state, partial)
         except CheckpointError as err:
-            failed.append((step, err))
+            error = err
+        if _failed_anywhere(error is not None):  # every process must use the same step
+            failed.append((step, error or CheckpointError(f"step {step} failed elsewhere")))
             continue
         for bad_step, err in failed:
             warnings.warn(
@@ -484,6 +493,7 @@ class PreemptionGuard:
         self._signals = signals
         self._previous: dict[int, Any] = {}
         self._stop = False
+        self.signal_received: str | None = None
 
     @property
     def should_stop(self) -> bool:
