@@ -13,6 +13,7 @@ from smlp_jax.models import (
     permutator,  # noqa: F401  (registers vip_*)
     raft_mlp,  # noqa: F401  (registers raftmlp_*)
     smlpnet,  # noqa: F401  (registers smlpnet_*)
+    sparse_mlp,  # noqa: F401  (registers sparse_mlp_*)
 )
 from smlp_jax.models.registry import (
     ModelEntry,

@@ -46,6 +46,11 @@ PARAM_COUNTS = {
     "raftmlp_s": 9_868_768,
     "raftmlp_m": 21_413_632,
     "raftmlp_l": 36_184_672,
+    # Sparse-MLP (arXiv 2109.02008; no public code): our reconstruction, see
+    # smlp_jax/models/sparse_mlp.py (paper: ~22M, 69M, 130M)
+    "sparse_mlp_s": 24_980_504,
+    "sparse_mlp_b": 72_940_584,
+    "sparse_mlp_l": 127_032_616,
     # Hire-MLP, ggjy/Hire-Wave-MLP.pytorch mlp_based/hire_mlp.py (hire_mlp_tiny/small/base/large)
     "hiremlp_t": 18_041_672,
     "hiremlp_s": 33_113_848,
