@@ -225,6 +225,8 @@ class Checkpointer:
       async_save: write in a background thread; `save` returns once the arrays are copied
         to host memory, so the caller may donate or overwrite the state right away.
       best_metric: the metric that ranks checkpoints (higher is better).
+      read_only: only restore (e.g. evaluating the workdir of a run that may be training right
+        now): nothing is created, cleaned up, saved, deleted or moved aside.
     """
 
     def __init__(
@@ -235,12 +237,14 @@ class Checkpointer:
         keep_best: bool = True,
         async_save: bool = True,
         best_metric: str = BEST_METRIC,
+        read_only: bool = False,
     ):
         if keep is not None and keep < 1:
             raise ValueError(f"keep={keep}: keep at least 1 checkpoint (or None for all).")
         self.directory = Path(workdir) / CHECKPOINTS_SUBDIR
         self.best_metric = best_metric
         self._keep_best = keep_best
+        self.read_only = read_only
         policies: list[Any] = [checkpoint_managers.LatestN(n=keep)]
         if keep_best:
             policies.append(
@@ -251,16 +255,20 @@ class Checkpointer:
                     keep_checkpoints_without_metrics=False,
                 )
             )
-        options = ocp.CheckpointManagerOptions(
+        writer_options = dict(
             preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
             # best_fn only makes Orbax write each step's metrics (so the ranking survives a
             # restart); the preservation policy above decides what is deleted.
             best_fn=self._rank if keep_best else None,
             best_mode="max",
             enable_async_checkpointing=async_save,
+            # A killed run's half-written steps; a read-only reader must leave them alone, as
+            # they may belong to a save in flight.
             cleanup_tmp_directories=True,
             create=True,
         )
+        reader_options = dict(read_only=True, save_interval_steps=0, create=False)
+        options = ocp.CheckpointManagerOptions(**(reader_options if read_only else writer_options))
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_handlers=_item_handlers()
         )
@@ -293,6 +301,8 @@ class Checkpointer:
         unless `force`. Returns whether a save was started. Call `wait()` before relying on
         the files (or before the process exits).
         """
+        if self.read_only:
+            raise CheckpointError(f"This Checkpointer of {self.directory} is read-only.")
         step = int(step)
         latest = self.latest_step()
         if step in self._manager.all_steps() or (
@@ -383,18 +393,22 @@ class Checkpointer:
             while target.exists():
                 target = self.directory / f"{step}.corrupt-{suffix}"
                 suffix += 1
-            _sync("checkpoint_set_aside_before")
-            if jax.process_index() == 0:
-                source.rename(target)
-            _sync("checkpoint_set_aside_after")
+            if self.read_only:
+                action = "Left it in place (read-only)"
+            else:
+                _sync("checkpoint_set_aside_before")
+                if jax.process_index() == 0:
+                    source.rename(target)
+                _sync("checkpoint_set_aside_after")
+                action = f"Moved it aside to {target.name}"
             warnings.warn(
                 f"Checkpoint step {step} in {self.directory} could not be restored "
-                f"({_first_line(err)}). Moved it aside to {target.name} and resumed from "
-                f"step {fallback_step} instead.",
+                f"({_first_line(err)}). {action} and resumed from step {fallback_step} instead.",
                 CheckpointFallbackWarning,
                 stacklevel=3,
             )
-        self._manager.reload()
+        if not self.read_only:
+            self._manager.reload()
 
     def wait(self) -> None:
         """Blocks until every started save is committed to disk."""

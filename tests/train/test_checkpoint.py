@@ -362,3 +362,25 @@ def test_two_processes_keep_their_own_data_state_and_stop_together(tmp_path):
     assert f"1 2 1 2 [[4.0, 5.0]] {steps_left} 1" in lines
     stops = sorted(line for line in lines if line.startswith(("0 ", "1 ")) and "[" not in line)
     assert len(stops) == 2 and stops[0].split()[1] == stops[1].split()[1], stops
+
+
+@_IGNORE_CLOSED_LOOP
+def test_read_only_reader_changes_nothing(tmp_path):
+    """`--mode=eval` on the workdir of a running training: no cleanup of in-flight temporary
+    steps, no saving, no moving aside."""
+    state = {"w": jnp.arange(3.0)}
+    abstract = _abstract(state)
+    with checkpoint.Checkpointer(tmp_path / "missing", read_only=True) as reader:
+        assert reader.restore(abstract) is None
+    assert not (tmp_path / "missing").exists()
+    with checkpoint.Checkpointer(tmp_path, async_save=False) as ckpt:
+        ckpt.save(1, state)
+        ckpt.save(2, state)
+    (ckpt.directory / "3.orbax-checkpoint-tmp").mkdir()  # a save in flight elsewhere
+    _damage(ckpt.directory / "2", "truncated_arrays")
+    with checkpoint.Checkpointer(tmp_path, read_only=True) as reader:
+        with pytest.warns(checkpoint.CheckpointFallbackWarning, match="Left it in place"):
+            assert reader.restore(abstract)[0] == 1
+        with pytest.raises(checkpoint.CheckpointError, match="read-only"):
+            reader.save(4, state)
+    assert _steps_on_disk(ckpt) == ["1", "2", "3.orbax-checkpoint-tmp"]
