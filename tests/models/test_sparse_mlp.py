@@ -83,3 +83,11 @@ def test_bad_settings_get_clear_errors(tiny):
         smlp_jax.create_model("sparse_mlp_s", **{**TINY, "image_size": 36})
     with pytest.raises(ValueError, match="built for 32x32"):
         jax.eval_shape(nnx.clone(tiny), jnp.zeros((1, 40, 40, 3)))
+
+
+def test_pretrained_weights_are_refused_with_a_clear_message(tiny):
+    from smlp_jax.convert import WeightsMismatchError
+
+    weights = {"stem.weight": np.zeros((16, 3, 8, 8), np.float32)}
+    with pytest.raises(WeightsMismatchError, match="no official weights"):
+        smlp_jax.load_pretrained(nnx.clone(tiny), weights)
