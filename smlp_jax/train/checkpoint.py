@@ -10,9 +10,11 @@ One checkpoint per saved step, under `<workdir>/checkpoints/<step>/`:
 
 Atomicity: Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` and renames it once every
 process has finished, so a killed run leaves at worst a temporary directory; it is never
-listed as a step and is deleted when the next `Checkpointer` opens the directory. A committed
-step whose files were damaged later is found when restoring it: `restore` warns, moves it
-aside to `<step>.corrupt` (never deletes it) and falls back to the previous step.
+listed as a step, and the next writing `Checkpointer` deletes it (in the background, before
+its first save). A committed step whose files were damaged later is found when restoring it:
+`restore` warns, moves it aside to `<step>.corrupt` (never deletes it) and falls back to the
+previous step; all processes agree on that step. `read_only=True` readers (evaluating a run
+that may be training) touch nothing.
 
 Retention: the last `keep` steps plus the one with the best `eval/top1`. Orbax's own
 `best_fn` + `max_to_keep` keeps the best N instead, so this uses a preservation policy,
