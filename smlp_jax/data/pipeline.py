@@ -214,9 +214,13 @@ class EvalIterable:
 
     def __iter__(self):
         self.skipped = 0
-        for batch in _to_iterable(self._dataset, self._cfg):
-            self.skipped += int(np.sum(batch.pop("_skipped")))
-            yield batch
+        iterator = iter(_to_iterable(self._dataset, self._cfg))
+        try:
+            for batch in iterator:
+                self.skipped += int(np.sum(batch.pop("_skipped")))
+                yield batch
+        finally:  # stops prefetch threads / worker processes also when the caller breaks early
+            iterator.close()
         if self.skipped:
             log.warning("%s eval: %d unreadable image(s) masked out.", self._name, self.skipped)
 
