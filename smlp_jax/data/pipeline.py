@@ -5,7 +5,8 @@ seeded shuffle, reshuffled every epoch -> decode + train transforms, each exampl
 (seed, process, position in the stream) -> batches of batch_size // process_count ->
 optional worker processes (`grain` mp_prefetch). Batching happens before the workers split
 the work, so batch t is the same whatever the number of workers or threads.
-Yields {"image": float32 (b, S, S, 3), "label": int32 (b,)}.
+Yields {"image": float32 (b, S, S, 3), "label": int32 (b,)}. Its state is the batch
+position (JSON), so a restored run sees exactly the batches it would have seen.
 
 Eval (finite, one pass): this process's shard in order, padded to the same number of
 batches on every process; {"image", "label", "mask": bool (b,)}, mask False on padding.
@@ -88,17 +89,27 @@ class _TrainExample:
 
 
 class TrainIterator(grain.DatasetIterator):
-    """The grain iterator plus an unreadable-file count; get_state/set_state are JSON dicts."""
+    """Train batches from position `step` of the (random-access) batch dataset.
 
-    def __init__(self, parent: grain.DatasetIterator, batch: int, shard_size: int, name: str):
-        super().__init__(parent)
+    The state is just {"step", "skipped_epoch", "skipped_total"}: batch t is a pure function
+    of (config, t), so set_state restarts the grain pipeline at batch `step`. The state is
+    therefore independent of the number of worker processes and threads (a run may resume
+    with another `input.num_workers`). The pipeline (and its workers) starts on first use.
+    """
+
+    def __init__(self, batches: grain.MapDataset, cfg: dict, batch: int, shard_size: int, name):
+        super().__init__()
+        self._batches, self._cfg = batches, cfg
         self._batch, self._shard_size, self._name = batch, shard_size, name
+        self._iterator = None
         self._step = 0
         self._skipped_epoch = 0
         self.skipped_total = 0
 
     def __next__(self) -> dict:
-        batch = next(self._parent)
+        if self._iterator is None:
+            self._iterator = iter(_to_iterable(self._batches[self._step :], self._cfg))
+        batch = next(self._iterator)
         skipped = int(np.sum(batch.pop("_skipped")))
         self._skipped_epoch += skipped
         self.skipped_total += skipped
@@ -119,17 +130,26 @@ class TrainIterator(grain.DatasetIterator):
 
     def get_state(self) -> dict:
         return {
-            "pipeline": self._parent.get_state(),
             "step": self._step,
             "skipped_epoch": self._skipped_epoch,
             "skipped_total": self.skipped_total,
         }
 
     def set_state(self, state: dict) -> None:
-        self._parent.set_state(state["pipeline"])
+        self._close_pipeline()
         self._step = int(state["step"])
         self._skipped_epoch = int(state["skipped_epoch"])
         self.skipped_total = int(state["skipped_total"])
+
+    def _close_pipeline(self) -> None:
+        if self._iterator is not None:
+            self._iterator.close()
+            self._iterator = None
+
+    def close(self) -> None:
+        """Stops read-ahead threads and worker processes."""
+        self._close_pipeline()
+        super().close()
 
 
 def _to_iterable(dataset: grain.MapDataset, cfg: dict) -> grain.IterDataset:
@@ -169,7 +189,7 @@ def create_train_iterator(config, *, process_index=None, process_count=None) -> 
         )
     )
     batches = examples.batch(batch, drop_remainder=True)
-    return TrainIterator(iter(_to_iterable(batches, cfg)), batch, shard_size, source.name)
+    return TrainIterator(batches, cfg, batch, shard_size, source.name)
 
 
 class _EvalExample:
