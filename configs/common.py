@@ -1,0 +1,70 @@
+"""Every config key the trainer reads, with its default (one place to look them up).
+
+A family config starts from `base_config()` and overrides fields. Keys the data side
+owns (`config.input`, `config.mixup`) come from `smlp_jax.data` (docs/INTERFACES).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+from smlp_jax import data
+
+
+def base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    # Model: a registered name (smlp_jax.list_models()) and its hyperparameter overrides.
+    config.model = "smlpnet_t"
+    config.model_kwargs = ml_collections.ConfigDict()
+    config.dtype = "float32"  # computation dtype; parameters stay float32 ("bfloat16" on TPU)
+
+    # Data (smlp_jax.data): "demo" | "folder:/abs/path" | a tfds name.
+    config.dataset = "demo"
+    config.data_dir = config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets
+    config.image_size = 224
+    config.batch_size = 1024  # global, over all processes and devices
+    config.eval_batch_size = 1024  # global
+    config.input = data.default_input_config("imagenet")
+    config.mixup = data.default_mixup_config()
+
+    # Length: total_steps wins over total_epochs (epochs of the train split).
+    config.total_steps = config_dict.placeholder(int)
+    config.total_epochs = 300.0
+    config.seed = 0
+
+    # Optimiser: AdamW, weight decay masked off 1-D params, warm-up + cosine.
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "adamw"
+    config.optimizer.lr = 5e-4  # at batch lr_base_batch; scaled linearly with batch_size
+    config.optimizer.lr_base_batch = 512  # 0: no scaling
+    config.optimizer.b1 = 0.9
+    config.optimizer.b2 = 0.999
+    config.optimizer.eps = 1e-8
+    config.optimizer.weight_decay = 0.05
+    config.optimizer.schedule = "cosine"  # | "constant"
+    config.optimizer.warmup_epochs = 20.0
+    config.optimizer.warmup_steps = config_dict.placeholder(int)  # wins over warmup_epochs
+    config.optimizer.warmup_init_lr = 1e-6
+    config.optimizer.min_lr = 1e-5
+    config.grad_clip = 0.0  # global-norm clipping; 0 = off
+    config.grad_accum_steps = 1  # micro-batches per update (batch_size is per update)
+    config.ema = ml_collections.ConfigDict()
+    config.ema.decay = 0.0  # 0 = no EMA; else also evaluated as eval/ema_*
+
+    # Devices: mesh axes (data, fsdp), one may be -1; "replicate" or "fsdp" state.
+    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+    config.sharding = "replicate"
+    config.fsdp_min_size = 2**14  # smaller arrays stay replicated under fsdp
+
+    # Loop: log / eval / checkpoint intervals in steps (0 = only at the end).
+    config.log_every = 100
+    config.eval_every = 1000
+    config.checkpoint_every = 1000
+    config.keep_checkpoints = 3  # plus the best by eval/top1
+    config.async_checkpoint = True
+
+    # Start from weights: our workdir/checkpoint dir, or an official file (.pth/.npz).
+    config.init_from = ""
+    config.init_resample_to_grid = False  # official weights made for another image size
+    return config

@@ -1,0 +1,73 @@
+r"""Train or evaluate from a config file.
+
+    python main.py --config=configs/smlpnet.py:demo --workdir=workdirs/demo
+    python main.py --config=configs/smlpnet.py:t --workdir=DIR --config.batch_size=512
+    python main.py --config=configs/smlpnet.py:t --mode=eval --config.init_from=smlp_t.pth
+
+Re-running the same command with the same --workdir resumes from its latest checkpoint.
+Multi-host (TPU pod slice, SLURM): add --distributed (see README "Multi-host").
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/smlpnet.py:t.", lock_config=True
+)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
+flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (and evaluate), or only evaluate.")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host runs).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (else auto-detected).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (else auto-detected).")
+flags.DEFINE_integer("process_id", None, "This process's index (else auto-detected).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax/tfds INFO lines drown the progress
+    from smlp_jax.train import cli
+
+    return cli.run(
+        FLAGS.config,
+        FLAGS.workdir,
+        mode=FLAGS.mode,
+        distributed=FLAGS.distributed or FLAGS.coordinator_address is not None,
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes,
+        process_id=FLAGS.process_id,
+    )
+
+
+def _one_line(err: BaseException) -> str:
+    """The useful line of a flag-parsing error (ml_collections nests repr'd messages and
+    whole tracebacks of a failing get_config inside them)."""
+    text = str(err).replace("\\n", "\n").replace("\\'", "'")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):
+        lines = [f"{lines[0].split(':', 1)[0]}: {lines[-1]}"]  # the flag and the final error
+    message = " ".join(lines).strip("'\"")
+    if isinstance(err, AttributeError | KeyError) and "Did you mean" in message:
+        message = f"unknown config key '{message}"  # "batchsize' Did you mean ..."
+    return message
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a bad flag or config key (`--config.batchsize=8`, a typo under
+    the locked config) reported as one line and exit status 2 instead of a traceback."""
+    try:
+        return FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,138 @@
+"""Where metrics go: a console line, `WORKDIR/metrics.jsonl`, and TensorBoard files.
+
+Only process 0 writes (every process computes the same global values). Each logged step
+is one JSON object in metrics.jsonl, e.g. `{"step": 100, "train/loss": 2.3, ...}`, eval
+entries carry `eval/top1`, `eval/top5`, `eval/loss` (and `eval/ema_*` with EMA). On
+resume the file is cut back to the restored step, so a resumed run's file reads as if
+the run had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from clu import parameter_overview
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class MetricWriter:
+    """Writes scalars to the console, metrics.jsonl and TensorBoard (process 0 only)."""
+
+    def __init__(self, workdir: str | os.PathLike, *, resume_step: int | None = None):
+        self.enabled = jax.process_index() == 0
+        self.path = Path(workdir) / "metrics.jsonl"
+        self._tb = None
+        if not self.enabled:
+            return
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        self._truncate(resume_step)
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+
+    def _truncate(self, resume_step: int | None) -> None:
+        """Drops entries past `resume_step` (a fresh run: all of them)."""
+        if not self.path.exists():
+            return
+        kept = []
+        if resume_step is not None:
+            for line in self.path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by a kill
+                    continue
+                if entry.get("step", math.inf) <= resume_step:
+                    kept.append(line)
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, step: int, scalars: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        values = {k: float(np.asarray(v)) for k, v in scalars.items()}
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": int(step), **values}) + "\n")
+        for name, value in values.items():
+            self._tb.add_scalar(name, value, int(step))
+        self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def console(message: str) -> None:
+    """One line on stdout from process 0, flushed (so piped logs show progress)."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
+
+
+class Progress:
+    """Throughput and ETA from the wall time between two logged steps."""
+
+    def __init__(self, start_step: int, total_steps: int, batch_size: int):
+        self.total_steps = total_steps
+        self.batch_size = batch_size
+        self._step = start_step
+        self._time = time.perf_counter()
+
+    def update(self, step: int) -> tuple[float, float]:
+        """-> (images per second since the last update, seconds left)."""
+        now = time.perf_counter()
+        steps = max(step - self._step, 1)
+        seconds_per_step = (now - self._time) / steps
+        self._step, self._time = step, now
+        return self.batch_size / max(seconds_per_step, 1e-9), seconds_per_step * (
+            self.total_steps - step
+        )
+
+
+def train_line(step: int, total: int, scalars: dict[str, float], eta: float) -> str:
+    return (
+        f"step {step}/{total} | loss {scalars['train/loss']:.4f} | "
+        f"top1 {100 * scalars['train/top1']:.1f}% | lr {scalars['train/lr']:.2e} | "
+        f"grad {scalars['train/grad_norm']:.3f} | {scalars['train/img_per_sec']:.0f} img/s | "
+        f"ETA {format_duration(eta)}"
+    )
+
+
+def eval_line(step: int, scalars: dict[str, float]) -> str:
+    parts = [f"eval @ step {step}"]
+    for prefix in ("eval/", "eval/ema_"):
+        if f"{prefix}top1" in scalars:
+            tag = "ema " if "ema" in prefix else ""
+            parts.append(
+                f"{tag}top1 {100 * scalars[prefix + 'top1']:.2f}% "
+                f"top5 {100 * scalars[prefix + 'top5']:.2f}% loss {scalars[prefix + 'loss']:.4f}"
+            )
+    return " | ".join(parts)
+
+
+def log_parameter_overview(params: Any) -> None:
+    """clu's table of parameter names, shapes and sizes, plus the total, on the console."""
+    if jax.process_index() != 0:
+        return
+    overview = parameter_overview.get_parameter_overview(_numpy_tree(params), include_stats=False)
+    print(overview, file=sys.stdout, flush=True)
+
+
+def _numpy_tree(tree: Any) -> dict:
+    """A nested dict with string keys (clu's overview wants string names)."""
+    if isinstance(tree, dict):
+        return {str(k): _numpy_tree(v) for k, v in tree.items()}
+    return jax.ShapeDtypeStruct(tree.shape, tree.dtype)

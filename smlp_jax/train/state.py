@@ -1,0 +1,126 @@
+"""The model as pure data, and the train state the loop carries and checkpoints.
+
+The nnx model is split once into a static graph (`nnx.GraphDef`, one for train mode and
+one for eval mode) and plain nested dicts of arrays; the steps are pure functions over
+those dicts (`nnx.merge` inside), which is what `jax.jit` shards best.
+
+The train state is a dict pytree of jax.Arrays:
+    step         int32 ()      optimiser updates done
+    params       nnx.Param values            (float32 always)
+    model_state  everything else mutable but the rngs (BatchNorm running statistics)
+    rngs         the model's rng streams as created; never advanced: each step uses
+                 `fold_in(key, step)`, so a resumed run draws the same masks
+    opt_state    optax state over `params`
+    ema          {"params", "model_state"} exponential moving average (only with EMA on)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+import smlp_jax
+from smlp_jax.train.errors import ConfigError
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelGraphs:
+    """The static halves of the model: train-mode and eval-mode graphs."""
+
+    train: Any
+    eval: Any
+
+
+def compute_dtype(name: str):
+    if name not in DTYPES:
+        raise ConfigError(f"config.dtype={name!r}; use one of {sorted(DTYPES)}.")
+    return DTYPES[name]
+
+
+def build_model(config: Any, num_classes: int, seed: int) -> nnx.Module:
+    """The configured model, freshly initialised from `seed`."""
+    return smlp_jax.create_model(
+        config.model,
+        num_classes=num_classes,
+        image_size=config.image_size,
+        rngs=seed,
+        dtype=compute_dtype(config.dtype),
+        **dict(config.model_kwargs),
+    )
+
+
+def split(model: nnx.Module) -> tuple[Any, dict, dict, dict]:
+    """model -> (graphdef, params, rngs, model_state) with plain nested dicts."""
+    graphdef, params, rngs, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
+    pure = nnx.to_pure_dict
+    return graphdef, pure(params), pure(rngs), pure(rest)
+
+
+def model_graphs(config: Any, num_classes: int) -> ModelGraphs:
+    """Both graphs, from an abstract model (nothing is allocated)."""
+    model = nnx.eval_shape(lambda: build_model(config, num_classes, 0))
+    model.train()
+    train = nnx.graphdef(model)
+    model.eval()
+    return ModelGraphs(train=train, eval=nnx.graphdef(model))
+
+
+def model_check(config: Any, num_classes: int) -> None:
+    """Builds the model abstractly, turning bad hyperparameters into one clear error."""
+    try:
+        model = nnx.eval_shape(lambda: build_model(config, num_classes, 0))
+    except TypeError as err:  # unknown hyperparameter names in config.model_kwargs
+        raise ConfigError(f"config.model_kwargs: {err}") from None
+    except ValueError as err:
+        if isinstance(err, smlp_jax.UnknownModelError):
+            raise
+        raise ConfigError(f"config.model={config.model!r}: {err}") from None
+    del model
+
+
+def init_state(config: Any, num_classes: int, tx: optax.GradientTransformation) -> dict:
+    """A fresh train state (call under `jax.jit(out_shardings=...)` to create it sharded)."""
+    _, params, rngs, model_state = split(build_model(config, num_classes, config.seed))
+    state = {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "model_state": model_state,
+        "rngs": rngs,
+        "opt_state": tx.init(params),
+    }
+    if config.ema.decay:
+        state["ema"] = {"params": params, "model_state": model_state}
+    return state
+
+
+def rngs_for_step(rngs: dict, step: jax.Array) -> dict:
+    """The model's rng streams for `step`: every key folded with the step number."""
+
+    def advance(leaf):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return jax.random.fold_in(leaf, step)
+        return leaf
+
+    return jax.tree.map(advance, rngs)
+
+
+def ema_update(ema: dict, params: dict, model_state: dict, decay: float) -> dict:
+    """ema <- decay * ema + (1 - decay) * current (parameters and BatchNorm statistics,
+    as timm's ModelEma does over the whole state dict)."""
+
+    def mix(old, new):
+        if not jnp.issubdtype(old.dtype, jnp.floating):
+            return new
+        return decay * old + (1.0 - decay) * new
+
+    return {
+        "params": jax.tree.map(mix, ema["params"], params),
+        "model_state": jax.tree.map(mix, ema["model_state"], model_state),
+    }

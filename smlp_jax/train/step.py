@@ -1,0 +1,158 @@
+"""The jitted train and eval steps: pure functions over the train state (see state.py).
+
+train_step(state, batch) -> (state, TrainMetrics, bad_step)
+    batch: {"image": (B, H, W, 3) float32, "label": (B,) int32}, B the global batch.
+    Mixup/CutMix and label smoothing run here on device; their rng and the drop-path
+    masks come from `fold_in(seed, step)`, so a resumed run repeats them exactly. With
+    `grad_accum_steps = k` the batch is cut into k micro-batches whose gradients are
+    averaged (one optimiser update per step). A step whose loss or gradient is not
+    finite leaves the state unchanged and reports its number in `bad_step`
+    (`NO_BAD_STEP` otherwise), so a NaN state never reaches a checkpoint.
+
+eval_step(params, model_state, rngs, batch) -> EvalMetrics
+    batch adds "mask": (B,) bool; padded examples count nowhere.
+"""
+
+# No `from __future__ import annotations`: clu reads the metric fields' annotations as types.
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from clu import metrics as clu_metrics
+from flax import nnx
+
+from smlp_jax import data
+from smlp_jax.train.state import ModelGraphs, ema_update, rngs_for_step
+
+NO_BAD_STEP = jnp.iinfo(jnp.int32).max
+_MIXUP_TAG, _MODEL_TAG = 0, 1
+
+
+@flax.struct.dataclass
+class TrainMetrics(clu_metrics.Collection):
+    loss: clu_metrics.Average.from_output("loss")
+    top1: clu_metrics.Average.from_output("top1")
+    grad_norm: clu_metrics.Average.from_output("grad_norm")
+    lr: clu_metrics.LastValue.from_output("lr")
+
+
+@flax.struct.dataclass
+class EvalMetrics(clu_metrics.Collection):
+    loss: clu_metrics.Average.from_output("loss")
+    top1: clu_metrics.Average.from_output("top1")
+    top5: clu_metrics.Average.from_output("top5")
+
+
+def _model_state_after(model: nnx.Module) -> dict:
+    return nnx.to_pure_dict(nnx.split(model, nnx.Param, nnx.RngState, ...)[3])
+
+
+def make_train_step(
+    config: Any,
+    graphs: ModelGraphs,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    num_classes: int,
+) -> Callable:
+    """Builds `train_step(state, batch)` for jitting (the config is read here, once)."""
+    mix = config.mixup
+    accum = int(config.grad_accum_steps)
+    ema_decay = float(config.ema.decay or 0.0)
+    seed = int(config.seed)
+
+    def loss_fn(params, model_state, rngs, images, targets, labels):
+        model = nnx.merge(graphs.train, params, rngs, model_state)
+        logits = model(images)
+        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        correct = jnp.sum(jnp.argmax(logits, -1) == labels)
+        return loss, (_model_state_after(model), correct)
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def train_step(state, batch):
+        step = state["step"]
+        step_key = jax.random.fold_in(jax.random.key(seed), step)
+        images, targets = data.mixup_cutmix(
+            jax.random.fold_in(step_key, _MIXUP_TAG),
+            batch["image"],
+            batch["label"],
+            num_classes=num_classes,
+            mixup_alpha=mix.mixup_alpha,
+            cutmix_alpha=mix.cutmix_alpha,
+            switch_prob=mix.switch_prob,
+            prob=mix.prob,
+            label_smoothing=mix.label_smoothing,
+        )
+        rngs = rngs_for_step(state["rngs"], step)
+        params = state["params"]
+        if accum == 1:
+            (loss, (model_state, correct)), grads = grad_fn(
+                params, state["model_state"], rngs, images, targets, batch["label"]
+            )
+        else:
+            # Micro-batch i holds examples i, i+k, i+2k, ...: the reshape keeps the
+            # (sharded) batch axis in place, so no data moves between devices.
+            def micro(x):
+                return jnp.swapaxes(x.reshape(x.shape[0] // accum, accum, *x.shape[1:]), 0, 1)
+
+            def body(carry, xs):
+                grad_sum, model_state, loss_sum, correct_sum = carry
+                i, im, tg, lb = xs
+                (loss, (model_state, correct)), grads = grad_fn(
+                    params, model_state, rngs_for_step(rngs, i), im, tg, lb
+                )
+                grad_sum = jax.tree.map(jnp.add, grad_sum, grads)
+                return (grad_sum, model_state, loss_sum + loss, correct_sum + correct), None
+
+            zeros = jax.tree.map(jnp.zeros_like, params)
+            init = (zeros, state["model_state"], jnp.zeros(()), jnp.zeros((), jnp.int32))
+            xs = (jnp.arange(accum), micro(images), micro(targets), micro(batch["label"]))
+            (grads, model_state, loss, correct), _ = jax.lax.scan(body, init, xs)
+            grads = jax.tree.map(lambda g: g / accum, grads)
+            loss = loss / accum
+
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, opt_state = tx.update(grads, state["opt_state"], params)
+        new = {
+            "params": optax.apply_updates(params, updates),
+            "model_state": model_state,
+            "opt_state": opt_state,
+        }
+        if ema_decay:
+            new["ema"] = ema_update(state["ema"], new["params"], model_state, ema_decay)
+        # Keep the old state on a non-finite step (the loop stops at its next check).
+        keep = {k: state[k] for k in new}
+        new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, keep)
+        new_state = {**state, **new, "step": step + 1}
+        metrics = TrainMetrics.single_from_model_output(
+            loss=loss,
+            top1=correct / batch["label"].shape[0],
+            grad_norm=grad_norm,
+            lr=schedule(step),
+        )
+        bad_step = jnp.where(finite, NO_BAD_STEP, step + 1).astype(jnp.int32)
+        return new_state, metrics, bad_step
+
+    return train_step
+
+
+def make_eval_step(graphs: ModelGraphs) -> Callable:
+    """Builds `eval_step(params, model_state, rngs, batch) -> EvalMetrics` (masked)."""
+
+    def eval_step(params, model_state, rngs, batch):
+        model = nnx.merge(graphs.eval, params, rngs, model_state)
+        logits = model(batch["image"]).astype(jnp.float32)
+        labels = batch["label"]
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        top1 = jnp.argmax(logits, -1) == labels
+        k = min(5, logits.shape[-1])
+        top5 = jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
+        return EvalMetrics.single_from_model_output(
+            loss=loss, top1=top1, top5=top5, mask=batch["mask"]
+        )
+
+    return eval_step

@@ -1,0 +1,237 @@
+"""The training loop: `train_and_evaluate(config, workdir)` and `evaluate_only`.
+
+Read top to bottom, in big_vision's sections: devices and mesh, input, model and
+optimiser, state (restored, or created sharded), steps, loop. Every switch is a config
+key (configs/common.py lists them all).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from smlp_jax import data
+from smlp_jax.train import checkpoint, init_from, optim, sharding
+from smlp_jax.train.errors import ConfigError, NonFiniteError
+from smlp_jax.train.metrics import (
+    MetricWriter,
+    Progress,
+    console,
+    eval_line,
+    log_parameter_overview,
+    train_line,
+)
+from smlp_jax.train.state import init_state, model_check, model_graphs
+from smlp_jax.train.step import NO_BAD_STEP, make_eval_step, make_train_step
+
+
+def schedule_lengths(config: Any, num_train: int) -> tuple[int, int]:
+    """-> (total_steps, steps_per_epoch); `total_steps` wins over `total_epochs`."""
+    steps_per_epoch = max(num_train // config.batch_size, 1)
+    if config.total_steps:
+        return int(config.total_steps), steps_per_epoch
+    if not config.total_epochs:
+        raise ConfigError("Set config.total_steps or config.total_epochs.")
+    return int(round(config.total_epochs * steps_per_epoch)), steps_per_epoch
+
+
+def check_batch_sizes(config: Any, mesh: jax.sharding.Mesh) -> None:
+    """Batch sizes must split evenly over processes, devices and micro-batches."""
+    devices = sharding.data_parallel_size(mesh)
+    accum = int(config.grad_accum_steps)
+    if accum < 1:
+        raise ConfigError(f"config.grad_accum_steps={accum}; use 1 or more.")
+    for key, size, parts, what in (
+        (
+            "batch_size",
+            config.batch_size,
+            devices * accum,
+            f"{devices} devices x {accum} gradient-accumulation steps",
+        ),
+        ("eval_batch_size", config.eval_batch_size, devices, f"{devices} devices"),
+    ):
+        if size <= 0 or size % parts or size % jax.process_count():
+            raise ConfigError(
+                f"config.{key}={size} is not divisible by the data-parallel size ({what}, "
+                f"{jax.process_count()} processes); use a multiple of {parts}."
+            )
+
+
+def build(config: Any):
+    """Everything but the state: dataset info, mesh, steps' ingredients, shardings."""
+    info = data.get_dataset_info(config)
+    mesh = sharding.make_mesh(config.mesh)
+    check_batch_sizes(config, mesh)
+    model_check(config, info.num_classes)
+    total_steps, steps_per_epoch = schedule_lengths(config, info.num_train)
+    schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
+    tx = optim.make_optimizer(config, schedule)
+    make_state = functools.partial(init_state, config, info.num_classes, tx)
+    abstract = jax.eval_shape(make_state)
+    shardings = sharding.state_shardings(abstract, mesh, config.sharding, config.fsdp_min_size)
+    abstract = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+    )
+    graphs = model_graphs(config, info.num_classes)
+    return info, mesh, total_steps, schedule, tx, make_state, abstract, shardings, graphs
+
+
+# XLA options for a program that runs once on CPU: optimising it costs more than it saves.
+_RUN_ONCE_CPU_OPTIONS = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+}
+
+
+def create_state(make_state, shardings) -> dict:
+    """A fresh train state, created already sharded (nothing lands on one device first)."""
+    jitted = jax.jit(make_state, out_shardings=shardings)
+    if jax.default_backend() == "cpu":
+        return jitted.lower().compile(compiler_options=_RUN_ONCE_CPU_OPTIONS)()
+    return jitted()
+
+
+def evaluate(config: Any, eval_step, state: dict, mesh) -> dict[str, float]:
+    """Top-1/top-5/loss over the whole eval split, once; `eval/ema_*` too with EMA."""
+    weights = {"": (state["params"], state["model_state"])}
+    if "ema" in state:
+        weights["ema_"] = (state["ema"]["params"], state["ema"]["model_state"])
+    totals = {prefix: None for prefix in weights}
+    for batch in data.create_eval_iterator(config):
+        batch = sharding.global_batch(batch, mesh)
+        for prefix, (params, model_state) in weights.items():
+            m = eval_step(params, model_state, state["rngs"], batch)
+            totals[prefix] = m if totals[prefix] is None else totals[prefix].merge(m)
+    scalars = {}
+    for prefix, total in totals.items():
+        if total is None:
+            raise ConfigError("The eval split is empty; check config.input.eval_split.")
+        for name, value in total.compute().items():
+            scalars[f"eval/{prefix}{name}"] = float(value)
+    return scalars
+
+
+def _check_finite(first_bad: jax.Array) -> None:
+    bad = int(first_bad)
+    if bad != int(NO_BAD_STEP):
+        raise NonFiniteError(
+            f"the loss or gradient became NaN/inf at step {bad}; training stopped and the "
+            "last checkpoint was kept. Lower config.optimizer.lr, set config.grad_clip, or "
+            "use config.dtype='float32'."
+        )
+
+
+def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
+    """Trains `config` in `workdir` (resuming from its latest checkpoint) and evaluates.
+
+    Returns the last logged train metrics and the final eval metrics, with `step`.
+    """
+    # --- Devices, input info, model, optimiser, abstract state -------------------------
+    info, mesh, total_steps, schedule, tx, make_state, abstract, shardings, graphs = build(config)
+    console(
+        f"{config.model} on {config.dataset} ({info.num_train} train / {info.num_eval} eval, "
+        f"{info.num_classes} classes); {jax.device_count()} devices, mesh {dict(mesh.shape)}, "
+        f"{jax.process_count()} processes; {total_steps} steps of batch {config.batch_size}"
+    )
+    # --- State: restored from the workdir, or created sharded ---------------------------
+    ckpt = checkpoint.Checkpointer(
+        workdir, keep=config.keep_checkpoints, keep_best=True, async_save=config.async_checkpoint
+    )
+    restored = ckpt.restore(abstract)
+    data_state = None
+    if restored is not None:
+        start_step, state, data_state = restored
+        console(f"resumed from {ckpt.directory}/{start_step}")
+    else:
+        start_step = 0
+        state = create_state(make_state, shardings)
+        if config.init_from:
+            state = init_from.load_model_weights(config, state, abstract, info.num_classes)
+    log_parameter_overview(state["params"])
+    # --- Input --------------------------------------------------------------------------
+    train_iter = data.create_train_iterator(config)
+    if data_state is not None:
+        train_iter.set_state(data_state)
+    # --- Steps --------------------------------------------------------------------------
+    replicated = sharding.replicated(mesh)
+    train_step = jax.jit(
+        make_train_step(config, graphs, tx, schedule, info.num_classes),
+        in_shardings=(shardings, sharding.batch_sharding(mesh)),
+        out_shardings=(shardings, replicated, replicated),
+        donate_argnums=(0,),
+    )
+    eval_step = jax.jit(make_eval_step(graphs), out_shardings=replicated)
+    # --- Loop ---------------------------------------------------------------------------
+    writer = MetricWriter(workdir, resume_step=start_step if restored else None)
+    progress = Progress(start_step, total_steps, config.batch_size)
+    final: dict[str, float] = {}
+    window, first_bad = None, jnp.asarray(NO_BAD_STEP)
+    step = start_step
+    try:
+        with checkpoint.PreemptionGuard() as guard:
+            while step < total_steps:
+                batch = sharding.global_batch(next(train_iter), mesh)
+                state, step_metrics, bad = train_step(state, batch)
+                step += 1
+                window = step_metrics if window is None else window.merge(step_metrics)
+                first_bad = jnp.minimum(first_bad, bad)
+                last = step == total_steps
+                if step % config.log_every == 0 or last:
+                    _check_finite(first_bad)
+                    scalars = {f"train/{k}": float(v) for k, v in window.compute().items()}
+                    scalars["train/img_per_sec"], eta = progress.update(step)
+                    writer.write(step, scalars)
+                    console(train_line(step, total_steps, scalars, eta))
+                    final.update(scalars)
+                    window = None
+                eval_scalars = None
+                if (config.eval_every and step % config.eval_every == 0) or last:
+                    eval_scalars = evaluate(config, eval_step, state, mesh)
+                    writer.write(step, eval_scalars)
+                    console(eval_line(step, eval_scalars))
+                    final.update(eval_scalars)
+                stop = guard.should_stop_at(step)
+                every = config.checkpoint_every
+                if (every and step % every == 0) or last or stop:
+                    _check_finite(first_bad)  # never save a state after a NaN step
+                    ckpt.save(
+                        step,
+                        state,
+                        data_state=train_iter.get_state(),
+                        metrics=eval_scalars,
+                        force=stop,
+                    )
+                if stop:
+                    ckpt.wait()
+                    console(f"preempted: saved a checkpoint at step {step}; rerun to resume")
+                    break
+    finally:
+        ckpt.close()
+        writer.close()
+    final["step"] = step
+    return final
+
+
+def evaluate_only(config: Any, workdir: str) -> dict[str, float]:
+    """`--mode=eval`: evaluates `config.init_from` (our checkpoint or official weights),
+    or else the latest checkpoint in `workdir`."""
+    info, mesh, _, _, _, make_state, abstract, shardings, graphs = build(config)
+    state = create_state(make_state, shardings)
+    if config.init_from:
+        state = init_from.load_model_weights(config, state, abstract, info.num_classes)
+        source = config.init_from
+    else:
+        with checkpoint.Checkpointer(workdir, async_save=False) as ckpt:
+            restored = ckpt.restore(abstract)
+        if restored is None:
+            raise ConfigError(
+                f"--mode=eval needs config.init_from or a checkpoint in {workdir}; found none."
+            )
+        state, source = restored[1], f"{workdir} step {restored[0]}"
+    eval_step = jax.jit(make_eval_step(graphs), out_shardings=sharding.replicated(mesh))
+    scalars = evaluate(config, eval_step, state, mesh)
+    console(f"{source}: " + eval_line(int(state["step"]), scalars))
+    return scalars

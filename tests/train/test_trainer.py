@@ -1,0 +1,88 @@
+"""The loop on one CPU device: it learns, it logs, and bad input is one clear line."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from smlp_jax.train import cli, trainer
+from tests.train.tiny import REPO, main_command, read_metrics, subprocess_env, tiny_config
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_data_dir, tmp_path_factory):
+    """40 steps of the tiny sMLPNet, evaluated at 20 and 40: (workdir, returned metrics)."""
+    workdir = tmp_path_factory.mktemp("demo_run")
+    config = tiny_config(
+        demo_data_dir, total_steps=40, log_every=5, eval_every=20, checkpoint_every=20
+    )
+    return workdir, trainer.train_and_evaluate(config, str(workdir))
+
+
+def test_short_demo_run_learns_and_logs(demo_run):
+    workdir, final = demo_run
+    entries = read_metrics(workdir)
+    train = [e for e in entries if "train/loss" in e]
+    evals = [e for e in entries if "eval/top1" in e]
+    assert [e["step"] for e in train] == list(range(5, 41, 5))
+    assert [e["step"] for e in evals] == [20, 40]
+    for e in train:
+        assert set(e) >= {"train/loss", "train/top1", "train/lr", "train/grad_norm"}
+        assert e["train/img_per_sec"] > 0
+    assert train[-1]["train/loss"] < 0.7 * train[0]["train/loss"]
+    # 10 classes: chance is 10%; 40 steps of a tiny sMLPNet reach far beyond it.
+    assert evals[-1]["eval/top1"] > 0.5
+    assert evals[-1]["eval/top5"] >= evals[-1]["eval/top1"]
+    assert final["step"] == 40 and final["eval/top1"] == evals[-1]["eval/top1"]
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["20", "40"]
+
+
+def _one_line_error(capsys, config, workdir) -> str:
+    assert cli.run(config, str(workdir)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(demo_run, demo_data_dir, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    shutil.copytree(demo_run[0], workdir)
+    exploding = tiny_config(
+        demo_data_dir,
+        total_steps=60,
+        checkpoint_every=1,
+        **{"optimizer.lr": 1e30, "optimizer.warmup_steps": 0},
+    )
+    err = _one_line_error(capsys, exploding, workdir)
+    # Step 41's update (lr 1e30) is finite but huge; step 42's loss is not.
+    assert "NaN/inf at step 42" in err
+    # checkpoint_every=1, yet nothing from the bad step on was saved.
+    saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir())
+    assert saved == [20, 40, 41]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"model": "smlpnet_x"}, "unknown model 'smlpnet_x'"),
+        ({"image_size": 20}, "image_size divisible by 8"),
+        ({"dataset": "no_such_dataset"}, "no_such_dataset"),
+        ({"grad_accum_steps": 3}, "batch_size=64 is not divisible"),
+        ({"mesh.fsdp": 3}, "config.mesh"),
+    ],
+)
+def test_bad_input_is_one_line(demo_data_dir, tmp_path, capsys, changes, expected):
+    err = _one_line_error(capsys, tiny_config(demo_data_dir, **changes), tmp_path)
+    assert expected in err
+
+
+def test_config_typo_fails_in_main(demo_data_dir, tmp_path):
+    command = main_command(tmp_path, demo_data_dir, "--config.batchsize=8")
+    result = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        'error: unknown config key \'batchsize\' Did you mean "batch_size" instead of "batchsize"?'
+    ]
