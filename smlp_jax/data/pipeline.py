@@ -24,6 +24,7 @@ import math
 
 import grain
 import numpy as np
+from absl import flags
 
 from smlp_jax.data import sources, transforms
 from smlp_jax.data.sources import DataError
@@ -159,6 +160,10 @@ def _to_iterable(dataset: grain.MapDataset, cfg: dict) -> grain.IterDataset:
     )
     iterable = dataset.to_iter_dataset(read)
     if int(cfg["num_workers"]) > 0:
+        # grain reads absl flags when it starts workers; outside an absl app (notebooks, a
+        # user's own loop) they are unparsed, and the defaults are what we want.
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
         iterable = iterable.mp_prefetch(
             grain.MultiprocessingOptions(
                 num_workers=int(cfg["num_workers"]),
