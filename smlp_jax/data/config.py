@@ -42,7 +42,8 @@ def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
     cfg.num_threads = 2  # threads per worker, each building whole batches
     cfg.prefetch = 2  # batches buffered per worker
     cfg.shuffle = True
-    # Decode JPEGs at a reduced DCT scale when the crop would be downscaled by >= 2x anyway.
+    # Train: decode JPEGs at a reduced DCT scale when the crop is downscaled by >= 2x anyway
+    # (eval always decodes at full resolution, as timm does).
     cfg.jpeg_draft = True
     # Train transforms.
     cfg.interpolation = "bicubic"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from smlp_jax.data.sources import DataError
@@ -87,6 +86,11 @@ class TfdsImageSource:
         splits = list(builder.info.splits.keys())
         if base_split not in splits:
             raise DataError(f"tfds dataset {name!r} has no split {split!r}; it has {splits}.")
+        if not isinstance(builder.info.features[self._image_key], tfds.features.Image):
+            raise DataError(
+                f"tfds dataset {name!r}: feature {self._image_key!r} is not an encoded "
+                "tfds.features.Image; the pipeline reads JPEG/PNG bytes."
+            )
         label_feature = builder.info.features[self._label_key]
         if not hasattr(label_feature, "num_classes"):
             raise DataError(
@@ -104,10 +108,8 @@ class TfdsImageSource:
 
     def __getitem__(self, index: int) -> tuple[bytes, int, str]:
         record = self._source[int(index)]
-        image = record[self._image_key]
-        if isinstance(image, np.ndarray):  # an undecoded tfds Image is bytes; be lenient
-            image = image.tobytes()
-        return image, int(record[self._label_key]), f"{self.name}/{self.split}[{int(index)}]"
+        name = f"{self.name}/{self.split}[{int(index)}]"
+        return record[self._image_key], int(record[self._label_key]), name
 
 
 def open_tfds_split(name: str, split: str, data_dir: str) -> TfdsImageSource:

@@ -145,3 +145,13 @@ def test_simple_preset_translates_without_flipping_digits():
     ]
     centres = {tuple(np.argwhere(o[..., 0] > 0).mean(0).round().astype(int)) for o in outs}
     assert len(centres) > 1 and all(max(abs(c - 13.5) for c in ctr) <= 3 for ctr in centres)
+
+
+def test_eval_decodes_large_jpegs_at_full_resolution():
+    data = _encode(_photo(800, 600, block=50), "JPEG", quality=90)
+    cfg = default_input_config()
+    out = transforms.EvalTransform(cfg, 64)(data)
+    full = Image.open(io.BytesIO(data)).convert("RGB")  # no draft: every DCT coefficient
+    want = full.resize((97, 73), Image.BICUBIC).crop((16, 4, 80, 68))  # short side 73 = 64/0.875
+    mean, std = np.array(cfg.mean), np.array(cfg.std)
+    np.testing.assert_allclose(out, (np.asarray(want) / 255.0 - mean) / std, atol=1e-5)
