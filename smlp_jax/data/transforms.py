@@ -152,6 +152,8 @@ def _check_input(cfg: dict) -> None:
         )
     if cfg["interpolation"] not in _INTERPOLATION:
         raise ValueError(f"config.input.interpolation must be one of {sorted(_INTERPOLATION)}.")
+    if cfg["re_mode"] not in ("pixel", "rand", "const"):
+        raise ValueError(f"config.input.re_mode must be pixel|rand|const, not {cfg['re_mode']!r}")
     if not 0 < cfg["crop_pct"] <= 1:
         raise ValueError(f"config.input.crop_pct must be in (0, 1], got {cfg['crop_pct']}.")
 

@@ -155,3 +155,15 @@ def test_eval_decodes_large_jpegs_at_full_resolution():
     want = full.resize((97, 73), Image.BICUBIC).crop((16, 4, 80, 68))  # short side 73 = 64/0.875
     mean, std = np.array(cfg.mean), np.array(cfg.std)
     np.testing.assert_allclose(out, (np.asarray(want) / 255.0 - mean) / std, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [({"preset": "fancy"}, "preset"), ({"re_mode": "blur"}, "re_mode"),
+     ({"crop_pct": 1.5}, "crop_pct"), ({"randaugment": "rand-x9"}, "Unknown section"),
+     ({"randaugment": "rand-m"}, "Cannot parse")],
+)  # fmt: skip
+def test_bad_input_config_fails_at_construction(override, message):
+    cfg = dict(default_input_config(), **override)
+    with pytest.raises(ValueError, match=message):
+        transforms.TrainTransform(cfg, 32)
