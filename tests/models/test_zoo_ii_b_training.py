@@ -1,0 +1,62 @@
+"""RaftMLP and Sparse-MLP each learn through the trainer on the demo digits: their
+`demo` configs (shrunk further to a few steps) run end to end and the training loss
+falls. (Sparse-MLP's loss includes its MoE load-balancing loss when the trainer adds
+`aux_loss_weight` x it.)"""
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from smlp_jax.train import trainer
+from tests.train.tiny import read_metrics
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The demo config with fewer steps, logging every step.
+SHORT = {
+    "total_steps": 40,
+    "batch_size": 32,
+    "eval_batch_size": 200,
+    "input.eval_split": "test[:200]",
+    "optimizer.warmup_steps": 2,
+    "optimizer.lr": 3e-3,
+    "log_every": 1,
+    "eval_every": 0,
+    "checkpoint_every": 0,
+}
+
+
+def short_demo_config(family: str, data_dir: str):
+    sys.path.insert(0, str(REPO))
+    config = importlib.import_module(f"configs.{family}").get_config("demo")
+    for key, value in {**SHORT, "data_dir": data_dir}.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for name in parents:
+            node = node[name]
+        node[leaf] = value
+    return config
+
+
+@pytest.mark.parametrize("family", ["raft_mlp", "sparse_mlp"])
+def test_demo_config_trains_with_falling_loss(family, demo_data_dir, tmp_path):
+    final = trainer.train_and_evaluate(short_demo_config(family, demo_data_dir), str(tmp_path))
+    losses = [e["train/loss"] for e in read_metrics(tmp_path) if "train/loss" in e]
+    assert len(losses) == SHORT["total_steps"]
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.8 * first, losses
+    assert final["step"] == SHORT["total_steps"] and 0.0 <= final["eval/top1"] <= 1.0
+
+
+@pytest.mark.parametrize("family,variants", [("raft_mlp", "sml"), ("sparse_mlp", "sbl")])
+def test_full_configs_name_registered_models(family, variants):
+    import smlp_jax
+
+    sys.path.insert(0, str(REPO))
+    module = importlib.import_module(f"configs.{family}")
+    for variant in variants:
+        assert module.get_config(variant).model in smlp_jax.list_models()
+    with pytest.raises(ValueError, match="unknown variant"):
+        module.get_config("xl")
