@@ -32,6 +32,7 @@ from smlp_jax.models.layers import (
     PatchConv,
     drop_path_rates,
     gelu,
+    trunc_normal_init,
 )
 from smlp_jax.models.registry import register_model
 
@@ -219,7 +220,11 @@ class ASMLP(nnx.Module):
         self.merges = nnx.List(merges)
         num_features = embed_dim * 2 ** (num_stages - 1)
         self.norm = GroupNorm1(num_features, dtype=dtype)
-        self.head = Linear(num_features, num_classes, dtype=dtype, rngs=rngs)
+        # The official `_init_weights` re-initialises only nn.Linear (the head); the
+        # 1x1 convolutions keep PyTorch's default, as ours do.
+        self.head = Linear(
+            num_features, num_classes, kernel_init=trunc_normal_init(0.02), dtype=dtype, rngs=rngs
+        )
 
     def _check_size(self, height: int, width: int) -> None:
         if height % self.reduction or width % self.reduction:

@@ -38,11 +38,14 @@ from smlp_jax.models.layers import (
     Linear,
     Mlp,
     drop_path_rates,
-    torch_uniform_init,
+    trunc_normal_init,
 )
 from smlp_jax.models.registry import register_model
 
 Array = jax.Array
+# The official `cls_init_weights`: every Conv2d and Linear N(0, 0.02) truncated, zero bias
+# (BatchNorm weight 1, bias 0, as ours start).
+INIT = trunc_normal_init(0.02)
 
 _SHARED = dict(
     mlp_ratios=(4, 4, 4, 4),
@@ -62,7 +65,7 @@ VARIANTS = {
 
 
 class Conv2d(nnx.Module):
-    """A dense k x k convolution with stride and zero padding, bias, PyTorch init.
+    """A dense k x k convolution with stride and zero padding, bias, the official init.
 
     `(B, H, W, C_in) -> (B, (H + 2p - k) // s + 1, ..., C_out)`; kernel `(k, k, in, out)`.
     """
@@ -78,10 +81,9 @@ class Conv2d(nnx.Module):
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        init = torch_uniform_init(in_channels * kernel_size * kernel_size)
         shape = (kernel_size, kernel_size, in_channels, out_channels)
-        self.kernel = nnx.Param(init(rngs.params(), shape))
-        self.bias = nnx.Param(init(rngs.params(), (out_channels,)))
+        self.kernel = nnx.Param(INIT(rngs.params(), shape))
+        self.bias = nnx.Param(jnp.zeros((out_channels,), jnp.float32))
         self.stride = stride
         self.padding = padding
         self.dtype = dtype
@@ -119,9 +121,11 @@ class RegionMixing(nnx.Module):
     """
 
     def __init__(self, dim: int, pixel: int, axis: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
-        self.reduce = Linear(dim * pixel, dim // 2, use_bias=False, dtype=dtype, rngs=rngs)
+        self.reduce = Linear(
+            dim * pixel, dim // 2, use_bias=False, kernel_init=INIT, dtype=dtype, rngs=rngs
+        )
         self.norm = BatchNorm(dim // 2, dtype=dtype)
-        self.expand = Linear(dim // 2, dim * pixel, dtype=dtype, rngs=rngs)
+        self.expand = Linear(dim // 2, dim * pixel, kernel_init=INIT, dtype=dtype, rngs=rngs)
         self.pixel = pixel
         self.axis = axis
 
@@ -151,9 +155,9 @@ class HireMLP(nnx.Module):
     def __init__(self, dim: int, pixel: int, step: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.height = RegionMixing(dim, pixel, axis=1, dtype=dtype, rngs=rngs)
         self.width = RegionMixing(dim, pixel, axis=2, dtype=dtype, rngs=rngs)
-        self.mlp_c = Linear(dim, dim, dtype=dtype, rngs=rngs)
-        self.reweight = Mlp(dim, dim // 4, dim * 3, dtype=dtype, rngs=rngs)
-        self.proj = Linear(dim, dim, dtype=dtype, rngs=rngs)
+        self.mlp_c = Linear(dim, dim, kernel_init=INIT, dtype=dtype, rngs=rngs)
+        self.reweight = Mlp(dim, dim // 4, dim * 3, kernel_init=INIT, dtype=dtype, rngs=rngs)
+        self.proj = Linear(dim, dim, kernel_init=INIT, dtype=dtype, rngs=rngs)
         self.step = step
 
     def __call__(self, x: Array) -> Array:
@@ -179,7 +183,7 @@ class HireBlock(nnx.Module):
         self.norm1 = BatchNorm(dim, dtype=dtype)
         self.attn = HireMLP(dim, pixel, step, dtype=dtype, rngs=rngs)
         self.norm2 = BatchNorm(dim, dtype=dtype)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), kernel_init=INIT, dtype=dtype, rngs=rngs)
         self.drop_path = DropPath(drop_path, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
@@ -243,7 +247,7 @@ class HireMLPNet(nnx.Module):
         self.stages = nnx.List(stages)
         self.downsamples = nnx.List(downsamples)
         self.norm = BatchNorm(embed_dims[-1], dtype=dtype)
-        self.head = Linear(embed_dims[-1], num_classes, dtype=dtype, rngs=rngs)
+        self.head = Linear(embed_dims[-1], num_classes, kernel_init=INIT, dtype=dtype, rngs=rngs)
 
     def _check_size(self, height: int, width: int) -> None:
         if min(height, width) < self.min_size:

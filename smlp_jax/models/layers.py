@@ -40,8 +40,25 @@ def torch_uniform_init(fan_in: int):
     return init
 
 
+def trunc_normal_init(std: float = 0.02):
+    """timm's `trunc_normal_(w, std=std)`: N(0, std^2) cut at +-2 (absolute, as timm does).
+
+    The official `_init_weights` of ViT-style models (ViP, Hire-MLP, ...) applies it to
+    their `nn.Linear` weights, with zero biases.
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        return std * jax.random.truncated_normal(key, -2.0 / std, 2.0 / std, shape, dtype)
+
+    return init
+
+
 class Linear(nnx.Module):
-    """Dense layer `(..., in_features) -> (..., out_features)` with PyTorch's init."""
+    """Dense layer `(..., in_features) -> (..., out_features)` with PyTorch's init.
+
+    `kernel_init` (e.g. `trunc_normal_init(0.02)`) replaces it for models whose official
+    code re-initialises its Linears; the bias is then zero.
+    """
 
     def __init__(
         self,
@@ -49,12 +66,19 @@ class Linear(nnx.Module):
         out_features: int,
         *,
         use_bias: bool = True,
+        kernel_init=None,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         init = torch_uniform_init(in_features)
-        self.kernel = nnx.Param(init(rngs.params(), (in_features, out_features)))
-        self.bias = nnx.Param(init(rngs.params(), (out_features,))) if use_bias else None
+        shape = (in_features, out_features)
+        if kernel_init is None:
+            self.kernel = nnx.Param(init(rngs.params(), shape))
+            bias = init(rngs.params(), (out_features,)) if use_bias else None
+        else:
+            self.kernel = nnx.Param(kernel_init(rngs.params(), shape))
+            bias = jnp.zeros((out_features,), jnp.float32) if use_bias else None
+        self.bias = nnx.Param(bias) if use_bias else None
         self.dtype = dtype
 
     def __call__(self, x: Array) -> Array:
@@ -241,12 +265,14 @@ class Mlp(nnx.Module):
         hidden_features: int,
         out_features: int | None = None,
         *,
+        kernel_init=None,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         out_features = out_features or in_features
-        self.fc1 = Linear(in_features, hidden_features, dtype=dtype, rngs=rngs)
-        self.fc2 = Linear(hidden_features, out_features, dtype=dtype, rngs=rngs)
+        kw = dict(kernel_init=kernel_init, dtype=dtype, rngs=rngs)
+        self.fc1 = Linear(in_features, hidden_features, **kw)
+        self.fc2 = Linear(hidden_features, out_features, **kw)
 
     def __call__(self, x: Array) -> Array:
         return self.fc2(gelu(self.fc1(x)))

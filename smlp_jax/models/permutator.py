@@ -36,13 +36,17 @@ from smlp_jax.models.layers import (
     PatchConv,
     check_input,
     drop_path_rates,
+    trunc_normal_init,
 )
 from smlp_jax.models.registry import register_model
 
 Array = jax.Array
+# The official `_init_weights`: every nn.Linear N(0, 0.02) truncated, zero bias.
+LINEAR_INIT = trunc_normal_init(0.02)
 
-# Official variants (vip.py `vip_s14`, `vip_s7`, `vip_m7`, `vip_l7`); drop_path_rate is
-# the paper's training value (0.1 for S and M, 0.3 for L; official README).
+# Official variants (vip.py `vip_s14`, `vip_s7`, `vip_m7`, `vip_l7`). drop_path_rate: the
+# official README trains vip_s7 with 0.1; S/14 and M/7 take 0.1 too and L/7 0.3 (our
+# choice for the larger model; the released logs do not record it).
 VARIANTS = {
     "s14": dict(
         layers=(4, 3, 8, 3),
@@ -91,7 +95,9 @@ class SegmentAxisLinear(nnx.Module):
     def __init__(
         self, dim: int, segments: int, axis: int, use_bias: bool, *, dtype, rngs: nnx.Rngs
     ):
-        self.dense = Linear(dim, dim, use_bias=use_bias, dtype=dtype, rngs=rngs)
+        self.dense = Linear(
+            dim, dim, use_bias=use_bias, kernel_init=LINEAR_INIT, dtype=dtype, rngs=rngs
+        )
         self.segments = segments
         self.axis = axis
         self.dtype = dtype
@@ -119,11 +125,13 @@ class WeightedPermuteMLP(nnx.Module):
     def __init__(
         self, dim: int, segment_dim: int, qkv_bias: bool, *, dtype=jnp.float32, rngs: nnx.Rngs
     ):
-        self.mlp_c = Linear(dim, dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs)
+        self.mlp_c = Linear(
+            dim, dim, use_bias=qkv_bias, kernel_init=LINEAR_INIT, dtype=dtype, rngs=rngs
+        )
         self.mlp_h = SegmentAxisLinear(dim, segment_dim, 1, qkv_bias, dtype=dtype, rngs=rngs)
         self.mlp_w = SegmentAxisLinear(dim, segment_dim, 2, qkv_bias, dtype=dtype, rngs=rngs)
-        self.reweight = Mlp(dim, dim // 4, dim * 3, dtype=dtype, rngs=rngs)
-        self.proj = Linear(dim, dim, dtype=dtype, rngs=rngs)
+        self.reweight = Mlp(dim, dim // 4, dim * 3, kernel_init=LINEAR_INIT, dtype=dtype, rngs=rngs)
+        self.proj = Linear(dim, dim, kernel_init=LINEAR_INIT, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
         b, _, _, c = x.shape
@@ -154,7 +162,7 @@ class PermutatorBlock(nnx.Module):
         self.norm1 = LayerNorm(dim, dtype=dtype)
         self.attn = WeightedPermuteMLP(dim, segment_dim, qkv_bias, dtype=dtype, rngs=rngs)
         self.norm2 = LayerNorm(dim, dtype=dtype)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), kernel_init=LINEAR_INIT, dtype=dtype, rngs=rngs)
         self.drop_path = DropPath(drop_path, rngs=rngs)
         self.skip_lam = skip_lam
 
@@ -251,7 +259,9 @@ class VisionPermutator(nnx.Module):
         self.stages = nnx.List(stages)
         self.downsamples = nnx.List(downsamples)
         self.norm = LayerNorm(embed_dims[-1], dtype=dtype)
-        self.head = Linear(embed_dims[-1], num_classes, dtype=dtype, rngs=rngs)
+        self.head = Linear(
+            embed_dims[-1], num_classes, kernel_init=LINEAR_INIT, dtype=dtype, rngs=rngs
+        )
 
     def features(self, x: Array) -> Array:
         """`(B, H, W, in_chans)` -> the last stage's normalised grid `(B, h, w, C)`."""

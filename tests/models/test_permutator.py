@@ -59,6 +59,15 @@ def test_grid_must_equal_segment_dim():
         jax.eval_shape(model, jnp.zeros((1, 64, 64, 3)))
 
 
+def test_official_init_linears_truncated_normal_convs_pytorch_default():
+    model = smlp_jax.create_model("vip_s7", **TINY)
+    fc1 = model.stages[0][0].mlp.fc1
+    assert 0.015 < float(jnp.std(fc1.kernel[...])) < 0.025
+    assert not np.any(np.asarray(fc1.bias[...]))
+    bound = 1 / np.sqrt(3 * 4 * 4)  # the patch-embedding conv keeps PyTorch's default
+    assert 0.5 * bound < float(jnp.max(jnp.abs(model.patch_embed.kernel[...]))) <= bound
+
+
 def test_train_step_gradients_are_finite():
     model = smlp_jax.create_model("vip_s7", drop_path_rate=0.3, **TINY)
     x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
