@@ -10,11 +10,14 @@ import os
 
 import numpy as np
 import pytest
+from flax import nnx
 
 import smlp_jax
-from smlp_jax.convert import WeightsMismatchError, read_weights
+from smlp_jax.convert import WeightsMismatchError, load_pretrained, read_weights
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
+
+forward = nnx.jit(lambda model, x: model(x))
 
 
 def _fixture(name):
@@ -29,59 +32,56 @@ def reference():
     return ref
 
 
-def _model(reference, *, gelu_approximate, pretrained):
-    c = dict(reference["config"])
+def _model(reference, *, gelu_approximate, pretrained, **kw):
+    c = {**reference["config"], **kw}
     model = smlp_jax.create_model(
-        "mixer_b16",
-        num_classes=c.pop("num_classes"),
-        image_size=c.pop("image_size"),
-        gelu_approximate=gelu_approximate,
-        pretrained=pretrained,
-        **c,
+        "mixer_b16", gelu_approximate=gelu_approximate, pretrained=pretrained, **c
     )
     model.eval()
     return model
 
 
-@pytest.mark.parametrize(
-    "source, gelu_approximate, expected",
-    [
-        ("mixer_timm.npz", False, "logits_exact_gelu"),
-        ("mixer_vit_jax.npz", True, "logits_tanh_gelu"),
-    ],
-)
-def test_logits_match_timm(reference, source, gelu_approximate, expected):
-    model = _model(reference, gelu_approximate=gelu_approximate, pretrained=_fixture(source))
-    logits = np.asarray(model(reference["images"]))
-    np.testing.assert_allclose(logits, reference[expected], atol=1e-5, rtol=1e-5)
+@pytest.fixture(scope="module")
+def from_timm(reference):
+    """timm's state dict, with timm's exact GELU."""
+    return _model(reference, gelu_approximate=False, pretrained=_fixture("mixer_timm.npz"))
 
 
-def test_gelu_choice_matters(reference):
-    """The wrong GELU misses by far more than the tolerance, so the test above has teeth."""
-    model = _model(reference, gelu_approximate=True, pretrained=_fixture("mixer_timm.npz"))
-    logits = np.asarray(model(reference["images"]))
+@pytest.fixture(scope="module")
+def from_vit_jax(reference):
+    """The official vit_jax tree, with the official tanh GELU."""
+    return _model(reference, gelu_approximate=True, pretrained=_fixture("mixer_vit_jax.npz"))
+
+
+def test_timm_state_dict_matches_timm(reference, from_timm):
+    logits = np.asarray(forward(from_timm, reference["images"]))
+    np.testing.assert_allclose(logits, reference["logits_exact_gelu"], atol=1e-5, rtol=1e-5)
+
+
+def test_vit_jax_tree_matches_timm_with_tanh_gelu(reference, from_vit_jax):
+    logits = np.asarray(forward(from_vit_jax, reference["images"]))
+    np.testing.assert_allclose(logits, reference["logits_tanh_gelu"], atol=1e-5, rtol=1e-5)
+    # The GELU choice moves the logits by far more than the tolerance: the tests have teeth.
     assert np.abs(logits - reference["logits_exact_gelu"]).max() > 5e-5
 
 
-def test_both_layouts_give_the_same_parameters(reference):
-    timm_model = _model(reference, gelu_approximate=True, pretrained=_fixture("mixer_timm.npz"))
-    jax_model = _model(reference, gelu_approximate=True, pretrained=_fixture("mixer_vit_jax.npz"))
-    a = np.asarray(timm_model.blocks[1].token_mixing.fc2.kernel[...])
-    b = np.asarray(jax_model.blocks[1].token_mixing.fc2.kernel[...])
-    np.testing.assert_array_equal(a, b)
+def test_both_layouts_give_the_same_parameters(from_timm, from_vit_jax):
+    a = nnx.state(from_timm, nnx.Param)
+    b = nnx.state(from_vit_jax, nnx.Param)
+    for x, y in zip(nnx.to_flat_state(a), nnx.to_flat_state(b)):
+        assert x[0] == y[0]
+        np.testing.assert_array_equal(np.asarray(x[1][...]), np.asarray(y[1][...]))
 
 
-def test_missing_key_is_named(reference):
+def test_missing_key_is_named(from_vit_jax):
     weights = read_weights(_fixture("mixer_vit_jax.npz"))
     del weights["MixerBlock_1/token_mixing/Dense_0/kernel"]
     with pytest.raises(WeightsMismatchError, match="MixerBlock_1/token_mixing/Dense_0/kernel"):
-        _model(reference, gelu_approximate=True, pretrained=weights)
+        load_pretrained(nnx.clone(from_vit_jax), weights)
 
 
 def test_other_grid_is_refused_with_the_option_named(reference):
-    c = dict(reference["config"])
-    c.pop("image_size")
     with pytest.raises(WeightsMismatchError, match="resample_to_grid=True"):
-        smlp_jax.create_model(
-            "mixer_b16", image_size=64, pretrained=_fixture("mixer_timm.npz"), **c
+        _model(
+            reference, gelu_approximate=True, pretrained=_fixture("mixer_timm.npz"), image_size=64
         )
