@@ -1,0 +1,113 @@
+"""Reading weight files safely and refusing weights that do not fit, with clear errors.
+
+Uses a tiny sMLPNet and the checked-in fixture weights; the PyTorch-specific checks
+(`weights_only` refusing pickled code, SPACH checkpoints with an argparse Namespace)
+run only where torch is installed.
+"""
+
+import argparse
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import smlp_jax
+from smlp_jax.convert import WeightsFileError, WeightsMismatchError, load_pretrained, read_weights
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "smlpnet_tiny.npz")
+TINY = dict(num_classes=10, dim=8, depths=(2, 2, 2, 2))
+
+
+@pytest.fixture(scope="module")
+def weights():
+    with np.load(FIXTURE, allow_pickle=False) as f:
+        return {k.removeprefix("weights/"): f[k] for k in f.files if k.startswith("weights/")}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return smlp_jax.create_model("smlpnet_t", image_size=64, **TINY)
+
+
+def head(model):
+    return np.asarray(model.head.kernel[...]).copy()
+
+
+def test_missing_and_unexpected_keys_are_named(model, weights):
+    broken = dict(weights)
+    del broken["token_mix.3.1.proj_h.weight"]
+    broken["extra.weight"] = np.zeros(3, np.float32)
+    before = head(model)
+    with pytest.raises(WeightsMismatchError) as e:
+        load_pretrained(model, broken)
+    assert "'token_mix.3.1.proj_h.weight'" in str(e.value) and "missing" in str(e.value)
+    assert "'extra.weight'" in str(e.value) and "unexpected" in str(e.value)
+    np.testing.assert_array_equal(head(model), before)  # nothing was written
+
+
+def test_shape_mismatch_names_key_and_both_shapes(weights):
+    bigger = smlp_jax.create_model("smlpnet_t", image_size=128, **TINY)
+    before = head(bigger)
+    with pytest.raises(WeightsMismatchError) as e:
+        load_pretrained(bigger, weights, model_name="smlpnet_t")
+    msg = str(e.value)
+    # Stage 1's grid is 16 at 64 px and 32 at 128 px.
+    assert "'token_mix.0.1.proj_h.weight' has shape (16, 16, 1, 1)" in msg
+    assert "expects (32, 32, 1, 1)" in msg
+    assert "image_size" in msg
+    np.testing.assert_array_equal(head(bigger), before)
+
+
+def test_num_classes_mismatch(weights):
+    other = smlp_jax.create_model("smlpnet_t", image_size=64, **{**TINY, "num_classes": 7})
+    with pytest.raises(WeightsMismatchError, match=r"mlp_head\.0\.weight.*\(10, 64\).*\(7, 64\)"):
+        load_pretrained(other, weights)
+
+
+def test_missing_and_corrupt_files(tmp_path, model):
+    with pytest.raises(WeightsFileError, match="does not exist"):
+        load_pretrained(model, str(tmp_path / "nope.npz"))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    with pytest.raises(WeightsFileError, match="could not read"):
+        load_pretrained(model, str(bad))
+    unknown = tmp_path / "weights.h5"
+    unknown.write_bytes(b"x")
+    with pytest.raises(WeightsFileError, match="do not know how to read"):
+        read_weights(str(unknown))
+
+
+def test_npz_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, w=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(WeightsFileError):
+        read_weights(str(path))
+
+
+def test_nested_checkpoints_prefixes_and_keys(weights):
+    nested = {"model": {f"module.{k}": v for k, v in weights.items()}, "epoch": 3}
+    flat = read_weights(nested)
+    assert set(flat) == set(weights)
+    with pytest.raises(WeightsFileError, match="no entry 'model_ema'"):
+        read_weights(nested, checkpoint_key="model_ema")
+
+
+def test_torch_checkpoint_loads_without_running_pickled_code(tmp_path, weights, model):
+    torch = pytest.importorskip("torch")
+    # A SPACH-style training checkpoint: weights, EMA weights, args as a Namespace.
+    state = {k: torch.from_numpy(v.copy()) for k, v in weights.items()}
+    path = tmp_path / "smlp_tiny.pth"
+    torch.save({"model": state, "model_ema": state, "args": argparse.Namespace(lr=5e-4)}, path)
+    load_pretrained(model, str(path))
+    np.testing.assert_array_equal(head(model), weights["mlp_head.0.weight"].T)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:
+        pickle.dump({"model": Evil()}, f)
+    with pytest.raises(WeightsFileError):
+        read_weights(str(evil))
