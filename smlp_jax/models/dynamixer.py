@@ -17,7 +17,7 @@ mixing matrix is generated from the content,
     M = softmax_over_inputs(generate(compress(x) reshaped to (head, L * reduced_dim))),
 and out = Dense(C, C)(M applied to the head's channels along L).
 `generate` is a Dense(L * reduced_dim, L * L), so the weights are tied to the grid.
-Initialisation follows the official code: Dense kernels N(0, 0.02), zero biases.
+Initialisation follows the official code: Dense kernels trunc-normal(0.02), zero biases.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from smlp_jax.models.layers import (
     PatchConv,
     check_input,
     drop_path_rates,
+    trunc_normal_init,
 )
 from smlp_jax.models.registry import register_model
 
@@ -68,7 +69,8 @@ VARIANTS = {
 
 
 def _linear(in_features: int, out_features: int, key: Array, *, use_bias=True, dtype) -> Linear:
-    """A `Linear` initialised as the official `_init_weights`: N(0, 0.02), zero bias.
+    """A `Linear` initialised as the official `_init_weights` (timm's `trunc_normal_`,
+    std 0.02) with a zero bias.
 
     Takes a key rather than `rngs`: the modules below split one key per block, since each
     `rngs` draw costs far more than a split when the model is traced (`nnx.eval_shape`).
@@ -78,7 +80,7 @@ def _linear(in_features: int, out_features: int, key: Array, *, use_bias=True, d
         lambda: Linear(in_features, out_features, use_bias=use_bias, rngs=nnx.Rngs(0))
     )
     layer.dtype = dtype
-    layer.kernel = nnx.Param(nnx.initializers.normal(0.02)(key, (in_features, out_features)))
+    layer.kernel = nnx.Param(trunc_normal_init(0.02)(key, (in_features, out_features)))
     if use_bias:
         layer.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
     return layer

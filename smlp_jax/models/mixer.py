@@ -51,16 +51,8 @@ def _flax_linear(
     in_features: int, out_features: int, *, zero_kernel: bool = False, dtype, rngs: nnx.Rngs
 ) -> Linear:
     """A `Linear` initialised as Flax's `nn.Dense`: LeCun-normal (or zero) kernel, zero bias."""
-    # The structure only: PyTorch's init would be drawn and thrown away (and compiled).
-    layer = nnx.eval_shape(lambda: Linear(in_features, out_features, rngs=nnx.Rngs(0)))
-    layer.dtype = dtype
-    shape = (in_features, out_features)
-    if zero_kernel:
-        layer.kernel = nnx.Param(jnp.zeros(shape, jnp.float32))
-    else:
-        layer.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape))
-    layer.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
-    return layer
+    init = nnx.initializers.zeros if zero_kernel else nnx.initializers.lecun_normal()
+    return Linear(in_features, out_features, kernel_init=init, dtype=dtype, rngs=rngs)
 
 
 class MlpBlock(nnx.Module):
