@@ -17,6 +17,10 @@ accelerator). timm also adds 10 cool-down epochs at the minimum lr (`total_epoch
 transition to 4x4), plain AdamW, no mixup:
 
     python main.py --config=configs/dynamixer.py:demo --workdir=workdirs/dynamixer_demo
+
+Result: eval top-1 79.0% (top-5 98.4%, loss 0.653) after the 400 steps, 75 s wall on the
+shared 2-core CPU machine (no accelerator); its small trunc-normal(0.02) init makes it
+the slowest of the three to leave chance level.
 """
 
 from __future__ import annotations

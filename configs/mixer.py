@@ -28,6 +28,9 @@ token-MLP initialisation; the token MLP width must grow by the patch-count facto
 plain AdamW, no mixup:
 
     python main.py --config=configs/mixer.py:demo --workdir=workdirs/mixer_demo
+
+Result: eval top-1 89.0% (top-5 99.4%, loss 0.345) after the 400 steps, 64 s wall on the
+shared 2-core CPU machine (no accelerator).
 """
 
 from __future__ import annotations
