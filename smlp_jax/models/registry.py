@@ -93,13 +93,15 @@ def create_model(
     if isinstance(rngs, int):
         rngs = nnx.Rngs(params=rngs, dropout=rngs + 1)
     kwargs = {**entry.defaults, **overrides}
-    accepted = inspect.signature(entry.build).parameters
+    # nnx's metaclass hides a class's own signature behind (*args, **kwargs).
+    target = entry.build.__init__ if isinstance(entry.build, type) else entry.build
+    accepted = {k: p for k, p in inspect.signature(target).parameters.items() if k != "self"}
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             raise TypeError(
                 f"{name}: unknown hyperparameter(s) {', '.join(unknown)}; "
-                f"{entry.family} takes {', '.join(k for k in accepted if k != 'rngs')}."
+                f"{entry.family} takes {', '.join(k for k in accepted if k not in ('rngs', 'dtype'))}."
             )
     model = entry.build(
         num_classes=num_classes, image_size=image_size, dtype=dtype, rngs=rngs, **kwargs
