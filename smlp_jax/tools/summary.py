@@ -1,0 +1,156 @@
+"""Model summary: parameters per stage and in total, and multiply-accumulates (MACs).
+
+    python -m smlp_jax.tools.summary smlpnet_t [--image-size 224] [--num-classes 1000]
+
+MACs are counted on the model's eval-mode forward as XLA receives it (the jaxpr traced
+for one `(1, S, S, 3)` image, nothing compiled): every `dot_general` contributes
+output size x contracted size, every convolution output size x kernel fan-in, and the
+multiplies inside a `depthwise_conv` scope (layers.DepthwiseConv computes its
+convolution as shifted multiply-adds) one MAC each. That is the convention of the
+papers' counters (fvcore/thop: matmuls and convolutions only). XLA's own cost analysis
+(`Lowered.cost_analysis()`), which also counts every elementwise op, is printed beside
+it for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from collections import defaultdict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+import smlp_jax
+from smlp_jax.models.registry import UnknownModelError
+
+DEPTHWISE_SCOPE = "depthwise_conv"
+
+
+@dataclasses.dataclass
+class Summary:
+    name: str
+    image_size: int
+    num_classes: int
+    params_by_group: dict[str, int]
+    total_params: int
+    macs: int  # matmul + convolution multiply-accumulates, batch 1
+    xla_flops: float | None  # XLA cost analysis of the whole forward (all ops), batch 1
+
+    def table(self) -> str:
+        width = max(len(g) for g in self.params_by_group)
+        lines = [f"{self.name} at {self.image_size}x{self.image_size}, {self.num_classes} classes"]
+        for group, n in self.params_by_group.items():
+            lines.append(f"  {group:<{width}}  {n:>14,}")
+        lines.append(f"  {'total':<{width}}  {self.total_params:>14,}")
+        lines.append(f"MACs (matmuls + convolutions): {self.macs / 1e9:.3f} G")
+        if self.xla_flops is not None:
+            lines.append(f"XLA cost analysis, all ops:    {self.xla_flops / 1e9:.3f} GFLOPs")
+        return "\n".join(lines)
+
+
+def _sub_jaxprs(eqn):
+    for value in eqn.params.values():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if hasattr(item, "jaxpr") and hasattr(item.jaxpr, "eqns"):
+                yield item.jaxpr  # ClosedJaxpr
+            elif hasattr(item, "eqns"):
+                yield item
+
+
+def count_macs(jaxpr, in_depthwise: bool = False) -> int:
+    """Multiply-accumulates of a jaxpr (see the module docstring for the rules)."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        scoped = in_depthwise or DEPTHWISE_SCOPE in str(eqn.source_info.name_stack)
+        if name == "dot_general":
+            (contract_lhs, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            out = eqn.outvars[0].aval.shape
+            total += math.prod(out) * math.prod(lhs[d] for d in contract_lhs)
+        elif name == "conv_general_dilated":
+            kernel = eqn.invars[1].aval.shape
+            out_feature_dim = eqn.params["dimension_numbers"].rhs_spec[0]
+            fan_in = math.prod(kernel) // kernel[out_feature_dim]
+            total += math.prod(eqn.outvars[0].aval.shape) * fan_in
+        elif name == "mul" and scoped:
+            total += math.prod(eqn.outvars[0].aval.shape)
+        for sub in _sub_jaxprs(eqn):
+            total += count_macs(sub, scoped)
+    return total
+
+
+def _group(path: tuple) -> str:
+    """The top-level group a parameter belongs to, for the per-stage table.
+
+    Nested lists (`stages.<i>.<j>...`) group by stage, a stage's stem joining it
+    (`stems.<i>` -> `stage <i>`); a flat list of blocks (`blocks.<j>...`) is one group.
+    """
+    keys = [str(p) for p in path[:-1]] or [str(path[-1])]
+    if len(keys) >= 3 and keys[1].isdigit() and keys[2].isdigit():
+        return f"stage {keys[1]}"
+    if keys[0] == "stems" and len(keys) >= 2 and keys[1].isdigit():
+        return f"stage {keys[1]}"
+    return keys[0]
+
+
+def _natural(key: str) -> tuple:
+    return tuple(int(t) if t.isdigit() else t for t in key.replace(".", " ").split())
+
+
+def summarize(
+    name: str, *, image_size: int = 224, num_classes: int = 1000, xla_cost: bool = True, **kw
+) -> Summary:
+    """Counts `name`'s parameters (per top-level group) and its batch-1 forward MACs."""
+    model = nnx.eval_shape(
+        lambda: smlp_jax.create_model(name, image_size=image_size, num_classes=num_classes, **kw)
+    )
+    model.eval()
+    by_group: dict[str, int] = defaultdict(int)
+    for path, leaf in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        by_group[_group(path)] += int(np.prod(leaf.shape))
+    graphdef, state = nnx.split(model)
+
+    def forward(state, x):
+        return nnx.merge(graphdef, state)(x)
+
+    image = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+    macs = count_macs(jax.make_jaxpr(forward)(state, image).jaxpr)
+    flops = None
+    if xla_cost:
+        cost = jax.jit(forward).lower(state, image).cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        flops = float(cost.get("flops", float("nan"))) if cost else None
+    groups = {k: by_group[k] for k in sorted(by_group, key=_natural)}
+    return Summary(name, image_size, num_classes, groups, sum(groups.values()), macs, flops)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="registered names (smlp_jax.list_models())")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--no-xla", action="store_true", help="skip XLA's cost analysis")
+    args = parser.parse_args(argv)
+    for name in args.models:
+        try:
+            summary = summarize(
+                name,
+                image_size=args.image_size,
+                num_classes=args.num_classes,
+                xla_cost=not args.no_xla,
+            )
+        except (UnknownModelError, ValueError, TypeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(summary.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
