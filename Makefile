@@ -40,7 +40,7 @@ demo: $(VENV)/.installed
 # Regenerates the checked-in parity fixtures; needs PyTorch (kept out of CI):
 #   python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.13.0 numpy
 fixtures:
-	.venv-ref/bin/python reference/make_fixtures.py
+	for script in reference/make_*_fixture.py; do .venv-ref/bin/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache workdirs
