@@ -38,7 +38,9 @@ demo: $(VENV)/.installed
 	$(PY) main.py --config=configs/smlpnet.py:demo --workdir=workdirs/demo
 
 # Regenerates the checked-in parity fixtures; needs PyTorch (kept out of CI):
-#   python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.13.0 numpy
+#   python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.13.0 numpy einops
+#   .venv-ref/bin/pip install --no-deps timm pyyaml huggingface_hub safetensors pillow
+#   (timm runs without torchvision through reference/timm_import.py)
 fixtures:
 	for script in reference/make_*_fixture.py; do .venv-ref/bin/python $$script || exit 1; done
 
