@@ -63,7 +63,7 @@ def test_resolution_free_and_clear_error_for_bad_sizes():
         smlp_jax.create_model("asmlp_t", image_size=200)
 
 
-def test_train_step_gradients_are_finite_and_drop_path_is_active():
+def test_gradients_are_finite_and_reach_every_weight():
     model = smlp_jax.create_model("asmlp_t", drop_path_rate=0.5, **TINY)
     x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
 
@@ -74,6 +74,4 @@ def test_train_step_gradients_are_finite_and_drop_path_is_active():
     leaves = jax.tree.leaves(grads)
     assert np.isfinite(float(loss))
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
-    # Drop path draws a new mask each call in train mode (eval mode: see the parity test).
-    forward = nnx.jit(lambda m, x: m(x))
-    assert not np.allclose(np.asarray(forward(model, x)), np.asarray(forward(model, x)))
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in leaves)  # no weight left unused
