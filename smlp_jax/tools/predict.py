@@ -1,0 +1,270 @@
+"""Classify images with a registered model: top-5 class names and probabilities.
+
+    python -m smlp_jax.tools.predict --model smlpnet_b --pretrained smlp_b.pth cat.jpg dog.png
+    python -m smlp_jax.tools.predict --checkpoint workdirs/demo \
+        --config configs/smlpnet.py:demo digit.png
+
+Official weights (`--pretrained`, read by `smlp_jax.convert`) or weights saved by our
+trainer (`--checkpoint WORKDIR`, its newest good step; `--config FILE:ARG` names the model,
+image size and normalisation it was trained with, and `--config.KEY=VALUE` overrides
+fields as in main.py). Each image goes through the pipeline's eval transform
+(`smlp_jax.data.transforms.EvalTransform`: short side to floor(size / crop_pct) bicubic,
+centre crop, normalise), so predictions match `--mode=eval`.
+
+Class names: the 1000 ImageNet-1k names (`imagenet_classes.txt` beside this file: the first
+WordNet lemma of each ILSVRC-2012 synset in the standard index order, as torchvision and
+timm list them; the two repeated lemmas are told apart as "crane (bird)/(machine)" and
+"maillot (tights)/(tank suit)"), or `--class-names FILE` (one name a line) for other
+models. A bad image, weights that do not fit the model, or a bad option end with one line
+`error: ...` on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smlp_jax.data.config import IMAGENET_MEAN, IMAGENET_STD, default_input_config
+
+TOP_K = 5
+
+
+class PredictError(ValueError):
+    """Input that cannot be classified (bad image, options, names file); shown as one line."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top classes of one image, most probable first."""
+
+    image: str
+    indices: list[int]
+    names: list[str]
+    probabilities: list[float]
+
+    def lines(self) -> list[str]:
+        width = max(len(n) for n in self.names)
+        ranked = zip(self.names, self.probabilities)
+        return [self.image] + [
+            f"  {rank}. {name:<{width}}  {100 * p:6.2f}%"
+            for rank, (name, p) in enumerate(ranked, start=1)
+        ]
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in index order (package data)."""
+    text = resources.files("smlp_jax.tools").joinpath("imagenet_classes.txt").read_text()
+    return text.splitlines()
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    try:
+        names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError as err:
+        raise PredictError(f"cannot read --class-names {path}: {err.strerror or err}") from None
+    if not names:
+        raise PredictError(f"--class-names {path} is empty; write one class name a line.")
+    return names
+
+
+def load_config(spec: str, overrides: list[str]) -> Any:
+    """`FILE.py[:ARG]` -> that file's `get_config(ARG)`, with `KEY=VALUE` overrides applied."""
+    path, _, arg = spec.partition(":")
+    if not Path(path).is_file():
+        raise PredictError(f"--config {path}: no such file (e.g. configs/smlpnet.py:demo).")
+    # The config files import `configs.common`: put the repository root first on the path.
+    sys.path.insert(0, str(Path(path).resolve().parent.parent))
+    module_spec = importlib.util.spec_from_file_location("_predict_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    try:
+        config = module.get_config(arg) if arg else module.get_config()
+    except ValueError as err:  # an unknown variant
+        raise PredictError(f"--config {spec}: {err}") from None
+    for item in overrides:
+        key, sep, text = item.removeprefix("--config.").partition("=")
+        if not sep:
+            raise PredictError(f"{item}: write config overrides as --config.KEY=VALUE.")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare string such as a path
+        *parents, leaf = key.split(".")
+        node = config
+        try:
+            for name in parents:
+                node = node[name]
+            node[leaf] = value
+        except (KeyError, AttributeError, TypeError) as err:
+            raise PredictError(f"--config.{key}: {err}") from None
+    return config
+
+
+def parse_model_args(items: list[str]) -> dict[str, Any]:
+    """`["depths=(1, 1)", "gelu_approximate=False"]` -> create_model keyword arguments."""
+    kwargs = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise PredictError(f"--model-arg {item!r}: write KEY=VALUE, e.g. depths=(2,8,14,2).")
+        try:
+            kwargs[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            kwargs[key] = text
+    return kwargs
+
+
+def _load_checkpoint(model, path: str) -> None:
+    """Fills `model`'s parameters and BatchNorm statistics from one of our checkpoints."""
+    import jax
+    from flax import nnx
+
+    from smlp_jax.train import checkpoint
+
+    _, params, _, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
+    target = {"params": nnx.to_pure_dict(params), "model_state": nnx.to_pure_dict(rest)}
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), target)
+    try:
+        loaded = checkpoint.load_for_init(path, abstract, partial=True)
+    except checkpoint.CheckpointError as err:
+        raise PredictError(
+            f"{err} (the model built from --config and --num-classes must be the one trained)"
+        ) from None
+    nnx.replace_by_pure_dict(params, loaded["params"])
+    nnx.replace_by_pure_dict(rest, loaded["model_state"])
+    nnx.update(model, params, rest)
+
+
+def build_classifier(args: argparse.Namespace, config_overrides: list[str]):
+    """-> (eval-mode model, EvalTransform, class names) from the command-line options."""
+    import smlp_jax
+    from smlp_jax.data.transforms import EvalTransform
+
+    names = read_class_names(args.class_names) if args.class_names else None
+    if args.checkpoint:
+        if not args.config:
+            raise PredictError("--checkpoint needs --config FILE:ARG (the run's config).")
+        from smlp_jax.train.state import build_model
+
+        config = load_config(args.config, config_overrides)
+        num_classes = args.num_classes or (len(names) if names else None)
+        if num_classes is None:
+            from smlp_jax import data
+
+            num_classes = data.get_dataset_info(config).num_classes
+        model = build_model(config, num_classes, seed=0)
+        _load_checkpoint(model, args.checkpoint)
+        input_cfg, image_size = dict(config.input), config.image_size
+    else:
+        if config_overrides:
+            raise PredictError(f"{config_overrides[0]}: --config.KEY needs --checkpoint.")
+        if not args.model:
+            raise PredictError("give --model NAME (with --pretrained FILE) or --checkpoint.")
+        num_classes = args.num_classes or (len(names) if names else 1000)
+        image_size = args.image_size or 224
+        model = smlp_jax.create_model(
+            args.model,
+            num_classes=num_classes,
+            image_size=image_size,
+            pretrained=args.pretrained,
+            **parse_model_args(args.model_arg),
+        )
+        input_cfg = dict(default_input_config("imagenet"))
+        input_cfg.update(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    for key in ("crop_pct", "mean", "std"):
+        if getattr(args, key) is not None:
+            input_cfg[key] = getattr(args, key)
+    if names is None:
+        names = imagenet_class_names() if num_classes == 1000 else None
+        names = names or [f"class {i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise PredictError(
+            f"--class-names has {len(names)} names but the model has {num_classes} classes."
+        )
+    model.eval()
+    try:
+        transform = EvalTransform(input_cfg, image_size)
+    except ValueError as err:  # e.g. crop_pct outside (0, 1]
+        raise PredictError(str(err)) from None
+    return model, transform, names
+
+
+def preprocess(transform, path: str) -> np.ndarray:
+    """Image file -> float32 (S, S, 3), or PredictError naming the file."""
+    from smlp_jax.data.transforms import UNREADABLE_ERRORS
+
+    try:
+        return transform(Path(path).read_bytes())
+    except UNREADABLE_ERRORS as err:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise PredictError(f"cannot read image {path}: {reason}") from None
+
+
+def predict(model, transform, names: list[str], paths: list[str]) -> list[Prediction]:
+    """Softmax top-k (k = min(5, classes)) for each image, one batch through the model."""
+    import jax
+    import jax.numpy as jnp
+
+    images = np.stack([preprocess(transform, p) for p in paths])
+    probs = np.asarray(jax.nn.softmax(model(jnp.asarray(images)).astype(jnp.float32), axis=-1))
+    k = min(TOP_K, probs.shape[-1])
+    results = []
+    for path, row in zip(paths, probs):
+        top = np.argsort(-row, kind="stable")[:k]
+        results.append(Prediction(path, top.tolist(), [names[i] for i in top], row[top].tolist()))
+    return results
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m smlp_jax.tools.predict", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("--model", help="registered model name, e.g. smlpnet_b")
+    parser.add_argument("--pretrained", help="official weights (.pth/.npz/.safetensors)")
+    parser.add_argument("--checkpoint", help="our trainer's workdir or checkpoint step dir")
+    parser.add_argument("--config", help="with --checkpoint: the run's FILE.py:ARG")
+    parser.add_argument("--num-classes", type=int, help="classes of the head (default 1000)")
+    parser.add_argument("--class-names", help="file with one class name a line")
+    parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a hyperparameter override for --model (repeatable), e.g. gelu_approximate=False",
+    )
+    parser.add_argument("--image-size", type=int, help="input side for --model (224)")
+    parser.add_argument("--crop-pct", type=float, help="eval crop fraction (0.875 for --model)")
+    parser.add_argument("--mean", type=float, nargs=3, help="normalisation mean (ImageNet)")
+    parser.add_argument("--std", type=float, nargs=3, help="normalisation std (ImageNet)")
+    args, rest = parser.parse_known_args(argv)
+    unknown = [a for a in rest if not a.startswith("--config.")]
+    if unknown:
+        parser.error(f"unrecognised arguments: {' '.join(unknown)}")
+    return args, [a for a in rest if a.startswith("--config.")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    from smlp_jax.train.errors import user_errors
+
+    try:
+        model, transform, names = build_classifier(args, overrides)
+        for result in predict(model, transform, names, args.images):
+            print("\n".join(result.lines()))
+    except (PredictError, TypeError, *user_errors()) as err:  # TypeError: a bad --model-arg
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

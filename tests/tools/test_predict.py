@@ -1,0 +1,198 @@
+"""`python -m smlp_jax.tools.predict`: top-k names and probabilities from our trainer's
+weights and from official-layout weights; bad images and mismatched weights are one line."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from smlp_jax.tools import predict
+from smlp_jax.train import trainer
+from tests.train.tiny import REPO, subprocess_env, tiny_config, tiny_overrides
+
+CONFIG = str(REPO / "configs" / "smlpnet.py") + ":demo"
+FIXTURE = REPO / "tests" / "fixtures" / "smlpnet_tiny.npz"
+
+
+def test_imagenet_class_names_are_1000_unique():
+    names = predict.imagenet_class_names()
+    assert len(names) == 1000 and len(set(names)) == 1000
+    assert names[:3] == ["tench", "goldfish", "great white shark"]
+    assert names[207] == "golden retriever" and names[999] == "toilet tissue"
+
+
+@pytest.fixture(scope="module")
+def trained(demo_data_dir, tmp_path_factory):
+    """A tiny sMLPNet trained 4 steps by the trainer: (workdir, its --config.* flags)."""
+    workdir = tmp_path_factory.mktemp("predict_run")
+    changes = dict(total_steps=4, checkpoint_every=4, log_every=4)
+    trainer.train_and_evaluate(tiny_config(demo_data_dir, **changes), str(workdir))
+    flags = [f"--config.{k}={v!r}" for k, v in tiny_overrides(demo_data_dir, **changes).items()]
+    return workdir, flags
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Two generated digit-like images (different sizes and modes) and a corrupt file."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 28), np.uint8), mode="L").save(folder / "a.png")
+    Image.fromarray(rng.integers(0, 255, (30, 50, 3), np.uint8)).save(folder / "b.jpg")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder
+
+
+def _args(*argv):
+    return predict.parse_args([str(a) for a in argv])
+
+
+def test_checkpoint_predictions_are_the_models_softmax(trained, images):
+    workdir, flags = trained
+    args, overrides = _args(
+        images / "a.png", images / "b.jpg", "--checkpoint", workdir, "--config", CONFIG, *flags
+    )
+    model, transform, names = predict.build_classifier(args, overrides)
+    assert names == [f"class {i}" for i in range(10)]  # demo digits: 10 classes, no names file
+    results = predict.predict(
+        model, transform, names, [str(images / "a.png"), str(images / "b.jpg")]
+    )
+    batch = np.stack([transform((images / n).read_bytes()) for n in ("a.png", "b.jpg")])
+    assert batch.shape == (2, 16, 16, 3)
+    logits = np.asarray(model(batch), np.float64)
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    for result, row in zip(results, expected):
+        order = np.argsort(-row)[:5]
+        assert result.indices == order.tolist()
+        np.testing.assert_allclose(result.probabilities, row[order], rtol=1e-5)
+        assert result.probabilities == sorted(result.probabilities, reverse=True)
+    # The trained weights, not a fresh initialisation: their logits differ.
+    from smlp_jax.train.state import build_model
+
+    fresh = build_model(predict.load_config(CONFIG, overrides), 10, seed=0)
+    fresh.eval()
+    assert not np.allclose(np.asarray(fresh(batch)), logits, atol=1e-4)
+
+
+def test_cli_prints_top5_with_class_names(trained, images, tmp_path):
+    workdir, flags = trained
+    names_file = tmp_path / "digits.txt"
+    names_file.write_text("\n".join(f"digit {i}" for i in range(10)) + "\n")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "smlp_jax.tools.predict",
+            str(images / "a.png"),
+            "--checkpoint",
+            str(workdir),
+            "--config",
+            CONFIG,
+            "--class-names",
+            str(names_file),
+            *flags,
+        ],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == str(images / "a.png") and len(lines) == 6
+    percents = [float(line.rsplit(None, 1)[-1].rstrip("%")) for line in lines[1:]]
+    assert all(line.split(". ", 1)[1].startswith("digit ") for line in lines[1:])
+    assert percents == sorted(percents, reverse=True) and 0 < sum(percents) <= 100.01
+
+
+def test_official_weights_use_imagenet_names_for_1000_classes(tmp_path, images, capsys):
+    """The sMLPNet fixture's official-layout weights, with a 1000-class head swapped in."""
+    with np.load(FIXTURE, allow_pickle=False) as f:
+        config = json.loads(str(f["config"]))
+        weights = {k.removeprefix("weights/"): f[k] for k in f.files if k.startswith("weights/")}
+    rng = np.random.default_rng(1)
+    for key in [k for k in weights if k.startswith("mlp_head.")]:
+        old = weights[key]
+        weights[key] = rng.normal(size=(1000, *old.shape[1:])).astype(np.float32)
+    path = tmp_path / "smlp_tiny.npz"
+    np.savez(path, **weights)
+    hyper = [
+        f"--model-arg={k}={v}" for k, v in config.items() if k not in ("num_classes", "image_size")
+    ]
+    args, _ = _args(
+        images / "b.jpg",
+        "--model",
+        "smlpnet_t",
+        "--pretrained",
+        path,
+        "--image-size",
+        config["image_size"],
+        *hyper,
+    )
+    model, transform, names = predict.build_classifier(args, [])
+    (result,) = predict.predict(model, transform, names, [str(images / "b.jpg")])
+    assert len(result.names) == 5
+    assert result.names == [predict.imagenet_class_names()[i] for i in result.indices]
+    # The same file for a 10-class head: the weights do not fit, one line says so.
+    err = _cli_error(
+        capsys,
+        images / "b.jpg",
+        "--model",
+        "smlpnet_t",
+        "--pretrained",
+        path,
+        "--num-classes",
+        10,
+        "--image-size",
+        config["image_size"],
+        *hyper,
+    )
+    assert "mlp_head" in err
+
+
+def _cli_error(capsys, *argv) -> str:
+    """Runs the CLI's main() in-process (no new interpreter, no recompiles): -> stderr."""
+    assert predict.main([str(a) for a in argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_unreadable_image_is_one_line(trained, images, capsys):
+    workdir, flags = trained
+    err = _cli_error(
+        capsys,
+        images / "a.png",
+        images / "broken.png",
+        "--checkpoint",
+        workdir,
+        "--config",
+        CONFIG,
+        *flags,
+    )
+    assert f"cannot read image {images / 'broken.png'}" in err
+    err = _cli_error(
+        capsys, images / "missing.png", "--checkpoint", workdir, "--config", CONFIG, *flags
+    )
+    assert "missing.png" in err
+
+
+def test_model_weights_mismatch_is_one_line(trained, images, capsys):
+    workdir, flags = trained
+    # The run trained dim 32; a dim-24 model does not fit its weights.
+    wider = [f for f in flags if not f.startswith("--config.model_kwargs.dim=")]
+    err = _cli_error(
+        capsys,
+        images / "a.png",
+        "--checkpoint",
+        workdir,
+        "--config",
+        CONFIG,
+        *wider,
+        "--config.model_kwargs.dim=24",
+    )
+    assert "Could not load init_from checkpoint" in err and "must be the one trained" in err
