@@ -16,7 +16,12 @@ bundled with the package (4,000 train / 1,000 held out), plain AdamW, no mixup:
 
     python main.py --config=configs/smlpnet.py:demo --workdir=workdirs/demo
 
-DEMO_RESULT
+Result (deterministic from seed 0): eval top-1 95.00% at step 200 and 97.30% at step 400
+(top-5 99.60%, loss 0.115) on the 1,000 held-out digits; 548k parameters.
+Wall time of the whole command (start-up, data already built, compilation, training, two
+evals): 2 min 26 s on this 2-core CPU on 2026-11-22 20:26 UTC while three other training
+runs shared the two cores (load ~10); the same command took 36 s at load ~2 (README
+"Results").
 """
 
 from __future__ import annotations
