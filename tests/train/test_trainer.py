@@ -86,3 +86,11 @@ def test_config_typo_fails_in_main(demo_data_dir, tmp_path):
     assert result.stderr.strip().splitlines() == [
         'error: unknown config key \'batchsize\' Did you mean "batch_size" instead of "batchsize"?'
     ]
+
+
+def test_eval_mode_evaluates_init_from(demo_run, demo_data_dir, tmp_path):
+    workdir, final = demo_run
+    config = tiny_config(demo_data_dir, init_from=str(workdir))
+    scalars = trainer.evaluate_only(config, str(tmp_path))
+    for key in ("eval/top1", "eval/top5", "eval/loss"):
+        assert scalars[key] == pytest.approx(final[key], abs=1e-6), key
