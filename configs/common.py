@@ -48,6 +48,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.optimizer.warmup_init_lr = 1e-6
     config.optimizer.min_lr = 1e-5
     config.grad_clip = 0.0  # global-norm clipping; 0 = off
+    # Mixture-of-experts models (Sparse-MLP): loss += weight x their load-balancing loss
+    # (smlp_jax.models.moe.total_aux_loss); models without MoE layers add nothing.
+    config.aux_loss_weight = 0.01
     config.grad_accum_steps = 1  # micro-batches per update (batch_size is per update)
     config.ema = ml_collections.ConfigDict()
     config.ema.decay = 0.0  # 0 = no EMA; else also evaluated as eval/ema_*

@@ -62,8 +62,7 @@ def get_config(arg: str = "s"):
 
 def _moe(config):
     # The trainer adds aux_loss_weight x the models' load-balancing loss to the loss.
-    if "aux_loss_weight" in config:
-        config.aux_loss_weight = 0.01
+    config.aux_loss_weight = 0.01
 
 
 def demo_config(config):

@@ -99,9 +99,10 @@ def create_model(
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
+            known = ", ".join(k for k in accepted if k not in ("rngs", "dtype"))
             raise TypeError(
                 f"{name}: unknown hyperparameter(s) {', '.join(unknown)}; "
-                f"{entry.family} takes {', '.join(k for k in accepted if k not in ('rngs', 'dtype'))}."
+                f"{entry.family} takes {known}."
             )
     model = entry.build(
         num_classes=num_classes, image_size=image_size, dtype=dtype, rngs=rngs, **kwargs

@@ -25,6 +25,7 @@ from clu import metrics as clu_metrics
 from flax import nnx
 
 from smlp_jax import data
+from smlp_jax.models.moe import total_aux_loss
 from smlp_jax.train.state import ModelGraphs, ema_update, rngs_for_step
 
 NO_BAD_STEP = jnp.iinfo(jnp.int32).max
@@ -62,11 +63,14 @@ def make_train_step(
     accum = int(config.grad_accum_steps)
     ema_decay = float(config.ema.decay or 0.0)
     seed = int(config.seed)
+    aux_loss_weight = float(config.aux_loss_weight)
 
     def loss_fn(params, model_state, rngs, images, targets, labels):
         model = nnx.merge(graphs.train, params, rngs, model_state)
         logits = model(images)
         loss = optax.softmax_cross_entropy(logits, targets).mean()
+        if aux_loss_weight:  # MoE load balancing (0 for models without MoE layers)
+            loss = loss + aux_loss_weight * total_aux_loss(model)
         correct = jnp.sum(jnp.argmax(logits, -1) == labels)
         return loss, (_model_state_after(model), correct)
 

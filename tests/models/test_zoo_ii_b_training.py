@@ -60,3 +60,27 @@ def test_full_configs_name_registered_models(family, variants):
         assert module.get_config(variant).model in smlp_jax.list_models()
     with pytest.raises(ValueError, match="unknown variant"):
         module.get_config("xl")
+
+
+def test_train_step_adds_the_weighted_moe_aux_loss(demo_data_dir):
+    """The trainer's loss is `cross-entropy + aux_loss_weight x total_aux_loss`: the aux
+    term is positive for a fresh Sparse-MLP and of the size a load-balancing loss has
+    (about 1 per MoE layer when routing is near uniform)."""
+    import jax
+    import numpy as np
+
+    from smlp_jax.train.step import make_train_step
+    from smlp_jax.train.trainer import build
+
+    images = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype(np.float32)
+    batch = {"image": images, "label": np.arange(8, dtype=np.int32) % 10}
+    losses = {}
+    for weight in (0.0, 1.0):
+        config = short_demo_config("sparse_mlp", demo_data_dir)
+        config.aux_loss_weight = weight
+        info, _, _, schedule, tx, make_state, _, _, graphs = build(config)
+        step = jax.jit(make_train_step(config, graphs, tx, schedule, info.num_classes))
+        _, metrics, _ = step(make_state(), batch)
+        losses[weight] = float(metrics.compute()["loss"])
+    aux = losses[1.0] - losses[0.0]
+    assert 1e-4 < aux < 10.0
