@@ -4,11 +4,11 @@ SIGTERM handling and `load_for_init` errors. Small pytrees on the 1 CPU device."
 
 import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import warnings
 from pathlib import Path
 
@@ -203,25 +203,17 @@ def test_nothing_restorable_raises_and_moves_nothing(tmp_path):
 
 
 def test_half_written_checkpoint_is_ignored(tmp_path):
-    """SIGKILL right after an async save started leaves `<step>.orbax-checkpoint-tmp`."""
-    script = textwrap.dedent(
-        f"""
-        import os, signal, sys
-        sys.path.insert(0, {str(REPO)!r})
-        import jax.numpy as jnp
-        from smlp_jax.train import checkpoint
-        ckpt = checkpoint.Checkpointer({str(tmp_path)!r})
-        ckpt.save(1, {{"w": jnp.ones(4)}}, data_state={{"pos": 1}})
+    """A save killed mid-write leaves `<step>.orbax-checkpoint-tmp`: it must be ignored.
+
+    The leftover is made directly (a copy of a real step under the temporary name Orbax
+    writes to before its commit rename), so the test does not depend on when a SIGKILL
+    lands relative to the background write; tests/train/test_resume.py kills real runs.
+    """
+    with checkpoint.Checkpointer(tmp_path) as ckpt:
+        assert ckpt.save(1, {"w": jnp.ones(4)}, data_state={"pos": 1})
         ckpt.wait()
-        ckpt.save(2, {{"w": jnp.full(4, 2.0)}}, data_state={{"pos": 2}})
-        os.kill(os.getpid(), signal.SIGKILL)
-        """
-    )
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    leftovers = [n for n in os.listdir(tmp_path / "checkpoints") if "tmp" in n]
-    assert leftovers == ["2.orbax-checkpoint-tmp"]
+    root = tmp_path / "checkpoints"
+    shutil.copytree(root / "1", root / "2.orbax-checkpoint-tmp")
     abstract = {"w": jax.ShapeDtypeStruct((4,), jnp.float32, sharding=_mesh_sharding())}
     with warnings.catch_warnings():
         warnings.simplefilter("error", checkpoint.CheckpointFallbackWarning)
