@@ -102,12 +102,20 @@ def test_torch_checkpoint_loads_without_running_pickled_code(tmp_path, weights, 
     load_pretrained(model, str(path))
     np.testing.assert_array_equal(head(model), weights["mlp_head.0.weight"].T)
 
+    # Unpickling this would create a directory; refusing it must leave none behind.
+    marker = tmp_path / "pickled_code_ran"
+
     class Evil:
         def __reduce__(self):
-            return (os.system, ("echo pwned",))
+            return (os.mkdir, (str(marker),))
 
-    evil = tmp_path / "evil.pth"
-    with open(evil, "wb") as f:
-        pickle.dump({"model": Evil()}, f)
-    with pytest.raises(WeightsFileError):
-        read_weights(str(evil))
+    def legacy_save(obj, path):
+        with open(path, "wb") as f:
+            pickle.dump(obj, f)
+
+    for i, save in enumerate((torch.save, legacy_save)):
+        evil = tmp_path / f"evil{i}.pth"  # the zip format, then a legacy bare pickle
+        save({"model": {"w": torch.zeros(2)}, "hook": Evil()}, evil)
+        with pytest.raises(WeightsFileError, match="refused"):
+            read_weights(str(evil))
+        assert not marker.exists()
