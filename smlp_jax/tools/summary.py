@@ -85,22 +85,43 @@ def count_macs(jaxpr, in_depthwise: bool = False) -> int:
     return total
 
 
-def _group(path: tuple) -> str:
+def _keys(path: tuple) -> list[str]:
+    """The module path of a parameter (its attribute names and list indices)."""
+    return [str(p) for p in path[:-1]] or [str(path[-1])]
+
+
+def _is_index(keys: list[str], i: int) -> bool:
+    return len(keys) > i and keys[i].isdigit()
+
+
+def _group(keys: list[str], stage_lists: set[str]) -> str:
     """The top-level group a parameter belongs to, for the per-stage table.
 
-    Nested lists (`stages.<i>.<j>...`) group by stage, a stage's stem joining it
-    (`stems.<i>` -> `stage <i>`); a flat list of blocks (`blocks.<j>...`) is one group.
+    `stages.<i>` and its stem `stems.<i>` form "stage <i>"; any other list that holds
+    lists of blocks (`stage_lists`, e.g. DynaMixer's official `network`) groups by its
+    index (`network.<i>`); a flat list of blocks (`blocks.<j>...`) is one group.
     """
-    keys = [str(p) for p in path[:-1]] or [str(path[-1])]
-    if len(keys) >= 3 and keys[1].isdigit() and keys[2].isdigit():
-        return f"stage {keys[1]}"
-    if keys[0] == "stems" and len(keys) >= 2 and keys[1].isdigit():
-        return f"stage {keys[1]}"
-    return keys[0]
+    top = keys[0]
+    if _is_index(keys, 1):
+        if top in ("stages", "stems"):
+            return f"stage {keys[1]}"
+        if top in stage_lists:
+            return f"{top}.{keys[1]}"
+    return top
 
 
 def _natural(key: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in key.replace(".", " ").split())
+
+
+def parameter_groups(model: nnx.Module) -> dict[str, int]:
+    """Parameter counts per top-level group (see `_group`), in natural order."""
+    flat = [(_keys(path), leaf) for path, leaf in nnx.to_flat_state(nnx.state(model, nnx.Param))]
+    stage_lists = {keys[0] for keys, _ in flat if _is_index(keys, 1) and _is_index(keys, 2)}
+    by_group: dict[str, int] = defaultdict(int)
+    for keys, leaf in flat:
+        by_group[_group(keys, stage_lists)] += int(np.prod(leaf.shape))
+    return {k: by_group[k] for k in sorted(by_group, key=_natural)}
 
 
 def summarize(
@@ -111,9 +132,7 @@ def summarize(
         lambda: smlp_jax.create_model(name, image_size=image_size, num_classes=num_classes, **kw)
     )
     model.eval()
-    by_group: dict[str, int] = defaultdict(int)
-    for path, leaf in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-        by_group[_group(path)] += int(np.prod(leaf.shape))
+    groups = parameter_groups(model)
     graphdef, state = nnx.split(model)
 
     def forward(state, x):
@@ -126,7 +145,6 @@ def summarize(
         cost = jax.jit(forward).lower(state, image).cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         flops = float(cost.get("flops", float("nan"))) if cost else None
-    groups = {k: by_group[k] for k in sorted(by_group, key=_natural)}
     return Summary(name, image_size, num_classes, groups, sum(groups.values()), macs, flops)
 
 

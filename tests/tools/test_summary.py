@@ -1,7 +1,10 @@
 """The summary tool: exact parameters, MACs within 1% of the official figures."""
 
+import jax
 import pytest
+from flax import nnx
 
+import smlp_jax
 from smlp_jax.tools import summary
 from tests.models.test_param_counts import PARAM_COUNTS
 
@@ -33,6 +36,18 @@ def test_depthwise_multiplies_are_counted():
     )
     rest += 64 * 10
     assert with_dw == rest + depthwise
+
+
+def test_groups_follow_the_module_path():
+    """Lists of block lists group by index unless they are `stages` (with `stems`)."""
+    # DynaMixer keeps the official flat `network` list: block lists and downsamplers.
+    model = nnx.eval_shape(lambda: smlp_jax.create_model("dynamixer_s", num_classes=10))
+    groups = summary.parameter_groups(model)
+    network = [f"network.{i}" for i in range(5)]
+    assert list(groups) == ["head", *network, "norm", "stem"]
+    assert groups["head"] == 384 * 10 + 10
+    assert groups["network.1"] == 2 * 2 * 192 * 384 + 384  # the first downsampler
+    assert sum(groups.values()) == sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 def test_cli_prints_table_and_rejects_unknown_models(capsys):
