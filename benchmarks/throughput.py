@@ -1,0 +1,461 @@
+"""Throughput of every registered model in JAX and in its PyTorch reference, in one process.
+
+For each model and batch size, one table row:
+
+  params, MACs (batch 1, matmuls + convolutions, `smlp_jax.tools.summary`),
+  compile s  (jit lower + compile of the JAX train step; the forward's in brackets),
+  fwd img/s  (eval mode, jitted) for JAX and PyTorch (`torch.inference_mode`), and the ratio,
+  train img/s (forward + backward + AdamW update; JAX jitted with the state donated;
+              PyTorch eager `loss.backward(); opt.step()`), and the ratio,
+  XLA MiB    (the compiled JAX train step's arguments + outputs + temporaries - aliased,
+              from `compiled.memory_analysis()`),
+  RSS MiB    (the process's peak resident memory so far: monotone across rows).
+
+Timing: `--warmup` untimed calls, then `--repeats` rounds; in each round JAX and PyTorch
+each run `--iters` calls back to back (interleaved, so machine load drifts hit both
+alike), and the row shows the median round. Both sides use every core they see
+(XLA's CPU thread pool; `torch.get_num_threads()`), float32, the same hyperparameters
+and drop-path rate 0 (a benchmark of the model's compute, not of its regulariser).
+
+The PyTorch reference is timm where timm has the model (Mixer, ConvMixer), otherwise our
+independent implementation in the official state-dict layout (`reference/torch_models`,
+the one the parity fixtures come from); Sparse-MLP has none. Without torch installed the
+reference columns say so and the JAX columns are still filled.
+
+  # the full comparison (torch lives in .venv-ref, see the Makefile's `fixtures` target):
+  PYTHONPATH=. .venv-ref/bin/python benchmarks/throughput.py --models smlpnet_t --batch-sizes 8 32
+  # every registered model at batch 8, JAX only:
+  .venv/bin/python benchmarks/throughput.py
+  # a seconds-long smoke run (tiny hyperparameters per family, 32 px):
+  .venv/bin/python benchmarks/throughput.py --tiny --models smlpnet_t mixer_s16 --batch-sizes 2
+
+`--json PATH` also writes the rows (and the machine header) as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "reference"))
+
+import smlp_jax  # noqa: E402
+from smlp_jax.models.registry import get_entry  # noqa: E402
+from smlp_jax.tools.summary import count_macs  # noqa: E402
+
+# Small hyperparameters per family for `--tiny` (a smoke run of the harness; 32 px input).
+TINY: dict[str, dict[str, Any]] = {
+    "smlpnet": dict(dim=8, depths=(1, 1, 1, 1)),
+    "mixer": dict(
+        patch_size=8, hidden_dim=32, num_blocks=1, tokens_mlp_dim=16, channels_mlp_dim=32
+    ),
+    "convmixer": dict(dim=16, depth=1, kernel_size=3, patch_size=4),
+    "dynamixer": dict(
+        patch_size=4,
+        layers=(1, 1),
+        transitions=(True, False),
+        embed_dims=(16, 32),
+        num_heads=(2, 2),
+        reduced_dims=(2, 2),
+    ),
+    "permutator": dict(
+        patch_size=4,
+        layers=(1, 1),
+        transitions=(True, False),
+        segment_dim=(8, 4),
+        embed_dims=(16, 32),
+    ),
+    "as_mlp": dict(embed_dim=8, depths=(1, 1, 1, 1)),
+    "hire_mlp": dict(layers=(1, 1, 1, 1), embed_dims=(8, 16, 24, 32)),
+    "raft_mlp": dict(dims=(8, 16, 16, 32), depths=(1, 1, 1, 1)),
+    "sparse_mlp": dict(
+        patch_size=8,
+        hidden_dim=32,
+        num_blocks=2,
+        tokens_mlp_dim=16,
+        channels_mlp_dim=32,
+        sparse_blocks=(1,),
+    ),
+}
+TINY_IMAGE_SIZE = 32
+
+
+@dataclasses.dataclass
+class Row:
+    model: str
+    batch: int
+    image_size: int
+    params: int
+    macs: int
+    compile_train_s: float
+    compile_fwd_s: float
+    jax_fwd: float  # images/s
+    jax_train: float
+    xla_train_mib: float
+    rss_mib: float
+    torch_fwd: float | None = None
+    torch_train: float | None = None
+    reference: str = ""
+
+    @property
+    def fwd_ratio(self) -> float | None:
+        return self.jax_fwd / self.torch_fwd if self.torch_fwd else None
+
+    @property
+    def train_ratio(self) -> float | None:
+        return self.jax_train / self.torch_train if self.torch_train else None
+
+
+def machine_header() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for mod in ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "timm"):
+        try:
+            if mod == "timm":
+                import timm_import  # noqa: F401  (timm needs the torchvision stand-in)
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - absent is fine, it is only reported
+            versions[mod] = "absent"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    devices = jax.devices()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "host": f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores",
+        "jax devices": f"{len(devices)} x {devices[0].device_kind} ({jax.default_backend()})",
+        "load average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "versions": " ".join(f"{k} {v}" for k, v in versions.items()),
+    }
+
+
+def hyperparameters(name: str, tiny: bool) -> tuple[str, dict[str, Any]]:
+    """(family, full hyperparameters) of a registered model as benchmarked."""
+    entry = get_entry(name)
+    hp = {**entry.defaults, **(TINY[entry.family] if tiny else {})}
+    if "drop_path_rate" in hp:
+        hp["drop_path_rate"] = 0.0
+    return entry.family, hp
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _timed_calls(fn: Callable[[], Any], iters: int) -> float:
+    """Seconds per call of `fn` (which must block until its result is ready)."""
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - start) / iters
+
+
+# ----------------------------------------------------------------------------- JAX side
+
+
+class JaxBench:
+    """Jitted eval forward and train step of one model at one batch size."""
+
+    def __init__(self, name: str, hp: dict, image_size: int, batch: int, num_classes: int):
+        model = smlp_jax.create_model(
+            name, image_size=image_size, num_classes=num_classes, rngs=0, **hp
+        )
+        self.params_count = sum(
+            int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param))
+        )
+        rng = np.random.default_rng(0)
+        self.images = jnp.asarray(
+            rng.standard_normal((batch, image_size, image_size, 3), np.float32)
+        )
+        self.labels = jnp.asarray(rng.integers(0, num_classes, (batch,)), jnp.int32)
+        self.tx = optax.adamw(1e-4, weight_decay=0.05)
+
+        # Train graph and state: (params, everything else: BN statistics, rng counters, ...).
+        self.graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        self.train_state = (params, rest, self.tx.init(params))
+        model.eval()
+        self.eval_graphdef, self.eval_state = nnx.split(model)
+
+        # MACs of a batch-1 eval forward (the summary tool's jaxpr count).
+        def forward1(state, x):
+            return nnx.merge(self.eval_graphdef, state)(x)
+
+        one = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+        self.macs = count_macs(jax.make_jaxpr(forward1)(self.eval_state, one).jaxpr)
+
+    def compile(self) -> None:
+        graphdef, eval_graphdef, tx = self.graphdef, self.eval_graphdef, self.tx
+
+        def forward(state, images):
+            return nnx.merge(eval_graphdef, state)(images)
+
+        def loss_fn(params, rest, images, labels):
+            # copy=True: the merged module's variables must not alias the traced inputs.
+            model = nnx.merge(graphdef, params, rest, copy=True)
+            logits = model(images)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+            return loss, nnx.state(model, nnx.Not(nnx.Param))
+
+        def train_step(state, images, labels):
+            params, rest, opt_state = state
+            (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                params, rest, images, labels
+            )
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), rest, opt_state), loss
+
+        start = time.perf_counter()
+        self.fwd = jax.jit(forward).lower(self.eval_state, self.images).compile()
+        self.compile_fwd_s = time.perf_counter() - start
+        start = time.perf_counter()
+        self.step = (
+            jax.jit(train_step, donate_argnums=0)
+            .lower(self.train_state, self.images, self.labels)
+            .compile()
+        )
+        self.compile_train_s = time.perf_counter() - start
+        mem = self.step.memory_analysis()
+        self.xla_train_mib = (
+            float("nan")
+            if mem is None
+            else (
+                mem.argument_size_in_bytes
+                + mem.output_size_in_bytes
+                + mem.temp_size_in_bytes
+                - mem.alias_size_in_bytes
+            )
+            / 2**20
+        )
+
+    def run_forward(self) -> None:
+        self.fwd(self.eval_state, self.images).block_until_ready()
+
+    def run_train(self) -> None:
+        self.train_state, loss = self.step(self.train_state, self.images, self.labels)
+        loss.block_until_ready()
+
+
+# ------------------------------------------------------------------------- PyTorch side
+
+
+class TorchBench:
+    """The PyTorch reference: eval forward under inference_mode, eager AdamW train step."""
+
+    def __init__(self, family: str, hp: dict, image_size: int, batch: int, num_classes: int):
+        import torch
+        import torch_reference
+
+        self.torch = torch
+        torch.manual_seed(0)
+        self.model = torch_reference.build(family, hp, image_size, num_classes)
+        self.source = torch_reference.SOURCES[family]
+        self.images = torch.randn(batch, 3, image_size, image_size)
+        self.labels = torch.randint(0, num_classes, (batch,))
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, weight_decay=0.05)
+        self.loss = torch.nn.CrossEntropyLoss()
+
+    def run_forward(self) -> None:
+        self.model.eval()
+        with self.torch.inference_mode():
+            self.model(self.images)
+
+    def run_train(self) -> None:
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        self.loss(self.model(self.images), self.labels).backward()
+        self.opt.step()
+
+
+def torch_available() -> str | None:
+    """None when torch imports, else why not (shown in the table)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "torch not installed (run from .venv-ref)"
+    return None
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+def measure(
+    name: str,
+    batch: int,
+    *,
+    tiny: bool,
+    image_size: int,
+    num_classes: int,
+    warmup: int,
+    repeats: int,
+    iters: int,
+    with_torch: bool,
+    log: Callable[[str], None],
+) -> Row:
+    family, hp = hyperparameters(name, tiny)
+    jb = JaxBench(name, hp, image_size, batch, num_classes)
+    log(f"{name} b{batch}: compiling")
+    jb.compile()
+    tb, reference = None, ""
+    if with_torch:
+        try:
+            tb = TorchBench(family, hp, image_size, batch, num_classes)
+            reference = tb.source
+        except Exception as e:  # noqa: BLE001 - NoReference or a failed build: say which
+            reference = f"none ({e})"
+
+    results: dict[str, list[float]] = {"jf": [], "jt": [], "tf": [], "tt": []}
+    for what, jax_fn, torch_fn in (
+        ("f", jb.run_forward, tb and tb.run_forward),
+        ("t", jb.run_train, tb and tb.run_train),
+    ):
+        for _ in range(warmup):
+            jax_fn()
+            if torch_fn:
+                torch_fn()
+        for _ in range(repeats):
+            results["j" + what].append(batch / _timed_calls(jax_fn, iters))
+            if torch_fn:
+                results["t" + what].append(batch / _timed_calls(torch_fn, iters))
+        log(f"{name} b{batch} {'forward' if what == 'f' else 'train'}: done")
+
+    def median(xs):
+        return statistics.median(xs) if xs else None
+
+    return Row(
+        model=name,
+        batch=batch,
+        image_size=image_size,
+        params=jb.params_count,
+        macs=jb.macs,
+        compile_train_s=jb.compile_train_s,
+        compile_fwd_s=jb.compile_fwd_s,
+        jax_fwd=median(results["jf"]),
+        jax_train=median(results["jt"]),
+        xla_train_mib=jb.xla_train_mib,
+        rss_mib=rss_mib(),
+        torch_fwd=median(results["tf"]),
+        torch_train=median(results["tt"]),
+        reference=reference,
+    )
+
+
+def _fmt(x: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if x is None else format(x, spec) + suffix
+
+
+def table(rows: list[Row]) -> str:
+    """A Markdown table of the rows."""
+    head = (
+        "| model | batch | px | params | GMACs | compile s (fwd) | fwd img/s JAX | PyTorch | ratio "
+        "| train img/s JAX | PyTorch | ratio | XLA train MiB | RSS MiB |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(
+            f"| {r.model} | {r.batch} | {r.image_size} | {r.params / 1e6:.2f}M "
+            f"| {r.macs / 1e9:.3g} | {r.compile_train_s:.1f} ({r.compile_fwd_s:.1f}) "
+            f"| {_fmt(r.jax_fwd, '.2f')} | {_fmt(r.torch_fwd, '.2f')} "
+            f"| {_fmt(r.fwd_ratio, '.2f', 'x')} "
+            f"| {_fmt(r.jax_train, '.2f')} | {_fmt(r.torch_train, '.2f')} "
+            f"| {_fmt(r.train_ratio, '.2f', 'x')} | {r.xla_train_mib:.0f} | {r.rss_mib:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--models", nargs="+", default=None, help="default: every registered model")
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[8])
+    p.add_argument("--image-size", type=int, default=None, help="default 224 (32 with --tiny)")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds; the median is shown")
+    p.add_argument("--iters", type=int, default=2, help="calls per timed round")
+    p.add_argument("--tiny", action="store_true", help="tiny hyperparameters (smoke run)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--json", default=None, help="also write the rows here as JSON")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    args = parse_args(argv)
+    models = args.models or smlp_jax.list_models()
+    unknown = [m for m in models if m not in smlp_jax.list_models()]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; see smlp_jax.list_models()")
+    image_size = args.image_size or (TINY_IMAGE_SIZE if args.tiny else 224)
+    why_no_torch = "--no-torch" if args.no_torch else torch_available()
+    header = machine_header()
+    if not why_no_torch:
+        import torch
+
+        header["torch threads"] = str(torch.get_num_threads())
+    for k, v in header.items():
+        print(f"# {k}: {v}")
+    if why_no_torch:
+        print(f"# PyTorch reference columns empty: {why_no_torch}")
+    sys.stdout.flush()
+
+    def log(msg: str) -> None:
+        print(f"  [{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    rows = []
+    for name in models:
+        for batch in args.batch_sizes:
+            rows.append(
+                measure(
+                    name,
+                    batch,
+                    tiny=args.tiny,
+                    image_size=image_size,
+                    num_classes=args.num_classes,
+                    warmup=args.warmup,
+                    repeats=args.repeats,
+                    iters=args.iters,
+                    with_torch=not why_no_torch,
+                    log=log,
+                )
+            )
+    print(table(rows))
+    refs = {r.model: r.reference for r in rows if r.reference}
+    for model, ref in refs.items():
+        print(f"# {model}: PyTorch reference = {ref}")
+    if args.json:
+        with open(args.json, "w") as f:
+            payload = {
+                "header": header,
+                "rows": [
+                    {
+                        **dataclasses.asdict(r),
+                        "fwd_ratio": r.fwd_ratio,
+                        "train_ratio": r.train_ratio,
+                    }
+                    for r in rows
+                ],
+            }
+            json.dump(payload, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Smoke test of the benchmark harness (benchmarks/throughput.py): a tiny model, batch 2.
+
+No timing assertions: speeds only have to be positive and finite. CI has no torch, so
+the PyTorch columns stay empty and say why; the full comparison is run by hand.
+"""
+
+import json
+import math
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+import smlp_jax
+from tests.train.tiny import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import throughput  # noqa: E402
+
+
+def test_every_family_has_tiny_hyperparameters_that_build():
+    families = {smlp_jax.models.registry.get_entry(n).family for n in smlp_jax.list_models()}
+    assert families <= set(throughput.TINY), families - set(throughput.TINY)
+    for family in sorted(families):
+        name = smlp_jax.list_models(family)[0]
+        _, hp = throughput.hyperparameters(name, tiny=True)
+        model = nnx.eval_shape(
+            lambda name=name, hp=hp: smlp_jax.create_model(
+                name, image_size=throughput.TINY_IMAGE_SIZE, num_classes=10, **hp
+            )
+        )
+        assert jax.tree.leaves(nnx.state(model, nnx.Param)), name
+        assert hp.get("drop_path_rate", 0.0) == 0.0
+
+
+def test_harness_runs_and_reports_every_column(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    rows = throughput.main(
+        [
+            "--tiny",
+            "--models",
+            "smlpnet_t",
+            "--batch-sizes",
+            "2",
+            "--num-classes",
+            "10",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--iters",
+            "1",
+            "--no-torch",
+            "--json",
+            str(out),
+        ]
+    )
+    (row,) = rows
+    model = smlp_jax.create_model(
+        "smlpnet_t",
+        image_size=32,
+        num_classes=10,
+        **throughput.hyperparameters("smlpnet_t", True)[1],
+    )
+    expected = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    assert row.params == expected
+    assert row.macs > 0
+    for value in (row.jax_fwd, row.jax_train, row.compile_train_s, row.xla_train_mib, row.rss_mib):
+        assert math.isfinite(value) and value > 0
+    assert row.torch_fwd is None and row.fwd_ratio is None  # --no-torch
+
+    printed = capsys.readouterr().out
+    assert "# versions:" in printed and "jax" in printed
+    assert "PyTorch reference columns empty: --no-torch" in printed
+    table_rows = [line for line in printed.splitlines() if line.startswith("| smlpnet_t |")]
+    assert len(table_rows) == 1 and table_rows[0].count("|") == 15
+
+    saved = json.loads(out.read_text())
+    assert saved["rows"][0]["model"] == "smlpnet_t" and saved["rows"][0]["params"] == expected
+    assert {"date", "host", "jax devices", "versions"} <= set(saved["header"])
+
+
+def test_unknown_model_is_one_clear_line():
+    with pytest.raises(SystemExit, match="unknown model.*smlpnet_x.*list_models"):
+        throughput.main(["--models", "smlpnet_x", "--no-torch"])
