@@ -55,8 +55,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.ema = ml_collections.ConfigDict()
     config.ema.decay = 0.0  # 0 = no EMA; else also evaluated as eval/ema_*
 
-    # Devices: mesh axes (data, fsdp), one may be -1; "replicate" or "fsdp" state.
-    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+    # Devices: mesh axes (data, fsdp, expert), one may be -1; the batch is split over all.
+    # `expert` > 1 splits Sparse-MLP's experts over that axis (expert parallelism; it must
+    # divide the expert count); "replicate" or "fsdp" for the rest of the state.
+    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "expert": 1})
     config.sharding = "replicate"
     config.fsdp_min_size = 2**14  # smaller arrays stay replicated under fsdp
 

@@ -23,7 +23,9 @@ Dispatch and combine are one-hot tensors `(G, T, E, C)`; the experts see
 `einsum('gtec,gtd->egcd')` with the expert axis leading, their weights are stacked
 `(E, ...)`, so XLA shards the experts over an `expert` mesh axis (the all-to-all comes
 from the einsums). `partition_rules()` gives the rule for the weights; when the mesh in
-context has an `expert` axis the dispatched activations are constrained to it too.
+context has an `expert` axis the dispatched activations are constrained to it too. The
+trainer does both: `--config.mesh.expert=4` applies the rule to the train state
+(`smlp_jax.train.sharding`) and traces its steps under the mesh.
 
 The trainer contract: each `MoeMlp` stores its latest auxiliary loss in an `AuxLoss`
 variable; `total_aux_loss(model)` sums them after a forward, and the training loss is

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from smlp_jax import data
+from smlp_jax.models import moe
 from smlp_jax.train import checkpoint, init_from, optim, sharding
 from smlp_jax.train.errors import ConfigError, NonFiniteError
 from smlp_jax.train.metrics import (
@@ -71,7 +72,15 @@ def build(config: Any):
     tx = optim.make_optimizer(config, schedule)
     make_state = functools.partial(init_state, config, info.num_classes, tx)
     abstract = jax.eval_shape(make_state)
-    shardings = sharding.state_shardings(abstract, mesh, config.sharding, config.fsdp_min_size)
+    # Model rules first (Sparse-MLP's experts on the `expert` axis), then replicate/fsdp.
+    shardings = sharding.state_shardings(
+        abstract, mesh, config.sharding, config.fsdp_min_size, moe.partition_rules()
+    )
+    if mesh.shape["expert"] > 1 and not sharding.uses_axis(shardings, "expert"):
+        console(
+            f"config.mesh.expert={mesh.shape['expert']} but {config.model} has no experts: "
+            "that axis only splits the batch (more data parallelism)."
+        )
     abstract = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
@@ -92,6 +101,12 @@ def create_state(make_state, shardings) -> dict:
     if jax.default_backend() == "cpu":
         return jitted.lower().compile(compiler_options=_RUN_ONCE_CPU_OPTIONS)()
     return jitted()
+
+
+def eval_step_under(graphs, mesh):
+    """The jitted eval step, called (and traced) under `mesh` like the train step."""
+    step = jax.jit(make_eval_step(graphs), out_shardings=sharding.replicated(mesh))
+    return sharding.under_mesh(step, mesh)
 
 
 def evaluate(config: Any, eval_step, state: dict, mesh) -> dict[str, float]:
@@ -156,6 +171,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
     if data_state is not None:
         train_iter.set_state(data_state)
     # --- Steps --------------------------------------------------------------------------
+    # Called under the mesh, so MoE layers see the `expert` axis when they are traced.
     replicated = sharding.replicated(mesh)
     train_step = jax.jit(
         make_train_step(config, graphs, tx, schedule, info.num_classes),
@@ -163,7 +179,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
         out_shardings=(shardings, replicated, replicated),
         donate_argnums=(0,),
     )
-    eval_step = jax.jit(make_eval_step(graphs), out_shardings=replicated)
+    train_step = sharding.under_mesh(train_step, mesh)
+    eval_step = eval_step_under(graphs, mesh)
     # --- Loop ---------------------------------------------------------------------------
     writer = MetricWriter(workdir, resume_step=start_step if restored else None)
     progress = Progress(start_step, total_steps, config.batch_size)
@@ -231,7 +248,6 @@ def evaluate_only(config: Any, workdir: str) -> dict[str, float]:
                 f"--mode=eval needs config.init_from or a checkpoint in {workdir}; found none."
             )
         state, source = restored[1], f"{workdir} step {restored[0]}"
-    eval_step = jax.jit(make_eval_step(graphs), out_shardings=sharding.replicated(mesh))
-    scalars = evaluate(config, eval_step, state, mesh)
+    scalars = evaluate(config, eval_step_under(graphs, mesh), state, mesh)
     console(f"{source}: " + eval_line(int(state["step"]), scalars))
     return scalars
