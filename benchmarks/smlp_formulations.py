@@ -1,0 +1,352 @@
+"""sMLPNet formulations side by side: which way of writing the token mixing is fastest.
+
+Each variant swaps one piece of `smlp_jax.models.smlpnet` (or the shared depthwise conv /
+BatchNorm) for an equivalent formulation, only while its program is traced; every
+variant is checked to give the same logits as the model as written (to 1e-4), then all
+are timed in interleaved rounds (median shown), so load drift on the machine hits every
+variant alike. What is kept in the model is the fastest, and `benchmarks/README.md`
+records the prediction made before each measurement and what came out.
+
+Variants (the model as written = `model`; `control` is the same program compiled again,
+whose ratio to `model` shows how far apart two identical programs measure):
+  grouped_conv     depthwise 3x3 as `lax.conv_general_dilated(feature_group_count=C)`
+                   (what `nnx.Conv` does) instead of 9 shifted multiply-adds
+  split_fuse       sMLP fuse as three accumulated (C,C) matmuls over slices of its kernel
+                   (no 3C-wide tensor) instead of concat[x, mix_W x, mix_H x] @ (3C,C)
+                   (the model had this until the measurement in benchmarks/README.md)
+  transpose_dense  axial mixing as moveaxis -> (.., N) @ (N, N) -> moveaxis back
+                   instead of one einsum over the axis
+  fuse_first       the fuse's channel matmul first, as ONE (C, 3C) matmul, then the axial
+                   mixes on its C-wide slices (mix and channel matmul commute)
+  block_barrier    `lax.optimization_barrier` on each block's output (see below)
+  grad_barrier     an identity with a custom VJP that puts `optimization_barrier` on the
+                   cotangent entering each block's backward
+  gelu_erfc        exact GELU as `jax.nn.gelu(approximate=False)` (an erfc form) instead of
+                   the model's 0.5 x (1 + erf(x / sqrt 2)) (the model had it until measured)
+  dw_custom_vjp    the shifted multiply-add depthwise conv with a hand-written VJP (dx: the
+                   same shifted sum over the cotangent; dk: nine reductions), so the
+                   shifted slices are recomputed in the backward, never stored
+  bn_affine        eval BatchNorm as a precomputed per-channel scale and shift (the BN
+                   folding that sMLPNet's BN -> GELU order allows; eval only)
+
+  python benchmarks/smlp_formulations.py [--model smlpnet_t] [--batch 8] [--variants ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import smlp_jax  # noqa: E402
+from smlp_jax.models import layers, smlpnet  # noqa: E402
+
+# ----------------------------------------------------------------- the formulations
+
+
+def grouped_conv(self, x):
+    x = x.astype(self.dtype)
+    k = self.kernel_size
+    lo = (k - 1) // 2
+    y = jax.lax.conv_general_dilated(
+        x,
+        self.kernel[...].astype(self.dtype),
+        window_strides=(1, 1),
+        padding=((lo, k - 1 - lo), (lo, k - 1 - lo)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=x.shape[-1],
+    )
+    return y if self.bias is None else y + self.bias[...]
+
+
+def split_fuse(self, x):
+    c = self.channels
+    k = self.fuse.kernel[...].astype(self.dtype)
+    x = x.astype(self.dtype)
+    y = jnp.dot(x, k[:c])
+    y = y + jnp.dot(self.mix_w(x), k[c : 2 * c])
+    return y + jnp.dot(self.mix_h(x), k[2 * c :])
+
+
+def transpose_dense(self, x):
+    kernel = self.kernel[...].astype(self.dtype)
+    bias = self.bias[...].astype(self.dtype)
+    x = jnp.moveaxis(x.astype(self.dtype), self.axis, -1)  # (B, ., C, N) with N last
+    y = jnp.matmul(x, kernel) + bias
+    return jnp.moveaxis(y, -1, self.axis)
+
+
+def fuse_first(self, x):
+    c = self.channels
+    x = x.astype(self.dtype)
+    z = jnp.dot(
+        x,
+        self.fuse.kernel[...]
+        .astype(self.dtype)
+        .reshape(3, c, c)
+        .transpose(1, 0, 2)
+        .reshape(c, 3 * c),
+    )
+    z0, zw, zh = z[..., :c], z[..., c : 2 * c], z[..., 2 * c :]
+    # mix(x) @ K = mix(x @ K) except for the bias: bias[v] * sum_c K[c, :].
+    kw, kh = self.fuse.kernel[...][c : 2 * c], self.fuse.kernel[...][2 * c :]
+    bw = self.mix_w.bias[...][None, None, :, None] * kw.sum(0)
+    bh = self.mix_h.bias[...][None, :, None, None] * kh.sum(0)
+    yw = jnp.einsum("bhwc,wv->bhvc", zw, self.mix_w.kernel[...].astype(self.dtype)) + bw
+    yh = jnp.einsum("bhwc,hg->bgwc", zh, self.mix_h.kernel[...].astype(self.dtype)) + bh
+    return z0 + yw + yh
+
+
+_original_bn = layers.BatchNorm.__call__
+
+
+def bn_affine(self, x):
+    if not self.use_running_average:
+        return _original_bn(self, x)
+    inv = jax.lax.rsqrt(self.var[...] + self.epsilon) * self.scale[...]
+    shift = self.bias[...] - self.mean[...] * inv
+    return (x.astype(jnp.float32) * inv + shift).astype(self.dtype)
+
+
+_original_block = smlpnet.SMLPBlock.__call__
+
+
+def block_barrier(self, x):
+    # Materialise each block's output (and, by its transpose rule, the residual stream's
+    # cotangent in the backward pass) so XLA cannot fuse a chain of residual adds into
+    # every consumer and recompute it there.
+    return jax.lax.optimization_barrier(_original_block(self, x))
+
+
+@jax.custom_vjp
+def _grad_barrier(x):
+    return x
+
+
+def _grad_barrier_fwd(x):
+    return x, None
+
+
+def _grad_barrier_bwd(_, g):
+    return (jax.lax.optimization_barrier(g),)
+
+
+_grad_barrier.defvjp(_grad_barrier_fwd, _grad_barrier_bwd)
+
+
+def grad_barrier(self, x):
+    # Identity forward; the backward materialises the residual stream's cotangent at
+    # every block boundary, so XLA cannot fuse the chain of cotangent adds of later
+    # blocks into each consumer (a weight-gradient transpose) and recompute it there.
+    return _original_block(self, _grad_barrier(x))
+
+
+def _erfc_gelu(x):
+    return jax.nn.gelu(x, approximate=False)
+
+
+def _shifted_sum(xp, k, h, w, flip=False):
+    kh, kw = k.shape[:2]
+    y = None
+    for i in range(kh):
+        for j in range(kw):
+            a, b = (kh - 1 - i, kw - 1 - j) if flip else (i, j)
+            term = xp[:, a : a + h, b : b + w, :] * k[i, j]
+            y = term if y is None else y + term
+    return y
+
+
+@jax.custom_vjp
+def _depthwise(x, k):
+    kh, kw = k.shape[:2]
+    lo_h, lo_w = (kh - 1) // 2, (kw - 1) // 2
+    xp = jnp.pad(x, ((0, 0), (lo_h, kh - 1 - lo_h), (lo_w, kw - 1 - lo_w), (0, 0)))
+    return _shifted_sum(xp, k, x.shape[1], x.shape[2])
+
+
+def _depthwise_fwd(x, k):
+    return _depthwise(x, k), (x, k)
+
+
+def _depthwise_bwd(res, g):
+    x, k = res
+    kh, kw = k.shape[:2]
+    lo_h, lo_w = (kh - 1) // 2, (kw - 1) // 2
+    h, w = x.shape[1], x.shape[2]
+    # dx: the same shifted sum over the cotangent, kernel flipped, padding mirrored.
+    gp = jnp.pad(g, ((0, 0), (kh - 1 - lo_h, lo_h), (kw - 1 - lo_w, lo_w), (0, 0)))
+    dx = _shifted_sum(gp, k, h, w, flip=True)
+    # dk[i, j] = sum over batch and grid of (input shifted by (i, j)) * cotangent.
+    xp = jnp.pad(x, ((0, 0), (lo_h, kh - 1 - lo_h), (lo_w, kw - 1 - lo_w), (0, 0)))
+    dk = jnp.stack(
+        [
+            jnp.stack(
+                [jnp.sum(xp[:, i : i + h, j : j + w, :] * g, axis=(0, 1, 2)) for j in range(kw)]
+            )
+            for i in range(kh)
+        ]
+    )
+    return dx, dk.astype(k.dtype)
+
+
+_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+def dw_custom_vjp(self, x):
+    x = x.astype(self.dtype)
+    with jax.named_scope("depthwise_conv"):
+        y = _depthwise(x, self.kernel[...].astype(self.dtype)[:, :, 0, :])
+    return y if self.bias is None else y + self.bias[...]
+
+
+PATCHES = {
+    "model": [],
+    "control": [],  # the model again, compiled separately: the noise floor of the method
+    "grouped_conv": [(layers.DepthwiseConv, grouped_conv)],
+    "split_fuse": [(smlpnet.SparseMLP, split_fuse)],
+    "transpose_dense": [(smlpnet.AxialLinear, transpose_dense)],
+    "fuse_first": [(smlpnet.SparseMLP, fuse_first)],
+    "bn_affine": [(layers.BatchNorm, bn_affine)],
+    "block_barrier": [(smlpnet.SMLPBlock, block_barrier)],
+    "grad_barrier": [(smlpnet.SMLPBlock, grad_barrier)],
+    "gelu_erfc": [],  # module functions, patched in `patched`
+    "dw_custom_vjp": [(layers.DepthwiseConv, dw_custom_vjp)],
+}
+
+
+@contextlib.contextmanager
+def patched(variant: str):
+    saved = [(cls, cls.__call__) for cls, _ in PATCHES[variant]]
+    saved_gelu = (layers.gelu, smlpnet.gelu)
+    try:
+        for cls, fn in PATCHES[variant]:
+            cls.__call__ = fn
+        if variant == "gelu_erfc":
+            layers.gelu = smlpnet.gelu = _erfc_gelu
+        yield
+    finally:
+        for cls, fn in saved:
+            cls.__call__ = fn
+        layers.gelu, smlpnet.gelu = saved_gelu
+
+
+# ----------------------------------------------------------------- programs
+
+
+def programs(model_name: str, batch: int, image_size: int):
+    model = smlp_jax.create_model(model_name, image_size=image_size, rngs=0, drop_path_rate=0.0)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    model.eval()
+    eval_graphdef, eval_state = nnx.split(model)
+    tx = optax.adamw(1e-4, weight_decay=0.05)
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.standard_normal((batch, image_size, image_size, 3), np.float32))
+    labels = jnp.asarray(rng.integers(0, 1000, (batch,)), jnp.int32)
+
+    def forward(state, x):
+        return nnx.merge(eval_graphdef, state)(x)
+
+    def loss_fn(params, rest, x, y):
+        m = nnx.merge(graphdef, params, rest, copy=True)
+        loss = optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
+        return loss, nnx.state(m, nnx.Not(nnx.Param))
+
+    def train_step(state, x, y):
+        params, rest, opt = state
+        (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y)
+        updates, opt = tx.update(grads, opt, params)
+        return (optax.apply_updates(params, updates), rest, opt), loss
+
+    train_state = (params, rest, tx.init(params))
+    return forward, train_step, eval_state, train_state, images, labels
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default="smlpnet_t")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--variants", nargs="+", default=list(PATCHES))
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-train", action="store_true", help="forward only")
+    p.add_argument("--fwd-iters", type=int, default=3, help="forward calls per timed round")
+    args = p.parse_args()
+    print(
+        f"# {args.model} at {args.image_size}, batch {args.batch}; jax {jax.__version__}, "
+        f"{jax.devices()[0].device_kind}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
+    )
+
+    forward, train_step, eval_state, train_state, images, labels = programs(
+        args.model, args.batch, args.image_size
+    )
+    compiled, compile_s, reference = {}, {}, None
+    for v in args.variants:
+        with patched(v):
+            # Fresh function objects: jax.jit caches traces by function identity, and each
+            # variant must be traced again with its patch in place.
+            t0 = time.perf_counter()
+            fwd = jax.jit(lambda *a: forward(*a)).lower(eval_state, images).compile()
+            t1 = time.perf_counter()
+            step = None
+            if not args.no_train and v != "bn_affine":
+                step = jax.jit(lambda *a: train_step(*a)).lower(train_state, images, labels)
+                step = step.compile()
+            t2 = time.perf_counter()
+        logits = np.asarray(fwd(eval_state, images))
+        if reference is None:
+            reference = logits
+        err = float(np.max(np.abs(logits - reference)))
+        assert err < 1e-3 * max(1.0, float(np.max(np.abs(reference)))), (v, err)
+        compiled[v] = (fwd, step)
+        compile_s[v] = (t1 - t0, t2 - t1)
+        print(
+            f"  compiled {v}: fwd {t1 - t0:.1f}s train {t2 - t1:.1f}s, max |dlogits| {err:.1e}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    times = {v: {"fwd": [], "train": []} for v in args.variants}
+    for fwd, step in compiled.values():  # warm-up
+        fwd(eval_state, images).block_until_ready()
+        if step:
+            step(train_state, images, labels)[1].block_until_ready()
+    for _ in range(args.repeats):
+        for v, (fwd, step) in compiled.items():
+            t0 = time.perf_counter()
+            for _ in range(args.fwd_iters):
+                fwd(eval_state, images).block_until_ready()
+            times[v]["fwd"].append((time.perf_counter() - t0) / args.fwd_iters)
+            if step:
+                t0 = time.perf_counter()
+                step(train_state, images, labels)[1].block_until_ready()
+                times[v]["train"].append(time.perf_counter() - t0)
+
+    print("| variant | fwd img/s | vs model | train img/s | vs model | compile s fwd / train |")
+    print("|---|---|---|---|---|---|")
+    base = {
+        k: statistics.median(x) for k, x in times.get("model", times[args.variants[0]]).items() if x
+    }
+    for v in args.variants:
+        cells = []
+        for kind in ("fwd", "train"):
+            if times[v][kind]:
+                med = statistics.median(times[v][kind])
+                cells += [f"{args.batch / med:.2f}", f"{base[kind] / med:.2f}x"]
+            else:
+                cells += ["-", "-"]
+        print(f"| {v} | {' | '.join(cells)} | {compile_s[v][0]:.0f} / {compile_s[v][1]:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
