@@ -192,6 +192,9 @@ class JaxBench:
 
         # Train graph and state: (params, everything else: BN statistics, rng counters, ...).
         self.graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        # Copies: the train step donates its state, which must not delete the eval state's
+        # arrays (the same buffers until copied).
+        params, rest = jax.tree.map(lambda a: a.copy(), (params, rest))
         self.train_state = (params, rest, self.tx.init(params))
         model.eval()
         self.eval_graphdef, self.eval_state = nnx.split(model)
@@ -419,11 +422,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
     def log(msg: str) -> None:
         print(f"  [{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
-    rows = []
+    rows, failures = [], []
     for name in models:
         for batch in args.batch_sizes:
-            rows.append(
-                measure(
+            try:
+                row = measure(
                     name,
                     batch,
                     tiny=args.tiny,
@@ -435,8 +438,15 @@ def main(argv: list[str] | None = None) -> list[Row]:
                     with_torch=not why_no_torch,
                     log=log,
                 )
-            )
+            except Exception as e:  # noqa: BLE001 - e.g. out of memory: report, go on
+                first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                failures.append(f"{name} batch {batch}: {type(e).__name__}: {first_line[:200]}")
+                log(f"FAILED {failures[-1]}")
+                continue
+            rows.append(row)
     print(table(rows))
+    for failure in failures:
+        print(f"# failed: {failure}")
     refs = {r.model: r.reference for r in rows if r.reference}
     for model, ref in refs.items():
         print(f"# {model}: PyTorch reference = {ref}")
