@@ -67,9 +67,11 @@ def _token_mixing_params(bench, family: str) -> int:
     import jax
     import numpy as np
 
+    from smlp_jax.train.sharding import path_name
+
     total = 0
     for path, leaf in jax.tree_util.tree_leaves_with_path(bench.train_state[0]):
-        keys = "/" + "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        keys = "/" + path_name(path)
         if any(part in keys for part in TOKEN_MIXING.get(family, ())):
             total += int(np.prod(leaf.shape))
     return total

@@ -44,12 +44,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import smlp_jax  # noqa: E402
+from throughput import JaxBench, hyperparameters  # noqa: E402
+
 from smlp_jax.models import layers, smlpnet  # noqa: E402
 
 # ----------------------------------------------------------------- the formulations
@@ -241,37 +241,6 @@ def patched(variant: str):
         layers.gelu, smlpnet.gelu = saved_gelu
 
 
-# ----------------------------------------------------------------- programs
-
-
-def programs(model_name: str, batch: int, image_size: int):
-    model = smlp_jax.create_model(model_name, image_size=image_size, rngs=0, drop_path_rate=0.0)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    model.eval()
-    eval_graphdef, eval_state = nnx.split(model)
-    tx = optax.adamw(1e-4, weight_decay=0.05)
-    rng = np.random.default_rng(0)
-    images = jnp.asarray(rng.standard_normal((batch, image_size, image_size, 3), np.float32))
-    labels = jnp.asarray(rng.integers(0, 1000, (batch,)), jnp.int32)
-
-    def forward(state, x):
-        return nnx.merge(eval_graphdef, state)(x)
-
-    def loss_fn(params, rest, x, y):
-        m = nnx.merge(graphdef, params, rest, copy=True)
-        loss = optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
-        return loss, nnx.state(m, nnx.Not(nnx.Param))
-
-    def train_step(state, x, y):
-        params, rest, opt = state
-        (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y)
-        updates, opt = tx.update(grads, opt, params)
-        return (optax.apply_updates(params, updates), rest, opt), loss
-
-    train_state = (params, rest, tx.init(params))
-    return forward, train_step, eval_state, train_state, images, labels
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="smlpnet_t")
@@ -287,40 +256,40 @@ def main() -> None:
         f"{jax.devices()[0].device_kind}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
     )
 
-    forward, train_step, eval_state, train_state, images, labels = programs(
-        args.model, args.batch, args.image_size
-    )
-    compiled, compile_s, reference = {}, {}, None
+    # The throughput harness's programs (eval forward; jitted AdamW train step, donated);
+    # `compile` traces afresh, so each variant is traced with its patch in place.
+    _, hp = hyperparameters(args.model, tiny=False)
+    bench = JaxBench(args.model, hp, args.image_size, args.batch, num_classes=1000)
+    eval_state, images, labels = bench.eval_state, bench.images, bench.labels
+    compiled, compile_s, states, reference = {}, {}, {}, None
     for v in args.variants:
         with patched(v):
-            # Fresh function objects: jax.jit caches traces by function identity, and each
-            # variant must be traced again with its patch in place.
-            t0 = time.perf_counter()
-            fwd = jax.jit(lambda *a: forward(*a)).lower(eval_state, images).compile()
-            t1 = time.perf_counter()
-            step = None
-            if not args.no_train and v != "bn_affine":
-                step = jax.jit(lambda *a: train_step(*a)).lower(train_state, images, labels)
-                step = step.compile()
-            t2 = time.perf_counter()
-        logits = np.asarray(fwd(eval_state, images))
+            bench.compile(train=not args.no_train and v != "bn_affine")
+        logits = np.asarray(bench.fwd(eval_state, images))
         if reference is None:
             reference = logits
         err = float(np.max(np.abs(logits - reference)))
         assert err < 1e-3 * max(1.0, float(np.max(np.abs(reference)))), (v, err)
-        compiled[v] = (fwd, step)
-        compile_s[v] = (t1 - t0, t2 - t1)
+        compiled[v] = (bench.fwd, bench.step)
+        compile_s[v] = (bench.compile_fwd_s, bench.compile_train_s)
+        if bench.step:  # each variant trains its own copy (the step donates it)
+            states[v] = jax.tree.map(lambda a: a.copy(), bench.train_state)
         print(
-            f"  compiled {v}: fwd {t1 - t0:.1f}s train {t2 - t1:.1f}s, max |dlogits| {err:.1e}",
+            f"  compiled {v}: fwd {compile_s[v][0]:.1f}s train {compile_s[v][1]:.1f}s, "
+            f"max |dlogits| {err:.1e}",
             file=sys.stderr,
             flush=True,
         )
 
+    def train(v):
+        states[v], loss = compiled[v][1](states[v], images, labels)
+        loss.block_until_ready()
+
     times = {v: {"fwd": [], "train": []} for v in args.variants}
-    for fwd, step in compiled.values():  # warm-up
+    for v, (fwd, step) in compiled.items():  # warm-up
         fwd(eval_state, images).block_until_ready()
         if step:
-            step(train_state, images, labels)[1].block_until_ready()
+            train(v)
     for _ in range(args.repeats):
         for v, (fwd, step) in compiled.items():
             t0 = time.perf_counter()
@@ -329,7 +298,7 @@ def main() -> None:
             times[v]["fwd"].append((time.perf_counter() - t0) / args.fwd_iters)
             if step:
                 t0 = time.perf_counter()
-                step(train_state, images, labels)[1].block_until_ready()
+                train(v)
                 times[v]["train"].append(time.perf_counter() - t0)
 
     print("| variant | fwd img/s | vs model | train img/s | vs model | compile s fwd / train |")

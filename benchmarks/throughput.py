@@ -206,7 +206,10 @@ class JaxBench:
         one = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
         self.macs = count_macs(jax.make_jaxpr(forward1)(self.eval_state, one).jaxpr)
 
-    def compile(self) -> None:
+    def compile(self, train: bool = True) -> None:
+        """Lowers and compiles the forward (`self.fwd`) and, with `train`, the train step
+        (`self.step`). Each call traces afresh (new function objects), so a caller may
+        compile again after patching the model's code (benchmarks/smlp_formulations.py)."""
         graphdef, eval_graphdef, tx = self.graphdef, self.eval_graphdef, self.tx
 
         def forward(state, images):
@@ -230,6 +233,9 @@ class JaxBench:
         start = time.perf_counter()
         self.fwd = jax.jit(forward).lower(self.eval_state, self.images).compile()
         self.compile_fwd_s = time.perf_counter() - start
+        self.step, self.compile_train_s, self.xla_train_mib = None, 0.0, float("nan")
+        if not train:
+            return
         start = time.perf_counter()
         self.step = (
             jax.jit(train_step, donate_argnums=0)

@@ -10,8 +10,6 @@ Usage, from the repository root:
 
 from __future__ import annotations
 
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,16 +17,7 @@ from flax import nnx
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from smlp_jax.models.moe import MoeMlp, partition_rules, total_aux_loss
-
-
-def path_name(path) -> str:
-    parts = []
-    for key in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-    return "/".join(parts)
+from smlp_jax.train.sharding import path_name, rule_spec
 
 
 def shard_state(state, mesh):
@@ -36,7 +25,7 @@ def shard_state(state, mesh):
 
     def place(path, leaf):
         name = path_name(path)
-        spec = next((s for pattern, s in rules if re.search(pattern, name)), PartitionSpec())
+        spec = rule_spec(name, rules) or PartitionSpec()
         return jax.device_put(leaf, NamedSharding(mesh, spec))
 
     return jax.tree_util.tree_map_with_path(place, state)

@@ -4,14 +4,12 @@ Each family's `demo` config (configs/<family>.py), shortened to a few dozen step
 training loss falls and the final evaluation runs.
 """
 
-import importlib
 import math
-import sys
 
 import pytest
 
 from smlp_jax.train import trainer
-from tests.train.tiny import REPO, train_losses
+from tests.train.tiny import demo_config, train_losses
 
 SHORT = {
     "total_steps": 80,  # the cost is compilation; the steps themselves take seconds
@@ -27,16 +25,7 @@ SHORT = {
 
 
 def _demo_config(family: str, data_dir: str):
-    sys.path.insert(0, str(REPO))
-    config = importlib.import_module(f"configs.{family}").get_config("demo")
-    config.data_dir = data_dir
-    for key, value in SHORT.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for name in parents:
-            node = node[name]
-        node[leaf] = value
-    return config
+    return demo_config(family, {**SHORT, "data_dir": data_dir})
 
 
 @pytest.mark.parametrize("family", ["mixer", "convmixer", "dynamixer"])

@@ -2,15 +2,10 @@
 digits: their `demo` configs (shrunk further to a few steps) run end to end and the
 training loss falls."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from smlp_jax.train import trainer
-from tests.train.tiny import read_metrics
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.train.tiny import demo_config, read_metrics
 
 # The demo configs with fewer steps, logging every step.
 SHORT = {
@@ -31,17 +26,7 @@ LONGER = {
 
 
 def short_demo_config(family: str, data_dir: str):
-    sys.path.insert(0, str(REPO))
-    import importlib
-
-    config = importlib.import_module(f"configs.{family}").get_config("demo")
-    for key, value in {**SHORT, **LONGER.get(family, {}), "data_dir": data_dir}.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for name in parents:
-            node = node[name]
-        node[leaf] = value
-    return config
+    return demo_config(family, {**SHORT, **LONGER.get(family, {}), "data_dir": data_dir})
 
 
 @pytest.mark.parametrize("family", ["as_mlp", "permutator", "hire_mlp"])

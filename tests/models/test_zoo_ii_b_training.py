@@ -5,14 +5,11 @@ falls. (Sparse-MLP's loss includes its MoE load-balancing loss when the trainer 
 
 import importlib
 import sys
-from pathlib import Path
 
 import pytest
 
 from smlp_jax.train import trainer
-from tests.train.tiny import read_metrics
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.train.tiny import REPO, demo_config, read_metrics
 
 # The demo config with fewer steps, logging every step.
 SHORT = {
@@ -29,15 +26,7 @@ SHORT = {
 
 
 def short_demo_config(family: str, data_dir: str):
-    sys.path.insert(0, str(REPO))
-    config = importlib.import_module(f"configs.{family}").get_config("demo")
-    for key, value in {**SHORT, "data_dir": data_dir}.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for name in parents:
-            node = node[name]
-        node[leaf] = value
-    return config
+    return demo_config(family, {**SHORT, "data_dir": data_dir})
 
 
 @pytest.mark.parametrize("family", ["raft_mlp", "sparse_mlp"])

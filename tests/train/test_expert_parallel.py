@@ -24,7 +24,7 @@ from smlp_jax.models import moe
 from smlp_jax.train import optim, sharding
 from smlp_jax.train.errors import ConfigError
 from smlp_jax.train.state import init_state
-from tests.train.tiny import REPO, read_metrics, subprocess_env
+from tests.train.tiny import REPO, demo_config, read_metrics, subprocess_env
 
 SHORT = {
     "total_steps": 6,
@@ -38,18 +38,7 @@ EXPERT_MESH = {"mesh.data": 2, "mesh.expert": 4}
 
 
 def _config(family: str = "sparse_mlp", **changes):
-    sys.path.insert(0, str(REPO))
-    from configs import smlpnet, sparse_mlp
-
-    config = {"sparse_mlp": sparse_mlp, "smlpnet": smlpnet}[family].get_config("demo")
-    with config.unlocked():
-        for key, value in changes.items():
-            node = config
-            *parents, leaf = key.split(".")
-            for name in parents:
-                node = node[name]
-            node[leaf] = value
-    return config
+    return demo_config(family, changes)
 
 
 def _abstract_state(config):

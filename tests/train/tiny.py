@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -37,19 +38,28 @@ def tiny_overrides(data_dir: str, **changes: Any) -> dict[str, Any]:
     return overrides
 
 
-def tiny_config(data_dir: str, **changes: Any):
-    """The `demo` config with `tiny_overrides` applied (locked: a typo here fails)."""
-    sys.path.insert(0, str(REPO))
-    from configs import smlpnet
-
-    config = smlpnet.get_config("demo")
-    for key, value in tiny_overrides(data_dir, **changes).items():
+def apply_overrides(config, overrides: dict[str, Any]):
+    """Sets dotted keys (`"optimizer.lr"`) as `--config.<key>=` flags would; on a locked
+    config a misspelt key fails. Returns `config`."""
+    for key, value in overrides.items():
         node = config
         *parents, leaf = key.split(".")
         for name in parents:
             node = node[name]
         node[leaf] = value
     return config
+
+
+def demo_config(family: str, overrides: dict[str, Any]):
+    """`configs/<family>.py:demo` with `overrides` applied (locked: a typo here fails)."""
+    sys.path.insert(0, str(REPO))
+    config = importlib.import_module(f"configs.{family}").get_config("demo")
+    return apply_overrides(config, overrides)
+
+
+def tiny_config(data_dir: str, **changes: Any):
+    """The sMLPNet `demo` config with `tiny_overrides` applied."""
+    return demo_config("smlpnet", tiny_overrides(data_dir, **changes))
 
 
 def tiny_flags(data_dir: str, **changes: Any) -> list[str]:
