@@ -23,9 +23,8 @@ whose ratio to `model` shows how far apart two identical programs measure):
                    cotangent entering each block's backward
   gelu_erfc        exact GELU as `jax.nn.gelu(approximate=False)` (an erfc form) instead of
                    the model's 0.5 x (1 + erf(x / sqrt 2)) (the model had it until measured)
-  dw_custom_vjp    the shifted multiply-add depthwise conv with a hand-written VJP (dx: the
-                   same shifted sum over the cotangent; dk: nine reductions), so the
-                   shifted slices are recomputed in the backward, never stored
+  dw_autodiff      the shifted multiply-add depthwise conv differentiated by JAX, as the
+                   model had it before `layers.depthwise_conv2d`'s hand-written VJP
   bn_affine        eval BatchNorm as a precomputed per-channel scale and shift (the BN
                    folding that sMLPNet's BN -> GELU order allows; eval only)
 
@@ -156,57 +155,21 @@ def _erfc_gelu(x):
     return jax.nn.gelu(x, approximate=False)
 
 
-def _shifted_sum(xp, k, h, w, flip=False):
-    kh, kw = k.shape[:2]
-    y = None
-    for i in range(kh):
-        for j in range(kw):
-            a, b = (kh - 1 - i, kw - 1 - j) if flip else (i, j)
-            term = xp[:, a : a + h, b : b + w, :] * k[i, j]
-            y = term if y is None else y + term
-    return y
-
-
-@jax.custom_vjp
-def _depthwise(x, k):
-    kh, kw = k.shape[:2]
-    lo_h, lo_w = (kh - 1) // 2, (kw - 1) // 2
-    xp = jnp.pad(x, ((0, 0), (lo_h, kh - 1 - lo_h), (lo_w, kw - 1 - lo_w), (0, 0)))
-    return _shifted_sum(xp, k, x.shape[1], x.shape[2])
-
-
-def _depthwise_fwd(x, k):
-    return _depthwise(x, k), (x, k)
-
-
-def _depthwise_bwd(res, g):
-    x, k = res
-    kh, kw = k.shape[:2]
-    lo_h, lo_w = (kh - 1) // 2, (kw - 1) // 2
-    h, w = x.shape[1], x.shape[2]
-    # dx: the same shifted sum over the cotangent, kernel flipped, padding mirrored.
-    gp = jnp.pad(g, ((0, 0), (kh - 1 - lo_h, lo_h), (kw - 1 - lo_w, lo_w), (0, 0)))
-    dx = _shifted_sum(gp, k, h, w, flip=True)
-    # dk[i, j] = sum over batch and grid of (input shifted by (i, j)) * cotangent.
-    xp = jnp.pad(x, ((0, 0), (lo_h, kh - 1 - lo_h), (lo_w, kw - 1 - lo_w), (0, 0)))
-    dk = jnp.stack(
-        [
-            jnp.stack(
-                [jnp.sum(xp[:, i : i + h, j : j + w, :] * g, axis=(0, 1, 2)) for j in range(kw)]
-            )
-            for i in range(kh)
-        ]
-    )
-    return dx, dk.astype(k.dtype)
-
-
-_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
-
-
-def dw_custom_vjp(self, x):
+def dw_autodiff(self, x):
+    # The depthwise conv as the model had it until measured: the shifted multiply-adds
+    # differentiated by JAX (XLA then stores one shifted slice per tap for the backward).
     x = x.astype(self.dtype)
+    k = self.kernel_size
+    lo = (k - 1) // 2
+    h, w = x.shape[1], x.shape[2]
+    kernel = self.kernel[...].astype(self.dtype)
     with jax.named_scope("depthwise_conv"):
-        y = _depthwise(x, self.kernel[...].astype(self.dtype)[:, :, 0, :])
+        xp = jnp.pad(x, ((0, 0), (lo, k - 1 - lo), (lo, k - 1 - lo), (0, 0)))
+        y = None
+        for i in range(k):
+            for j in range(k):
+                term = xp[:, i : i + h, j : j + w, :] * kernel[i, j, 0]
+                y = term if y is None else y + term
     return y if self.bias is None else y + self.bias[...]
 
 
@@ -221,7 +184,7 @@ PATCHES = {
     "block_barrier": [(smlpnet.SMLPBlock, block_barrier)],
     "grad_barrier": [(smlpnet.SMLPBlock, grad_barrier)],
     "gelu_erfc": [],  # module functions, patched in `patched`
-    "dw_custom_vjp": [(layers.DepthwiseConv, dw_custom_vjp)],
+    "dw_autodiff": [(layers.DepthwiseConv, dw_autodiff)],
 }
 
 
