@@ -1,4 +1,5 @@
-"""Smoke test of the benchmark harness (benchmarks/throughput.py): a tiny model, batch 2.
+"""Smoke tests of the benchmark harnesses (benchmarks/throughput.py: a tiny model, batch 2;
+benchmarks/depthwise.py: a tiny stack).
 
 No timing assertions: speeds only have to be positive and finite. CI has no torch, so
 the PyTorch columns stay empty and say why; the full comparison is run by hand.
@@ -17,6 +18,7 @@ import smlp_jax
 from tests.train.tiny import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
+import depthwise  # noqa: E402
 import throughput  # noqa: E402
 
 
@@ -85,3 +87,27 @@ def test_harness_runs_and_reports_every_column(tmp_path, capsys):
 def test_unknown_model_is_one_clear_line():
     with pytest.raises(SystemExit, match="unknown model.*smlpnet_x.*list_models"):
         throughput.main(["--models", "smlpnet_x", "--no-torch"])
+
+
+def test_depthwise_benchmark_checks_every_implementation(capsys):
+    args = "--kernel-sizes 3 4 --batch 1 --size 6 --channels 4 --depth 2 --repeats 1"
+    rows = depthwise.main([*args.split(), "--impls", "shift", "autodiff", "xla", "torch"])
+    printed = capsys.readouterr().out
+    try:
+        import torch  # noqa: F401
+
+        impls = ["shift", "autodiff", "xla", "torch"]
+    except ImportError:
+        impls = ["shift", "autodiff", "xla"]
+        assert printed.count("torch not installed") == 2
+    assert [(r["k"], r["impl"]) for r in rows] == [(k, i) for k in (3, 4) for i in impls]
+    for row in rows:
+        assert row["err"] < 1e-5, row  # every form gives the first one's kernel gradient
+        assert row["fwd_ms"] > 0 and row["train_ms"] > 0
+    assert all(row["xla_mib"] is not None for row in rows if row["impl"] != "torch")
+
+
+def test_depthwise_benchmark_refuses_unknown_implementation(capsys):
+    with pytest.raises(SystemExit):
+        depthwise.main(["--impls", "fft"])
+    assert "unknown --impls ['fft']" in capsys.readouterr().err
