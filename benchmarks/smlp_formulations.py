@@ -25,6 +25,9 @@ whose ratio to `model` shows how far apart two identical programs measure):
                    the model's 0.5 x (1 + erf(x / sqrt 2)) (the model had it until measured)
   dw_autodiff      the shifted multiply-add depthwise conv differentiated by JAX, as the
                    model had it before `layers.depthwise_conv2d`'s hand-written VJP
+  block_remat      `nnx.remat` (jax.checkpoint) on each block: the backward recomputes the
+                   block's forward from its input instead of reading stored activations
+  block_remat_dots the same with matmul outputs saved (only elementwise work recomputed)
   bn_affine        eval BatchNorm as a precomputed per-channel scale and shift (the BN
                    folding that sMLPNet's BN -> GELU order allows; eval only)
 
@@ -43,6 +46,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -151,6 +155,18 @@ def grad_barrier(self, x):
     return _original_block(self, _grad_barrier(x))
 
 
+def block_remat(self, x):
+    # jax.checkpoint on each block: only its input is kept for the backward, everything
+    # inside is recomputed there (less memory traffic for more compute).
+    return nnx.remat(_original_block)(self, x)
+
+
+def block_remat_dots(self, x):
+    # The same, but matmul outputs are kept: only the elementwise work is recomputed.
+    policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+    return nnx.remat(_original_block, policy=policy)(self, x)
+
+
 def _erfc_gelu(x):
     return jax.nn.gelu(x, approximate=False)
 
@@ -185,6 +201,8 @@ PATCHES = {
     "grad_barrier": [(smlpnet.SMLPBlock, grad_barrier)],
     "gelu_erfc": [],  # module functions, patched in `patched`
     "dw_autodiff": [(layers.DepthwiseConv, dw_autodiff)],
+    "block_remat": [(smlpnet.SMLPBlock, block_remat)],
+    "block_remat_dots": [(smlpnet.SMLPBlock, block_remat_dots)],
 }
 
 
@@ -224,7 +242,7 @@ def main() -> None:
     _, hp = hyperparameters(args.model, tiny=False)
     bench = JaxBench(args.model, hp, args.image_size, args.batch, num_classes=1000)
     eval_state, images, labels = bench.eval_state, bench.images, bench.labels
-    compiled, compile_s, states, reference = {}, {}, {}, None
+    compiled, compile_s, train_mib, states, reference = {}, {}, {}, {}, None
     for v in args.variants:
         with patched(v):
             bench.compile(train=not args.no_train and v != "bn_affine")
@@ -235,6 +253,7 @@ def main() -> None:
         assert err < 1e-3 * max(1.0, float(np.max(np.abs(reference)))), (v, err)
         compiled[v] = (bench.fwd, bench.step)
         compile_s[v] = (bench.compile_fwd_s, bench.compile_train_s)
+        train_mib[v] = bench.xla_train_mib if bench.step else float("nan")
         if bench.step:  # each variant trains its own copy (the step donates it)
             states[v] = jax.tree.map(lambda a: a.copy(), bench.train_state)
         print(
@@ -264,8 +283,11 @@ def main() -> None:
                 train(v)
                 times[v]["train"].append(time.perf_counter() - t0)
 
-    print("| variant | fwd img/s | vs model | train img/s | vs model | compile s fwd / train |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| variant | fwd img/s | vs model | train img/s | vs model | compile s fwd / train "
+        "| XLA train MiB |"
+    )
+    print("|---|---|---|---|---|---|---|")
     base = {
         k: statistics.median(x) for k, x in times.get("model", times[args.variants[0]]).items() if x
     }
@@ -277,7 +299,10 @@ def main() -> None:
                 cells += [f"{args.batch / med:.2f}", f"{base[kind] / med:.2f}x"]
             else:
                 cells += ["-", "-"]
-        print(f"| {v} | {' | '.join(cells)} | {compile_s[v][0]:.0f} / {compile_s[v][1]:.0f} |")
+        print(
+            f"| {v} | {' | '.join(cells)} | {compile_s[v][0]:.0f} / {compile_s[v][1]:.0f} "
+            f"| {train_mib[v]:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def test_unknown_model_is_one_clear_line():
 
 
 def test_depthwise_benchmark_checks_every_implementation(capsys):
-    args = "--kernel-sizes 3 4 --batch 1 --size 6 --channels 4 --depth 2 --repeats 1"
+    args = "--kernel-sizes 3 --batch 1 --size 6 --channels 4 --depth 2 --repeats 1"
     rows = depthwise.main([*args.split(), "--impls", "shift", "autodiff", "xla", "torch"])
     printed = capsys.readouterr().out
     try:
@@ -99,8 +99,8 @@ def test_depthwise_benchmark_checks_every_implementation(capsys):
         impls = ["shift", "autodiff", "xla", "torch"]
     except ImportError:
         impls = ["shift", "autodiff", "xla"]
-        assert printed.count("torch not installed") == 2
-    assert [(r["k"], r["impl"]) for r in rows] == [(k, i) for k in (3, 4) for i in impls]
+        assert printed.count("torch not installed") == 1
+    assert [(r["k"], r["impl"]) for r in rows] == [(3, i) for i in impls]
     for row in rows:
         assert row["err"] < 1e-5, row  # every form gives the first one's kernel gradient
         assert row["fwd_ms"] > 0 and row["train_ms"] > 0

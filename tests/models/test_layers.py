@@ -26,7 +26,7 @@ def _xla_depthwise(x, kernel):
     )
 
 
-@pytest.mark.parametrize("kernel_shape", [(1, 1), (3, 3), (4, 4), (7, 7), (3, 5)])
+@pytest.mark.parametrize("kernel_shape", [(4, 4), (3, 5)])  # even k; rectangular
 def test_shifted_form_equals_grouped_convolution(kernel_shape):
     """Forward and both cotangents (input, kernel) against XLA's grouped convolution;
     even kernels pad the extra pixel after, as PyTorch's padding='same' does."""
