@@ -43,31 +43,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from throughput import machine_header  # noqa: E402
 
-from smlp_jax.models.layers import _same_padding, _shifted_sum, depthwise_conv2d  # noqa: E402
+from smlp_jax.models.layers import (  # noqa: E402
+    _shifted_depthwise,
+    depthwise_conv2d,
+    xla_depthwise_conv2d,
+)
 
-
-def autodiff(x, kernel):
-    (lo_h, hi_h), (lo_w, hi_w) = _same_padding(kernel.shape[0]), _same_padding(kernel.shape[1])
-    xp = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
-    return _shifted_sum(xp, kernel, x.shape[1], x.shape[2])
-
-
-def xla_conv(x, kernel):
-    pads = (_same_padding(kernel.shape[0]), _same_padding(kernel.shape[1]))
-    return jax.lax.conv_general_dilated(
-        x,
-        kernel[:, :, None, :],
-        (1, 1),
-        pads,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=x.shape[-1],
-    )
-
-
-JAX_IMPLS = {"shift": depthwise_conv2d, "autodiff": autodiff, "xla": xla_conv}
+JAX_IMPLS = {"shift": depthwise_conv2d, "autodiff": _shifted_depthwise, "xla": xla_depthwise_conv2d}
 
 
 def _median_ms(fn, repeats: int) -> float:
+    """Median wall time of `fn()` (JAX results are waited for; torch runs eagerly)."""
     jax.block_until_ready(fn())  # warm-up
     times = []
     for _ in range(repeats):
@@ -117,15 +103,6 @@ def torch_row(x, kernels, repeats: int):
             x = x + torch.relu(y)
         return x
 
-    def timed(fn):
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) * 1e3
-
     def infer():
         with torch.inference_mode():
             forward(xt)
@@ -136,7 +113,7 @@ def torch_row(x, kernels, repeats: int):
         xg = xt.clone().requires_grad_()
         (forward(xg) ** 2).mean().backward()
 
-    fwd_ms, train_ms = timed(infer), timed(train)
+    fwd_ms, train_ms = _median_ms(infer, repeats), _median_ms(train, repeats)
     grads = np.stack([w.grad[:, 0].numpy().transpose(1, 2, 0) for w in weights])
     return fwd_ms, train_ms, None, grads
 

@@ -58,19 +58,16 @@ from smlp_jax.models import layers, smlpnet  # noqa: E402
 # ----------------------------------------------------------------- the formulations
 
 
-def grouped_conv(self, x):
-    x = x.astype(self.dtype)
-    k = self.kernel_size
-    lo = (k - 1) // 2
-    y = jax.lax.conv_general_dilated(
-        x,
-        self.kernel[...].astype(self.dtype),
-        window_strides=(1, 1),
-        padding=((lo, k - 1 - lo), (lo, k - 1 - lo)),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=x.shape[-1],
-    )
-    return y if self.bias is None else y + self.bias[...]
+def _depthwise_with(conv):
+    """A DepthwiseConv.__call__ that computes with `conv(x, kernel (k, k, C))`."""
+
+    def call(self, x):
+        x = x.astype(self.dtype)
+        with jax.named_scope("depthwise_conv"):
+            y = conv(x, self.kernel[...].astype(self.dtype)[:, :, 0, :])
+        return y if self.bias is None else y + self.bias[...]
+
+    return call
 
 
 def split_fuse(self, x):
@@ -171,28 +168,10 @@ def _erfc_gelu(x):
     return jax.nn.gelu(x, approximate=False)
 
 
-def dw_autodiff(self, x):
-    # The depthwise conv as the model had it until measured: the shifted multiply-adds
-    # differentiated by JAX (XLA then stores one shifted slice per tap for the backward).
-    x = x.astype(self.dtype)
-    k = self.kernel_size
-    lo = (k - 1) // 2
-    h, w = x.shape[1], x.shape[2]
-    kernel = self.kernel[...].astype(self.dtype)
-    with jax.named_scope("depthwise_conv"):
-        xp = jnp.pad(x, ((0, 0), (lo, k - 1 - lo), (lo, k - 1 - lo), (0, 0)))
-        y = None
-        for i in range(k):
-            for j in range(k):
-                term = xp[:, i : i + h, j : j + w, :] * kernel[i, j, 0]
-                y = term if y is None else y + term
-    return y if self.bias is None else y + self.bias[...]
-
-
 PATCHES = {
     "model": [],
     "control": [],  # the model again, compiled separately: the noise floor of the method
-    "grouped_conv": [(layers.DepthwiseConv, grouped_conv)],
+    "grouped_conv": [(layers.DepthwiseConv, _depthwise_with(layers.xla_depthwise_conv2d))],
     "split_fuse": [(smlpnet.SparseMLP, split_fuse)],
     "transpose_dense": [(smlpnet.AxialLinear, transpose_dense)],
     "fuse_first": [(smlpnet.SparseMLP, fuse_first)],
@@ -200,7 +179,8 @@ PATCHES = {
     "block_barrier": [(smlpnet.SMLPBlock, block_barrier)],
     "grad_barrier": [(smlpnet.SMLPBlock, grad_barrier)],
     "gelu_erfc": [],  # module functions, patched in `patched`
-    "dw_autodiff": [(layers.DepthwiseConv, dw_autodiff)],
+    # the shifted sum left to JAX's autodiff, as the model had it before the VJP
+    "dw_autodiff": [(layers.DepthwiseConv, _depthwise_with(layers._shifted_depthwise))],
     "block_remat": [(smlpnet.SMLPBlock, block_remat)],
     "block_remat_dots": [(smlpnet.SMLPBlock, block_remat_dots)],
 }

@@ -136,6 +136,15 @@ def _same_padding(k: int) -> tuple[int, int]:
     return (k - 1) // 2, k - 1 - (k - 1) // 2
 
 
+def _pad_same(x: Array, kh: int, kw: int, mirror: bool = False) -> Array:
+    """Zero-pads H and W of `(B, H, W, C)` for a 'same' kh x kw window (`mirror`: the
+    transposed window's padding, before and after swapped)."""
+    pads = [_same_padding(kh), _same_padding(kw)]
+    if mirror:
+        pads = [(hi, lo) for lo, hi in pads]
+    return jnp.pad(x, ((0, 0), *pads, (0, 0)))
+
+
 def _shifted_sum(xp: Array, kernel: Array, h: int, w: int, flip: bool = False) -> Array:
     """`sum_ij xp[:, i:i+h, j:j+w, :] * kernel[i, j]`: one fused elementwise loop in XLA."""
     kh, kw = kernel.shape[:2]
@@ -148,20 +157,23 @@ def _shifted_sum(xp: Array, kernel: Array, h: int, w: int, flip: bool = False) -
     return y
 
 
+def _shifted_depthwise(x: Array, kernel: Array) -> Array:
+    """`depthwise_conv2d`'s forward, left to JAX's autodiff (benchmarks compare the two)."""
+    return _shifted_sum(_pad_same(x, *kernel.shape[:2]), kernel, x.shape[1], x.shape[2])
+
+
 @jax.custom_vjp
 def depthwise_conv2d(x: Array, kernel: Array) -> Array:
     """Depthwise 2-D cross-correlation, stride 1, 'same' zero padding.
 
     `x (B, H, W, C)`, `kernel (kh, kw, C)` -> `(B, H, W, C)`; equal to
-    `lax.conv_general_dilated(..., feature_group_count=C)`. The forward is kh*kw shifted
-    multiply-adds that XLA fuses into one loop. The VJP is written by hand because
-    autodiff of that sum made XLA store one shifted copy of the input per tap (kh*kw
-    activations per layer: 42 GB for a ConvMixer-768/32 train step at batch 8): here the
-    backward keeps only `x` and recomputes each shift where it is used.
+    `xla_depthwise_conv2d`. The forward is kh*kw shifted multiply-adds that XLA fuses
+    into one loop. The VJP is written by hand because autodiff of that sum made XLA store
+    one shifted copy of the input per tap (kh*kw activations per layer: 42 GB for a
+    ConvMixer-768/32 train step at batch 8): here the backward keeps only `x` and
+    recomputes each shift where it is used.
     """
-    (lo_h, hi_h), (lo_w, hi_w) = _same_padding(kernel.shape[0]), _same_padding(kernel.shape[1])
-    xp = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
-    return _shifted_sum(xp, kernel, x.shape[1], x.shape[2])
+    return _shifted_depthwise(x, kernel)
 
 
 def _depthwise_fwd(x, kernel):
@@ -171,15 +183,13 @@ def _depthwise_fwd(x, kernel):
 def _depthwise_bwd(res, g):
     x, kernel = res
     (kh, kw), (b, h, w, c) = kernel.shape[:2], x.shape
-    (lo_h, hi_h), (lo_w, hi_w) = _same_padding(kh), _same_padding(kw)
     # dx is the transposed correlation: the same shifted sum over the cotangent with the
     # kernel flipped and the padding mirrored.
-    gp = jnp.pad(g, ((0, 0), (hi_h, lo_h), (hi_w, lo_w), (0, 0)))
-    dx = _shifted_sum(gp, kernel, h, w, flip=True)
+    dx = _shifted_sum(_pad_same(g, kh, kw, mirror=True), kernel, h, w, flip=True)
     # dk[i, j] = sum over batch and grid of (x shifted by (i, j)) * g: one reduction per
     # tap, as a loop so one shifted slice exists at a time (unrolled, XLA materialises
     # every slice before its reduction: kh*kw activations, and 2x slower on CPU).
-    xp = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
+    xp = _pad_same(x, kh, kw)
     g32 = g.astype(jnp.float32)
 
     def tap(_, t):
@@ -193,6 +203,19 @@ def _depthwise_bwd(res, g):
 depthwise_conv2d.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
+def xla_depthwise_conv2d(x: Array, kernel: Array) -> Array:
+    """`depthwise_conv2d` as XLA's grouped convolution (`feature_group_count=C`)."""
+    kh, kw, _ = kernel.shape
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel[:, :, None, :],
+        window_strides=(1, 1),
+        padding=(_same_padding(kh), _same_padding(kw)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=x.shape[-1],
+    )
+
+
 class DepthwiseConv(nnx.Module):
     """Depthwise k x k convolution, stride 1, 'same' zero padding, no bias by default.
 
@@ -201,7 +224,7 @@ class DepthwiseConv(nnx.Module):
       "shift"  `depthwise_conv2d`: shifted multiply-adds with a hand-written VJP. On CPU
                a train step 40-50x faster than XLA's grouped convolution (k = 3, 7, 9),
                with as little memory (`benchmarks/depthwise.py`, benchmarks/README.md).
-      "xla"    `lax.conv_general_dilated(feature_group_count=C)`: cuDNN on GPU, the
+      "xla"    `xla_depthwise_conv2d` (XLA's grouped convolution): cuDNN on GPU, the
                native convolution on TPU.
       "auto"   (default) "shift" when JAX's default backend is the CPU, else "xla".
     """
@@ -231,20 +254,10 @@ class DepthwiseConv(nnx.Module):
         impl = self.impl
         if impl == "auto":
             impl = "shift" if jax.default_backend() == "cpu" else "xla"
+        conv = depthwise_conv2d if impl == "shift" else xla_depthwise_conv2d
         # The scope name lets the MAC counter (tools.summary) count the shifted multiplies.
         with jax.named_scope("depthwise_conv"):
-            if impl == "shift":
-                y = depthwise_conv2d(x, kernel[:, :, 0, :])
-            else:
-                pad = _same_padding(self.kernel_size)
-                y = jax.lax.conv_general_dilated(
-                    x,
-                    kernel,
-                    window_strides=(1, 1),
-                    padding=(pad, pad),
-                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                    feature_group_count=x.shape[-1],
-                )
+            y = conv(x, kernel[:, :, 0, :])
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y
