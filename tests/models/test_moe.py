@@ -24,6 +24,7 @@ from smlp_jax.models.moe import (
     total_aux_loss,
     total_dropped_tokens,
 )
+from tests.train.tiny import FAST_COMPILE
 
 
 def softmax(x):
@@ -178,7 +179,7 @@ def test_partition_rule_names_the_stacked_expert_weights():
 
 
 def test_expert_sharded_forward_and_backward_match_one_device():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count=8 {FAST_COMPILE}"}
     env["JAX_PLATFORMS"] = "cpu"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     done = subprocess.run(

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.train.tiny import FAST_COMPILE
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
@@ -31,12 +33,11 @@ def kernel_env(tmp_path_factory, demo_data_dir):
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     spec = {"argv": argv, "display_name": "smlp_jax tests", "language": "python"}
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    fast_xla = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
     env = {
         "JUPYTER_PATH": str(jupyter_path),
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": fast_xla,
+        "XLA_FLAGS": FAST_COMPILE,
         "TFDS_DATA_DIR": demo_data_dir,
         "SMLP_NOTEBOOK_STEPS": str(STEPS),
         "MPLBACKEND": "Agg",
