@@ -28,6 +28,8 @@ whose ratio to `model` shows how far apart two identical programs measure):
   block_remat      `nnx.remat` (jax.checkpoint) on each block: the backward recomputes the
                    block's forward from its input instead of reading stored activations
   block_remat_dots the same with matmul outputs saved (only elementwise work recomputed)
+  no_store_grad    without `layers.store_grad` on the residual inputs (the model until it
+                   was measured: XLA CPU then recomputes the residual cotangent chain)
   bn_affine        eval BatchNorm as a precomputed per-channel scale and shift (the BN
                    folding that sMLPNet's BN -> GELU order allows; eval only)
 
@@ -179,6 +181,7 @@ PATCHES = {
     "block_barrier": [(smlpnet.SMLPBlock, block_barrier)],
     "grad_barrier": [(smlpnet.SMLPBlock, grad_barrier)],
     "gelu_erfc": [],  # module functions, patched in `patched`
+    "no_store_grad": [],
     # the shifted sum left to JAX's autodiff, as the model had it before the VJP
     "dw_autodiff": [(layers.DepthwiseConv, _depthwise_with(layers._shifted_depthwise))],
     "block_remat": [(smlpnet.SMLPBlock, block_remat)],
@@ -190,16 +193,20 @@ PATCHES = {
 def patched(variant: str):
     saved = [(cls, cls.__call__) for cls, _ in PATCHES[variant]]
     saved_gelu = (layers.gelu, smlpnet.gelu)
+    saved_store_grad = smlpnet.store_grad
     try:
         for cls, fn in PATCHES[variant]:
             cls.__call__ = fn
         if variant == "gelu_erfc":
             layers.gelu = smlpnet.gelu = _erfc_gelu
+        if variant == "no_store_grad":
+            smlpnet.store_grad = lambda x: x
         yield
     finally:
         for cls, fn in saved:
             cls.__call__ = fn
         layers.gelu, smlpnet.gelu = saved_gelu
+        smlpnet.store_grad = saved_store_grad
 
 
 def main() -> None:

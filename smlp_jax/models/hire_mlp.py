@@ -38,6 +38,7 @@ from smlp_jax.models.layers import (
     Linear,
     Mlp,
     drop_path_rates,
+    store_grad,
     trunc_normal_init,
 )
 from smlp_jax.models.registry import register_model
@@ -187,7 +188,9 @@ class HireBlock(nnx.Module):
         self.drop_path = DropPath(drop_path, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
+        x = store_grad(x)  # see layers.store_grad: the residual cotangent, stored once
         x = x + self.drop_path(self.attn(self.norm1(x)))
+        x = store_grad(x)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

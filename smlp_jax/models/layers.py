@@ -31,6 +31,42 @@ def gelu(x: Array) -> Array:
     return 0.5 * x * (1.0 + jax.lax.erf(x * 0.7071067811865476))
 
 
+def _stored(g: Array) -> Array:
+    """`g` itself, through a `lax.cond` XLA cannot see through: a conditional's operand
+    and result are buffers, so nothing is fused across it. Both branches return `g`
+    exactly (`g * 1.0 == g` for every float, NaN and -0.0 included); they differ only so
+    that JAX keeps the conditional, and its predicate is a runtime value XLA cannot fold."""
+    keep = jnp.isfinite(g[(0,) * g.ndim])
+    return jax.lax.cond(keep, lambda t: t, lambda t: t * 1.0, g)
+
+
+@jax.custom_vjp
+def _grad_stored(x: Array) -> Array:
+    return x
+
+
+_grad_stored.defvjp(lambda x: (x, None), lambda _, g: (_stored(g),))
+
+
+def store_grad(x: Array) -> Array:
+    """Identity; in the backward pass the cotangent of `x` is computed once and stored.
+
+    Put on the input of each residual branch (`x = store_grad(x); x = x + f(x)`). Why:
+    the residual stream's cotangent is a chain of elementwise adds over every later
+    block (with each branch's norm backward), and XLA's CPU fusion pass fuses that whole
+    chain into every consumer that reads it, recomputing it there: quadratic in the depth.
+    In the sMLPNet-T train step that was 30% of the time (fusions of ~850 instructions
+    for each 14 x 14 x 320 cotangent; benchmarks/README.md). `lax.optimization_barrier`
+    does not stop it (XLA CPU drops the barriers before fusion); the conditional does.
+
+    Only on the CPU backend (decided when traced); elsewhere `x` is returned as is: GPU
+    and TPU fusion weigh duplication by cost, and no accelerator run has measured it.
+    """
+    if jax.default_backend() != "cpu":
+        return x
+    return _grad_stored(x)
+
+
 def torch_uniform_init(fan_in: int):
     """PyTorch's default Linear/Conv init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 

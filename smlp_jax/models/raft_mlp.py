@@ -39,7 +39,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from smlp_jax.models.layers import DropPath, LayerNorm, Linear, Mlp, check_input, gelu
+from smlp_jax.models.layers import (
+    DropPath,
+    LayerNorm,
+    Linear,
+    Mlp,
+    check_input,
+    gelu,
+    store_grad,
+)
 from smlp_jax.models.registry import register_model
 
 Array = jax.Array
@@ -229,9 +237,12 @@ class RaftBlock(nnx.Module):
         size = x.shape[1:3]
         # Another grid only reaches here with resize_to_trained_grid (checked up front).
         x = resize_grid(x, *self.grid)
+        x = store_grad(x)  # see layers.store_grad: the residual cotangent, stored once
         x = x + self.drop_path(self.vertical(x))
+        x = store_grad(x)
         x = x + self.drop_path(self.horizontal(x))
         x = resize_grid(x, *size)
+        x = store_grad(x)
         return x + self.drop_path(self.channel_mlp(self.channel_norm(x)))
 
 

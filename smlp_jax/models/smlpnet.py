@@ -34,6 +34,7 @@ from smlp_jax.models.layers import (
     check_input,
     drop_path_rates,
     gelu,
+    store_grad,
     torch_uniform_init,
 )
 from smlp_jax.models.registry import register_model
@@ -139,7 +140,9 @@ class SMLPBlock(nnx.Module):
         self.drop_path = DropPath(drop_path, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
+        x = store_grad(x)  # see layers.store_grad: the residual cotangent, stored once
         x = x + self.drop_path(self.token_mixing(x))
+        x = store_grad(x)
         return x + self.drop_path(self.channel_mixing(x))
 
 

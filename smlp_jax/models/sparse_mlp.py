@@ -50,6 +50,7 @@ from smlp_jax.models.layers import (
     PatchConv,
     check_input,
     drop_path_rates,
+    store_grad,
 )
 from smlp_jax.models.mixer import MixerBlock
 from smlp_jax.models.moe import MoeMlp
@@ -151,10 +152,12 @@ class SparseBlock(nnx.Module):
         self.drop_path = DropPath(drop_path, ndim=3, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
+        x = store_grad(x)  # see layers.store_grad: the residual cotangent, stored once
         y = self.token_moe(self.represent_in(self.norm1(x)))  # (B, D', S')
         y = self.represent_out_tokens(y)  # (B, D', S)
         y = jnp.swapaxes(self.represent_out_channels(jnp.swapaxes(y, 1, 2)), 1, 2)  # (B, D, S)
         x = x + self.drop_path(jnp.swapaxes(y, 1, 2))
+        x = store_grad(x)
         return x + self.drop_path(self.channel_moe(self.norm2(x)))
 
 

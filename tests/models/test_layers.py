@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from smlp_jax.models.layers import DepthwiseConv, depthwise_conv2d, xla_depthwise_conv2d
+from smlp_jax.models.layers import (
+    DepthwiseConv,
+    depthwise_conv2d,
+    store_grad,
+    xla_depthwise_conv2d,
+)
 
 
 @pytest.mark.parametrize("kernel_shape", [(4, 4), (3, 5)])  # even k; rectangular
@@ -80,3 +85,47 @@ def test_train_step_memory_does_not_grow_with_the_kernel_taps():
     activations = compiled.memory_analysis().temp_size_in_bytes / x.nbytes
     # Autodiff of the same shifted sum needs ~49 activations per layer here (~200).
     assert activations < 4 * 8, activations
+
+
+def _residual_stack(x, weights, barrier):
+    """A pre-norm residual stack: the shape of every family's blocks."""
+    for w in weights:
+        if barrier:
+            x = store_grad(x)
+        h = (x - x.mean(-1, keepdims=True)) * jax.lax.rsqrt(x.var(-1, keepdims=True) + 1e-5)
+        x = x + jnp.tanh(h @ w)
+    return (x**2).sum()
+
+
+def _largest_fusion(hlo: str) -> int:
+    """Instructions in the largest fused computation of a compiled module's text."""
+    sizes = [0]
+    for part in hlo.split("\n\n"):
+        if part.lstrip("%").startswith("fused_"):
+            sizes.append(part.count("\n"))
+    return max(sizes)
+
+
+def test_store_grad_is_the_identity_and_stores_the_residual_cotangent():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(4, 9, 16)), jnp.float32)
+    weights = [jnp.asarray(rng.normal(size=(16, 16)) / 4, jnp.float32) for _ in range(12)]
+    grads, hlo = {}, {}
+    for barrier in (False, True):
+        fn = jax.jit(jax.value_and_grad(lambda x, w, b=barrier: _residual_stack(x, w, b), (0, 1)))
+        _, grads[barrier] = fn(x, weights)
+        hlo[barrier] = fn.lower(x, weights).compile().as_text()
+    # One conditional per call, none optimised away; without them XLA fuses the chain of
+    # cotangent adds into its consumers (the largest fusion grows with the depth).
+    assert hlo[True].count(" conditional(") == len(weights)
+    assert " conditional(" not in hlo[False]
+    fused = {b: _largest_fusion(text) for b, text in hlo.items()}
+    assert fused[True] < fused[False] / 2, fused
+    for a, b in zip(jax.tree.leaves(grads[True]), jax.tree.leaves(grads[False])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The forward is untouched, and a non-finite cotangent goes through as it is.
+    assert " conditional(" not in jax.jit(store_grad).lower(x).compile().as_text()
+    _, vjp = jax.vjp(store_grad, x)
+    g = jnp.full_like(x, jnp.nan).at[1].set(2.0)
+    (back,) = vjp(g)
+    np.testing.assert_array_equal(back, g)
