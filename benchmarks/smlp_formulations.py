@@ -32,6 +32,15 @@ whose ratio to `model` shows how far apart two identical programs measure):
                    was measured: XLA CPU then recomputes the residual cotangent chain)
   bn_affine        eval BatchNorm as a precomputed per-channel scale and shift (the BN
                    folding that sMLPNet's BN -> GELU order allows; eval only)
+  gelu_vjp         GELU with a hand-written VJP: only its input is kept, and the backward
+                   computes the derivative Phi(x) + x phi(x) where it is used (JAX's
+                   autodiff computes and stores the derivative's factors in the forward)
+  bn_vjp           train-mode BatchNorm with a hand-written VJP (per channel:
+                   dx = scale inv (g - mean(g) - xhat mean(g xhat)), xhat recomputed)
+  bn_gelu_vjp      both of the above
+  axial_vjp        the axial mixes with a hand-written VJP whose kernel gradient is a
+                   batched matmul over the batch (and, for the width mix, the rows), then a
+                   sum: no transposed copy of the activation or of its cotangent
 
   python benchmarks/smlp_formulations.py [--model smlpnet_t] [--batch 8] [--variants ...]
 """
@@ -170,6 +179,133 @@ def _erfc_gelu(x):
     return jax.nn.gelu(x, approximate=False)
 
 
+_exact_gelu = layers.gelu  # (`patched` rebinds layers.gelu to the variant)
+
+
+@jax.custom_vjp
+def _gelu_vjp(x):
+    return _exact_gelu(x)
+
+
+def _gelu_vjp_fwd(x):
+    return _exact_gelu(x), x
+
+
+def _gelu_vjp_bwd(x, g):
+    # d/dx [x Phi(x)] = Phi(x) + x phi(x), phi the standard normal density.
+    cdf = 0.5 * (1.0 + jax.lax.erf(x * 0.7071067811865476))
+    pdf = jnp.exp(-0.5 * x * x) * 0.3989422804014327
+    return (g * (cdf + x * pdf),)
+
+
+_gelu_vjp.defvjp(_gelu_vjp_fwd, _gelu_vjp_bwd)
+
+
+@jax.custom_vjp
+def _bn_train(x, scale, bias):
+    return _bn_train_fwd(x, scale, bias)[0]
+
+
+_BN_EPS = 1e-5
+
+
+def _bn_stats(x):
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(x, axis=axes)
+    var = jnp.mean(jnp.square(x - mean), axis=axes)
+    return mean, var
+
+
+def _bn_train_fwd(x, scale, bias):
+    mean, var = _bn_stats(x)
+    inv = jax.lax.rsqrt(var + _BN_EPS)
+    y = (x - mean) * (inv * scale) + bias
+    # (y, mean, var): the statistics are outputs for the running averages only; their
+    # cotangents are ignored (the caller stops their gradients).
+    return (y, mean, var), (x, mean, inv, scale)
+
+
+def _bn_train_bwd(res, cts):
+    x, mean, inv, scale = res
+    g = cts[0]
+    axes = tuple(range(x.ndim - 1))
+    n = x.size // x.shape[-1]
+    xhat = (x - mean) * inv
+    dbias = jnp.sum(g, axis=axes)
+    dscale = jnp.sum(g * xhat, axis=axes)
+    dx = (scale * inv) * (g - dbias / n - xhat * (dscale / n))
+    return dx, dscale, dbias
+
+
+_bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
+
+
+def bn_vjp(self, x):
+    if self.use_running_average:
+        return _original_bn(self, x)
+    y, mean, var = _bn_train(x.astype(jnp.float32), self.scale[...], self.bias[...])
+    mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
+    n = x.size // x.shape[-1]
+    m = self.momentum
+    self.mean[...] = (1 - m) * self.mean[...] + m * mean
+    self.var[...] = (1 - m) * self.var[...] + m * var * (n / max(n - 1, 1))
+    return y.astype(self.dtype)
+
+
+_original_bn = layers.BatchNorm.__call__
+
+
+@jax.custom_vjp
+def _axial_w(x, kernel):
+    return jnp.einsum("bhwc,wv->bhvc", x, kernel)
+
+
+def _axial_w_fwd(x, kernel):
+    return _axial_w(x, kernel), (x, kernel)
+
+
+def _axial_w_bwd(res, g):
+    x, kernel = res
+    b, h, w, c = x.shape
+    dx = jnp.einsum("bhvc,wv->bhwc", g, kernel)
+    # per (b, h) row: x (w, c) @ g (v, c)^T, then summed over the rows
+    dk = jnp.einsum("nwc,nvc->nwv", x.reshape(b * h, w, c), g.reshape(b * h, w, c)).sum(0)
+    return dx, dk
+
+
+_axial_w.defvjp(_axial_w_fwd, _axial_w_bwd)
+
+
+@jax.custom_vjp
+def _axial_h(x, kernel):
+    return jnp.einsum("bhwc,hg->bgwc", x, kernel)
+
+
+def _axial_h_fwd(x, kernel):
+    return _axial_h(x, kernel), (x, kernel)
+
+
+def _axial_h_bwd(res, g):
+    x, kernel = res
+    b, h, w, c = x.shape
+    dx = jnp.einsum("bgwc,hg->bhwc", g, kernel)
+    # per image: x (h, w c) @ g (g, w c)^T, then summed over the batch
+    dk = jnp.einsum("bhm,bgm->bhg", x.reshape(b, h, w * c), g.reshape(b, h, w * c)).sum(0)
+    return dx, dk
+
+
+_axial_h.defvjp(_axial_h_fwd, _axial_h_bwd)
+
+
+def axial_vjp(self, x):
+    kernel = self.kernel[...].astype(self.dtype)
+    bias = self.bias[...].astype(self.dtype)
+    x = x.astype(self.dtype)
+    if self.axis == 2:
+        return _axial_w(x, kernel) + bias[None, None, :, None]
+    return _axial_h(x, kernel) + bias[None, :, None, None]
+
+
 PATCHES = {
     "model": [],
     "control": [],  # the model again, compiled separately: the noise floor of the method
@@ -186,6 +322,10 @@ PATCHES = {
     "dw_autodiff": [(layers.DepthwiseConv, _depthwise_with(layers._shifted_depthwise))],
     "block_remat": [(smlpnet.SMLPBlock, block_remat)],
     "block_remat_dots": [(smlpnet.SMLPBlock, block_remat_dots)],
+    "gelu_vjp": [],  # module functions, patched in `patched`
+    "bn_vjp": [(layers.BatchNorm, bn_vjp)],
+    "bn_gelu_vjp": [(layers.BatchNorm, bn_vjp)],
+    "axial_vjp": [(smlpnet.AxialLinear, axial_vjp)],
 }
 
 
@@ -199,6 +339,8 @@ def patched(variant: str):
             cls.__call__ = fn
         if variant == "gelu_erfc":
             layers.gelu = smlpnet.gelu = _erfc_gelu
+        if variant in ("gelu_vjp", "bn_gelu_vjp"):
+            layers.gelu = smlpnet.gelu = _gelu_vjp
         if variant == "no_store_grad":
             smlpnet.store_grad = lambda x: x
         yield
