@@ -69,5 +69,21 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(2)
 
 
+def _reexec_with_hugepages() -> None:
+    """Re-executes this command under glibc's huge-page tunable where it helps (see
+    smlp_jax/tools/hugepages.py). Loaded by its path: importing the `smlp_jax` package
+    would import jax before the re-exec."""
+    import importlib.util
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "smlp_jax", "tools", "hugepages.py")
+    spec = importlib.util.spec_from_file_location("_smlp_jax_hugepages", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.reexec_with_hugepages()
+
+
 if __name__ == "__main__":
+    _reexec_with_hugepages()
     app.run(main, flags_parser=parse_flags)

@@ -30,18 +30,30 @@ reference columns say so and the JAX columns are still filled.
   .venv/bin/python benchmarks/throughput.py --tiny --models smlpnet_t mixer_s16 --batch-sizes 2
 
 `--json PATH` also writes the rows (and the machine header) as JSON.
+
+`--isolate` measures each library in a process of its own instead (per model and batch: a
+JAX-only child, then a PyTorch-only child, this script run again with `--side`): neither
+library's memory and thread pools weigh on the other's timings, at the cost of the
+interleaving (the two are timed one after the other, not round by round). The RSS column
+then shows both peaks, JAX / PyTorch. Run as a script, this harness (like main.py)
+re-executes itself under glibc's huge-page tunable (`smlp_jax/tools/hugepages.py`; the
+header's `malloc` line says whether it did); an isolated PyTorch child runs without it, with
+glibc's default allocator, which measured faster for PyTorch's train step here.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +70,7 @@ sys.path.insert(0, os.path.join(REPO, "reference"))
 
 import smlp_jax  # noqa: E402
 from smlp_jax.models.registry import get_entry  # noqa: E402
+from smlp_jax.tools import hugepages  # noqa: E402
 from smlp_jax.tools.summary import count_macs  # noqa: E402
 
 # Small hyperparameters per family for `--tiny` (a smoke run of the harness; 32 px input).
@@ -106,21 +119,22 @@ class Row:
     macs: int
     compile_train_s: float
     compile_fwd_s: float
-    jax_fwd: float  # images/s
-    jax_train: float
+    jax_fwd: float | None  # images/s; None in a PyTorch-only (`--side torch`) row
+    jax_train: float | None
     xla_train_mib: float
-    rss_mib: float
+    rss_mib: float  # this process's peak (the JAX process's with --isolate)
     torch_fwd: float | None = None
     torch_train: float | None = None
     reference: str = ""
+    torch_rss_mib: float | None = None  # the PyTorch process's peak, with --isolate
 
     @property
     def fwd_ratio(self) -> float | None:
-        return self.jax_fwd / self.torch_fwd if self.torch_fwd else None
+        return self.jax_fwd / self.torch_fwd if self.torch_fwd and self.jax_fwd else None
 
     @property
     def train_ratio(self) -> float | None:
-        return self.jax_train / self.torch_train if self.torch_train else None
+        return self.jax_train / self.torch_train if self.torch_train and self.jax_train else None
 
 
 def machine_header() -> dict[str, str]:
@@ -145,6 +159,7 @@ def machine_header() -> dict[str, str]:
         "host": f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores",
         "jax devices": f"{len(devices)} x {devices[0].device_kind} ({jax.default_backend()})",
         "load average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "malloc": hugepages.status(),
         "versions": " ".join(f"{k} {v}" for k, v in versions.items()),
     }
 
@@ -282,6 +297,7 @@ class TorchBench:
         self.labels = torch.randint(0, num_classes, (batch,))
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, weight_decay=0.05)
         self.loss = torch.nn.CrossEntropyLoss()
+        self.params_count = sum(p.numel() for p in self.model.parameters())
 
     def run_forward(self) -> None:
         self.model.eval()
@@ -319,11 +335,15 @@ def measure(
     iters: int,
     with_torch: bool,
     log: Callable[[str], None],
+    with_jax: bool = True,
 ) -> Row:
+    """One row: both libraries in this process (interleaved rounds), or one of them."""
     family, hp = hyperparameters(name, tiny)
-    jb = JaxBench(name, hp, image_size, batch, num_classes)
-    log(f"{name} b{batch}: compiling")
-    jb.compile()
+    jb = None
+    if with_jax:
+        jb = JaxBench(name, hp, image_size, batch, num_classes)
+        log(f"{name} b{batch}: compiling")
+        jb.compile()
     tb, reference = None, ""
     if with_torch:
         try:
@@ -331,18 +351,22 @@ def measure(
             reference = tb.source
         except Exception as e:  # noqa: BLE001 - NoReference or a failed build: say which
             reference = f"none ({e})"
+            if not with_jax:
+                raise
 
     results: dict[str, list[float]] = {"jf": [], "jt": [], "tf": [], "tt": []}
     for what, jax_fn, torch_fn in (
-        ("f", jb.run_forward, tb and tb.run_forward),
-        ("t", jb.run_train, tb and tb.run_train),
+        ("f", jb and jb.run_forward, tb and tb.run_forward),
+        ("t", jb and jb.run_train, tb and tb.run_train),
     ):
         for _ in range(warmup):
-            jax_fn()
+            if jax_fn:
+                jax_fn()
             if torch_fn:
                 torch_fn()
         for _ in range(repeats):
-            results["j" + what].append(batch / _timed_calls(jax_fn, iters))
+            if jax_fn:
+                results["j" + what].append(batch / _timed_calls(jax_fn, iters))
             if torch_fn:
                 results["t" + what].append(batch / _timed_calls(torch_fn, iters))
         log(f"{name} b{batch} {'forward' if what == 'f' else 'train'}: done")
@@ -350,22 +374,73 @@ def measure(
     def median(xs):
         return statistics.median(xs) if xs else None
 
+    nan = float("nan")
     return Row(
         model=name,
         batch=batch,
         image_size=image_size,
-        params=jb.params_count,
-        macs=jb.macs,
-        compile_train_s=jb.compile_train_s,
-        compile_fwd_s=jb.compile_fwd_s,
+        params=jb.params_count if jb else tb.params_count,
+        macs=jb.macs if jb else 0,
+        compile_train_s=jb.compile_train_s if jb else nan,
+        compile_fwd_s=jb.compile_fwd_s if jb else nan,
         jax_fwd=median(results["jf"]),
         jax_train=median(results["jt"]),
-        xla_train_mib=jb.xla_train_mib,
+        xla_train_mib=jb.xla_train_mib if jb else nan,
         rss_mib=rss_mib(),
         torch_fwd=median(results["tf"]),
         torch_train=median(results["tt"]),
         reference=reference,
     )
+
+
+def _child_row(args: argparse.Namespace, name: str, batch: int, side: str) -> Row:
+    """Runs this script for one model, batch and library in a fresh process; its row."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rows.json")
+        cmd = [sys.executable, os.path.abspath(__file__), "--side", side, "--json", out]
+        cmd += ["--models", name, "--batch-sizes", str(batch)]
+        cmd += ["--num-classes", str(args.num_classes), "--warmup", str(args.warmup)]
+        cmd += ["--repeats", str(args.repeats), "--iters", str(args.iters)]
+        if args.image_size:
+            cmd += ["--image-size", str(args.image_size)]
+        if args.tiny:
+            cmd.append("--tiny")
+        # The child's table goes nowhere (this process prints the merged one); its progress
+        # lines and errors go to stderr as they come.
+        env = dict(os.environ)
+        if side == "torch":  # PyTorch as it ships: glibc's default allocator (see below)
+            tunables = env.get("GLIBC_TUNABLES", "").split(":")
+            kept = [t for t in tunables if t and not t.startswith(hugepages.TUNABLE)]
+            env["GLIBC_TUNABLES"] = ":".join(kept)
+            env[hugepages.OPT_OUT] = "0"
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env, check=False)
+        payload = json.load(open(out)) if os.path.exists(out) else {"rows": [], "failures": []}
+    if not payload["rows"]:
+        why = payload["failures"] or [f"the process exited with status {proc.returncode}"]
+        raise RuntimeError(f"{side} process: {why[0]}")
+    fields = {f.name for f in dataclasses.fields(Row)}
+    return Row(**{k: v for k, v in payload["rows"][0].items() if k in fields})
+
+
+def measure_isolated(args: argparse.Namespace, name: str, batch: int, with_torch: bool, log) -> Row:
+    """The JAX row from a JAX-only process, with the PyTorch columns from a PyTorch-only one."""
+    log(f"{name} b{batch}: JAX in its own process")
+    row = _child_row(args, name, batch, "jax")
+    if with_torch:
+        log(f"{name} b{batch}: PyTorch in its own process")
+        try:
+            ref = _child_row(args, name, batch, "torch")
+        except RuntimeError as e:  # e.g. no reference for this family: the JAX row stands
+            row.reference = f"none ({e})"
+        else:
+            row.torch_fwd, row.torch_train = ref.torch_fwd, ref.torch_train
+            row.reference, row.torch_rss_mib = ref.reference, ref.rss_mib
+    return row
+
+
+def _num(x: float | None) -> float | None:
+    """None for a missing number (NaN: e.g. the JAX columns of a `--side torch` row)."""
+    return None if x is None or x != x else x
 
 
 def _fmt(x: float | None, spec: str, suffix: str = "") -> str:
@@ -380,13 +455,16 @@ def table(rows: list[Row]) -> str:
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
+        torch_rss = f" / {r.torch_rss_mib:.0f}" if r.torch_rss_mib else ""  # --isolate
         lines.append(
             f"| {r.model} | {r.batch} | {r.image_size} | {r.params / 1e6:.2f}M "
-            f"| {r.macs / 1e9:.3g} | {r.compile_train_s:.1f} ({r.compile_fwd_s:.1f}) "
+            f"| {_fmt(r.macs / 1e9 if r.macs else None, '.3g')} "
+            f"| {_fmt(_num(r.compile_train_s), '.1f')} ({_fmt(_num(r.compile_fwd_s), '.1f')}) "
             f"| {_fmt(r.jax_fwd, '.2f')} | {_fmt(r.torch_fwd, '.2f')} "
             f"| {_fmt(r.fwd_ratio, '.2f', 'x')} "
             f"| {_fmt(r.jax_train, '.2f')} | {_fmt(r.torch_train, '.2f')} "
-            f"| {_fmt(r.train_ratio, '.2f', 'x')} | {r.xla_train_mib:.0f} | {r.rss_mib:.0f} |"
+            f"| {_fmt(r.train_ratio, '.2f', 'x')} | {_fmt(_num(r.xla_train_mib), '.0f')} "
+            f"| {r.rss_mib:.0f}{torch_rss} |"
         )
     return "\n".join(lines)
 
@@ -402,6 +480,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=2, help="calls per timed round")
     p.add_argument("--tiny", action="store_true", help="tiny hyperparameters (smoke run)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument(
+        "--isolate",
+        action="store_true",
+        help="time each library in a process of its own (see the module docstring)",
+    )
+    p.add_argument(
+        "--side",
+        choices=("both", "jax", "torch"),
+        default="both",
+        help="which library this process times (--isolate runs its children with it)",
+    )
     p.add_argument("--json", default=None, help="also write the rows here as JSON")
     return p.parse_args(argv)
 
@@ -413,9 +502,19 @@ def main(argv: list[str] | None = None) -> list[Row]:
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; see smlp_jax.list_models()")
     image_size = args.image_size or (TINY_IMAGE_SIZE if args.tiny else 224)
-    why_no_torch = "--no-torch" if args.no_torch else torch_available()
+    if args.no_torch or args.side == "jax":
+        why_no_torch = "--no-torch" if args.no_torch else "--side jax"
+    elif args.isolate:  # the parent never loads torch: only its child does
+        found = importlib.util.find_spec("torch") is not None
+        why_no_torch = None if found else "torch not installed (run from .venv-ref)"
+    else:
+        why_no_torch = torch_available()
+    if args.side == "torch" and why_no_torch:
+        raise SystemExit(f"--side torch: {why_no_torch}")
     header = machine_header()
-    if not why_no_torch:
+    if args.isolate:
+        header["isolated"] = "each library timed in a process of its own"
+    elif not why_no_torch:
         import torch
 
         header["torch threads"] = str(torch.get_num_threads())
@@ -432,18 +531,22 @@ def main(argv: list[str] | None = None) -> list[Row]:
     for name in models:
         for batch in args.batch_sizes:
             try:
-                row = measure(
-                    name,
-                    batch,
-                    tiny=args.tiny,
-                    image_size=image_size,
-                    num_classes=args.num_classes,
-                    warmup=args.warmup,
-                    repeats=args.repeats,
-                    iters=args.iters,
-                    with_torch=not why_no_torch,
-                    log=log,
-                )
+                if args.isolate:
+                    row = measure_isolated(args, name, batch, not why_no_torch, log)
+                else:
+                    row = measure(
+                        name,
+                        batch,
+                        tiny=args.tiny,
+                        image_size=image_size,
+                        num_classes=args.num_classes,
+                        warmup=args.warmup,
+                        repeats=args.repeats,
+                        iters=args.iters,
+                        with_torch=not why_no_torch,
+                        with_jax=args.side != "torch",
+                        log=log,
+                    )
             except Exception as e:  # noqa: BLE001 - e.g. out of memory: report, go on
                 first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 failures.append(f"{name} batch {batch}: {type(e).__name__}: {first_line[:200]}")
@@ -460,6 +563,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         with open(args.json, "w") as f:
             payload = {
                 "header": header,
+                "failures": failures,
                 "rows": [
                     {
                         **dataclasses.asdict(r),
@@ -473,5 +577,21 @@ def main(argv: list[str] | None = None) -> list[Row]:
     return rows
 
 
+def _reexec_with_hugepages() -> None:
+    """Re-executes this command under glibc's huge-page tunable where it helps (see
+    smlp_jax/tools/hugepages.py). Loaded by its path: importing the `smlp_jax` package
+    would import jax before the re-exec."""
+    import importlib.util
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "..", "smlp_jax", "tools", "hugepages.py")
+    spec = importlib.util.spec_from_file_location("_smlp_jax_hugepages", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.reexec_with_hugepages()
+
+
 if __name__ == "__main__":
+    _reexec_with_hugepages()  # both libraries' processes (--isolate children too) get it
     main()

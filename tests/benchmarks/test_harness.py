@@ -113,3 +113,25 @@ def test_depthwise_benchmark_refuses_unknown_implementation(capsys):
     with pytest.raises(SystemExit):
         depthwise.main(["--impls", "fft"])
     assert "unknown --impls ['fft']" in capsys.readouterr().err
+
+
+def test_isolate_times_jax_in_a_process_of_its_own(capsys):
+    """--isolate: the row comes from a child process (`--side jax`), merged and printed here."""
+    argv = "--tiny --isolate --models mixer_s16 --batch-sizes 2 --num-classes 10"
+    (row,) = throughput.main([*argv.split(), "--repeats", "1", "--iters", "1", "--no-torch"])
+    assert row.model == "mixer_s16" and row.params > 0 and row.macs > 0
+    assert math.isfinite(row.jax_train) and row.jax_train > 0
+    assert math.isfinite(row.compile_train_s) and row.torch_train is None
+    printed = capsys.readouterr().out
+    assert "# isolated: each library timed in a process of its own" in printed
+    assert [line for line in printed.splitlines() if line.startswith("| mixer_s16 | 2 |")]
+
+
+def test_side_torch_without_torch_is_one_clear_line():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        with pytest.raises(SystemExit, match="--side torch: torch not installed"):
+            throughput.main(["--side", "torch", "--models", "mixer_s16"])
+    else:
+        pytest.skip("torch is installed here: --side torch runs")

@@ -1,0 +1,90 @@
+"""smlp_jax.tools.hugepages: when the entry points re-execute under glibc's huge-page
+tunable, and that the re-executed process really has it."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from smlp_jax.tools import hugepages
+from tests.train.tiny import REPO
+
+LINUX = dict(system="Linux", libc=("glibc", "2.36"), thp="madvise")
+
+
+def test_reexecutes_only_where_the_tunable_exists_and_is_not_set():
+    assert hugepages.why_not({}, **LINUX) is None
+    assert hugepages.why_not({}, **{**LINUX, "thp": "always"}) is None
+    assert "SMLP_JAX_HUGEPAGES=0" in hugepages.why_not({"SMLP_JAX_HUGEPAGES": "0"}, **LINUX)
+    # The user's own setting stands, whatever its value.
+    set_off = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}
+    assert "already sets" in hugepages.why_not(set_off, **LINUX)
+    assert "not Linux" in hugepages.why_not({}, **{**LINUX, "system": "Darwin"})
+    assert "not Linux" in hugepages.why_not({}, **{**LINUX, "libc": ("", "")})
+    assert "2.35+" in hugepages.why_not({}, **{**LINUX, "libc": ("glibc", "2.31")})
+    assert "never" in hugepages.why_not({}, **{**LINUX, "thp": "never"})
+    assert "unavailable" in hugepages.why_not({}, **{**LINUX, "thp": None})
+
+
+def test_tunable_is_appended_to_the_users_tunables():
+    assert hugepages.tunables_with_hugepages("") == "glibc.malloc.hugetlb=1"
+    assert (
+        hugepages.tunables_with_hugepages("glibc.malloc.arena_max=2")
+        == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    )
+
+
+def test_thp_mode_reads_the_bracketed_mode(tmp_path):
+    path = tmp_path / "enabled"
+    path.write_text("always [madvise] never\n")
+    assert hugepages.thp_mode(str(path)) == "madvise"
+    assert hugepages.thp_mode(str(tmp_path / "absent")) is None
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.util, os, sys
+    spec = importlib.util.spec_from_file_location("hp", {path!r})
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    print("run", os.getpid(), flush=True)
+    module.reexec_with_hugepages()
+    print("tunables", os.environ.get("GLIBC_TUNABLES", ""), sys.argv[1:], module.status())
+    """
+)
+
+
+def _run(env):
+    script = SCRIPT.format(path=str(REPO / "smlp_jax" / "tools" / "hugepages.py"))
+    out = subprocess.run(
+        [sys.executable, "-c", script, "--some", "args"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.splitlines()
+    return out
+
+
+def test_reexec_runs_the_same_command_once_more_with_the_tunable():
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", hugepages.OPT_OUT)}
+    if hugepages.why_not(env, thp=hugepages.thp_mode()) is not None:
+        pytest.skip(f"no re-exec here: {hugepages.why_not(env, thp=hugepages.thp_mode())}")
+    out = _run(env)
+    runs = [line for line in out if line.startswith("run ")]
+    assert len(runs) == 2 and len(set(runs)) == 1, out  # exec keeps the PID; ran twice
+    (result,) = [line for line in out if line.startswith("tunables ")]
+    assert result.startswith("tunables glibc.malloc.hugetlb=1 ['--some', 'args']"), result
+    assert "glibc.malloc.hugetlb=1 (transparent huge pages:" in result
+
+
+def test_opt_out_runs_once_without_the_tunable():
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    env[hugepages.OPT_OUT] = "0"
+    out = _run(env)
+    assert len([line for line in out if line.startswith("run ")]) == 1, out
+    (result,) = [line for line in out if line.startswith("tunables ")]
+    assert "hugetlb" not in result.split("[")[0] and "SMLP_JAX_HUGEPAGES=0" in result
