@@ -62,7 +62,7 @@ from flax import nnx
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from throughput import JaxBench, hyperparameters  # noqa: E402
+from throughput import JaxBench, _reexec_with_hugepages, hyperparameters  # noqa: E402
 
 from smlp_jax.models import layers, smlpnet  # noqa: E402
 
@@ -435,4 +435,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    _reexec_with_hugepages()  # as main.py trains: see smlp_jax/tools/hugepages.py
     main()
