@@ -260,7 +260,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from throughput import _reexec_with_hugepages
+    from smlp_jax.tools import hugepages
 
-    _reexec_with_hugepages()  # as main.py trains: see smlp_jax/tools/hugepages.py
+    hugepages.reexec_with_hugepages()  # as main.py trains: see smlp_jax/tools/hugepages.py
     main()

@@ -62,9 +62,10 @@ from flax import nnx
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from throughput import JaxBench, _reexec_with_hugepages, hyperparameters  # noqa: E402
+from throughput import JaxBench, hyperparameters  # noqa: E402
 
 from smlp_jax.models import layers, smlpnet  # noqa: E402
+from smlp_jax.tools import hugepages  # noqa: E402
 
 # ----------------------------------------------------------------- the formulations
 
@@ -256,54 +257,37 @@ _original_bn = layers.BatchNorm.__call__
 
 
 @jax.custom_vjp
-def _axial_w(x, kernel):
-    return jnp.einsum("bhwc,wv->bhvc", x, kernel)
+def _mix_middle(x, kernel):
+    """`(N, n, M) -> (N, n, M)`: out[i, v, m] = sum_n x[i, n, m] K[n, v] (an axial mix with the
+    other axes folded into N and M, which reshapes of a (B, H, W, C) tensor give for free)."""
+    return jnp.einsum("inm,nv->ivm", x, kernel)
 
 
-def _axial_w_fwd(x, kernel):
-    return _axial_w(x, kernel), (x, kernel)
+def _mix_middle_fwd(x, kernel):
+    return _mix_middle(x, kernel), (x, kernel)
 
 
-def _axial_w_bwd(res, g):
+def _mix_middle_bwd(res, g):
     x, kernel = res
-    b, h, w, c = x.shape
-    dx = jnp.einsum("bhvc,wv->bhwc", g, kernel)
-    # per (b, h) row: x (w, c) @ g (v, c)^T, then summed over the rows
-    dk = jnp.einsum("nwc,nvc->nwv", x.reshape(b * h, w, c), g.reshape(b * h, w, c)).sum(0)
+    dx = jnp.einsum("ivm,nv->inm", g, kernel)
+    # per i: x (n, M) @ g (v, M)^T, then summed over i: no transposed copy of x or g
+    dk = jnp.einsum("inm,ivm->inv", x, g).sum(0)
     return dx, dk
 
 
-_axial_w.defvjp(_axial_w_fwd, _axial_w_bwd)
-
-
-@jax.custom_vjp
-def _axial_h(x, kernel):
-    return jnp.einsum("bhwc,hg->bgwc", x, kernel)
-
-
-def _axial_h_fwd(x, kernel):
-    return _axial_h(x, kernel), (x, kernel)
-
-
-def _axial_h_bwd(res, g):
-    x, kernel = res
-    b, h, w, c = x.shape
-    dx = jnp.einsum("bgwc,hg->bhwc", g, kernel)
-    # per image: x (h, w c) @ g (g, w c)^T, then summed over the batch
-    dk = jnp.einsum("bhm,bgm->bhg", x.reshape(b, h, w * c), g.reshape(b, h, w * c)).sum(0)
-    return dx, dk
-
-
-_axial_h.defvjp(_axial_h_fwd, _axial_h_bwd)
+_mix_middle.defvjp(_mix_middle_fwd, _mix_middle_bwd)
 
 
 def axial_vjp(self, x):
     kernel = self.kernel[...].astype(self.dtype)
     bias = self.bias[...].astype(self.dtype)
     x = x.astype(self.dtype)
-    if self.axis == 2:
-        return _axial_w(x, kernel) + bias[None, None, :, None]
-    return _axial_h(x, kernel) + bias[None, :, None, None]
+    b, h, w, c = x.shape
+    if self.axis == 2:  # rows of the batch as N, channels as M
+        y = _mix_middle(x.reshape(b * h, w, c), kernel).reshape(x.shape)
+        return y + bias[None, None, :, None]
+    y = _mix_middle(x.reshape(b, h, w * c), kernel).reshape(x.shape)  # the batch as N
+    return y + bias[None, :, None, None]
 
 
 PATCHES = {
@@ -435,5 +419,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _reexec_with_hugepages()  # as main.py trains: see smlp_jax/tools/hugepages.py
+    hugepages.reexec_with_hugepages()  # as main.py trains: see smlp_jax/tools/hugepages.py
     main()

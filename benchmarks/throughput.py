@@ -577,21 +577,6 @@ def main(argv: list[str] | None = None) -> list[Row]:
     return rows
 
 
-def _reexec_with_hugepages() -> None:
-    """Re-executes this command under glibc's huge-page tunable where it helps (see
-    smlp_jax/tools/hugepages.py). Loaded by its path: importing the `smlp_jax` package
-    would import jax before the re-exec."""
-    import importlib.util
-    import os
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    path = os.path.join(here, "..", "smlp_jax", "tools", "hugepages.py")
-    spec = importlib.util.spec_from_file_location("_smlp_jax_hugepages", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.reexec_with_hugepages()
-
-
 if __name__ == "__main__":
-    _reexec_with_hugepages()  # both libraries' processes (--isolate children too) get it
+    hugepages.reexec_with_hugepages()  # both libraries' processes (--isolate children too) get it
     main()

@@ -11,10 +11,10 @@ faults per step at batch 32, and the train step ran 1.72 -> 2.41 img/s (batch 32
 
 A tunable is read when the process starts, so `reexec_with_hugepages()` sets it and
 replaces the process with a fresh run of the same command line (`os.execve`, same PID);
-call it first thing in an entry point, before jax is imported (`main.py` and
-`benchmarks/throughput.py` load this file by its path: importing the `smlp_jax` package
-would import jax first). It does nothing (no re-exec)
-when the environment already has the tunable (set to anything: the user's choice stands),
+call it first thing in an entry point, best before jax is imported (`main.py` loads this
+file by its path: importing the `smlp_jax` package would import jax first; the benchmark
+scripts, which import it anyway, call it from their `__main__`). It does nothing (no
+re-exec) when the environment already has the tunable (set to anything: the user's choice stands),
 when `SMLP_JAX_HUGEPAGES=0`, off Linux/glibc, on glibc older than 2.35 (no such tunable),
 or when the kernel's transparent huge pages are `never`. This module imports nothing
 outside the standard library, so entry points can load it before the heavy imports.
