@@ -137,6 +137,38 @@ class Row:
         return self.jax_train / self.torch_train if self.torch_train and self.jax_train else None
 
 
+# The vector extensions that decide the GEMM kernels both libraries pick, widest first.
+_ISA_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2", "neon", "asimd")
+
+
+def cpu_description(cpuinfo: str) -> str:
+    """One line naming the CPU of a `/proc/cpuinfo` text: model name, family/model/stepping
+    and the vector extensions among `_ISA_FLAGS`.
+
+    A cloud machine's model name alone ("AMD EPYC") hides which generation it is: two
+    sessions of this project ran on hosts of that one name whose float32 GEMM rates
+    differed by 1.5x, so the tables say which one they ran on.
+    """
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or fields.get("Model") or platform.machine()
+    ids = [
+        f"{label} {fields[key]}"
+        for label, key in (("family", "cpu family"), ("model", "model"), ("stepping", "stepping"))
+        if key in fields
+    ]
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    isa = [flag for flag in _ISA_FLAGS if flag in flags]
+    parts = [name] + ([" ".join(ids)] if ids else []) + ([" ".join(isa)] if isa else [])
+    return ", ".join(parts)
+
+
 def machine_header() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for mod in ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "timm"):
@@ -146,13 +178,11 @@ def machine_header() -> dict[str, str]:
             versions[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001 - absent is fine, it is only reported
             versions[mod] = "absent"
-    cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+            cpu = cpu_description(f.read())
     except OSError:
-        pass
+        cpu = platform.processor() or platform.machine()
     devices = jax.devices()
     return {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
