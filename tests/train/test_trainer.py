@@ -94,3 +94,62 @@ def test_eval_mode_evaluates_init_from(demo_run, demo_data_dir, tmp_path):
     scalars = trainer.evaluate_only(config, str(tmp_path))
     for key in ("eval/top1", "eval/top5", "eval/loss"):
         assert scalars[key] == pytest.approx(final[key], abs=1e-6), key
+
+
+def _grey_class_folder(root, classes=("dark", "mid", "light"), per_class=6):
+    """A `folder:` dataset of 3 classes (grey level = class), with train/ and val/."""
+    from PIL import Image
+
+    for label, name in enumerate(classes):
+        for split, count in (("train", per_class), ("val", 2)):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                grey = 40 + 80 * label + i
+                Image.new("L", (20, 20), grey).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_init_from_checkpoint_with_another_class_count(demo_run, demo_data_dir, tmp_path, capsys):
+    """Fine-tuning on another dataset: the 10-class demo checkpoint into a 3-class image
+    folder. Every layer but the classifier is the checkpoint's; the head starts fresh (and
+    says so); the result evaluates on the new classes."""
+    import jax
+    import numpy as np
+
+    from smlp_jax.train import checkpoint, init_from
+
+    workdir, _ = demo_run
+    root = _grey_class_folder(tmp_path / "images")
+    config = tiny_config(
+        demo_data_dir,
+        dataset=f"folder:{root}",
+        init_from=str(workdir),
+        eval_batch_size=6,
+        **{"input.eval_split": "val"},
+    )
+    info, _, _, _, _, make_state, abstract, shardings, _ = trainer.build(config)
+    assert info.num_classes == 3
+    fresh = trainer.create_state(make_state, shardings)
+    state = init_from.load_model_weights(config, fresh, abstract, info.num_classes)
+    assert "class count differs; the 'head' layer starts fresh" in capsys.readouterr().out
+
+    headless = {k: v for k, v in abstract["params"].items() if k != init_from.HEAD}
+    saved = checkpoint.load_for_init(
+        workdir, {"params": headless, "model_state": abstract["model_state"]}, partial=True
+    )
+    same = jax.tree.map(np.array_equal, saved["params"], {k: state["params"][k] for k in headless})
+    assert all(jax.tree.leaves(same)) and len(jax.tree.leaves(same)) > 4
+    assert all(
+        jax.tree.leaves(jax.tree.map(np.array_equal, saved["model_state"], state["model_state"]))
+    )
+    head = jax.tree.map(np.array_equal, state["params"]["head"], fresh["params"]["head"])
+    assert all(jax.tree.leaves(head))
+    assert state["params"]["head"]["kernel"].shape[-1] == 3
+    # The EMA copy starts from the same weights as the model.
+    if "ema" in state:
+        ema_same = jax.tree.map(np.array_equal, state["ema"]["params"], state["params"])
+        assert all(jax.tree.leaves(ema_same))
+
+    scalars = trainer.evaluate_only(config, str(tmp_path / "eval"))
+    assert 0.0 <= scalars["eval/top1"] <= 1.0 and np.isfinite(scalars["eval/loss"])
+    assert "eval/top5" not in scalars or scalars["eval/top5"] == 1.0  # 3 classes: top-5 is all
