@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
 
 from smlp_jax.convert import load_pretrained, read_weights
 from smlp_jax.convert.assign import Layout
@@ -25,7 +26,7 @@ from smlp_jax.train import checkpoint
 from smlp_jax.train.metrics import console
 from smlp_jax.train.state import build_model, split
 
-HEAD = "head"  # the classifier's name, ours and in the official layouts
+HEAD = "head"  # our classifier's attribute name in every model (official names vary)
 
 
 def is_our_checkpoint(path: str) -> bool:
@@ -73,6 +74,20 @@ def _to_official(layout: Layout, array: np.ndarray) -> np.ndarray:
     return array
 
 
+def official_head_keys(model: Any, rules: dict) -> list[str]:
+    """The official weight names of `model`'s classifier, from a converter's `rules`
+    (official key -> (our variable, layout)): the keys whose variable belongs to our
+    `head` module. The names differ by family ("head.weight", sMLPNet's
+    "mlp_head.0.weight", RaftMLP's "classifier.weight"), so they are not matched by name.
+    """
+    ours = {
+        id(node)
+        for _, node in nnx.iter_graph(getattr(model, HEAD))
+        if isinstance(node, nnx.Variable)
+    }
+    return [key for key, (variable, _) in rules.items() if id(variable) in ours]
+
+
 def _from_official(config: Any, path: str, num_classes: int, abstract: dict) -> tuple[dict, dict]:
     model = build_model(config, num_classes, config.seed)
     entry = get_entry(config.model)
@@ -82,10 +97,11 @@ def _from_official(config: Any, path: str, num_classes: int, abstract: dict) -> 
     rules = rules_for(model, weights) if rules_for else converter.official_rules(model)
     # A head for another class count is swapped for this model's fresh head (in the
     # official layout), so the shape checks of load_pretrained pass for everything else.
+    head_keys = set(official_head_keys(model, rules))
     replaced = []
     for key, (variable, layout) in rules.items():
         ours = tuple(layout.official_shape(variable.shape))
-        if key.split(".")[0] == HEAD and key in weights and np.shape(weights[key]) != ours:
+        if key in head_keys and key in weights and np.shape(weights[key]) != ours:
             weights[key] = _to_official(layout, np.asarray(variable[...]))
             replaced.append(key)
     load_pretrained(

@@ -6,7 +6,14 @@ import subprocess
 import pytest
 
 from smlp_jax.train import cli, trainer
-from tests.train.tiny import REPO, main_command, read_metrics, subprocess_env, tiny_config
+from tests.train.tiny import (
+    REPO,
+    grey_class_folder,
+    main_command,
+    read_metrics,
+    subprocess_env,
+    tiny_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,19 +103,6 @@ def test_eval_mode_evaluates_init_from(demo_run, demo_data_dir, tmp_path):
         assert scalars[key] == pytest.approx(final[key], abs=1e-6), key
 
 
-def _grey_class_folder(root, classes=("dark", "mid", "light"), per_class=6):
-    """A `folder:` dataset of 3 classes (grey level = class), with train/ and val/."""
-    from PIL import Image
-
-    for label, name in enumerate(classes):
-        for split, count in (("train", per_class), ("val", 2)):
-            (root / split / name).mkdir(parents=True)
-            for i in range(count):
-                grey = 40 + 80 * label + i
-                Image.new("L", (20, 20), grey).save(root / split / name / f"{i}.png")
-    return root
-
-
 def test_init_from_checkpoint_with_another_class_count(demo_run, demo_data_dir, tmp_path, capsys):
     """Fine-tuning on another dataset: the 10-class demo checkpoint into a 3-class image
     folder. Every layer but the classifier is the checkpoint's; the head starts fresh (and
@@ -119,7 +113,7 @@ def test_init_from_checkpoint_with_another_class_count(demo_run, demo_data_dir, 
     from smlp_jax.train import checkpoint, init_from
 
     workdir, _ = demo_run
-    root = _grey_class_folder(tmp_path / "images")
+    root = grey_class_folder(tmp_path / "images")
     config = tiny_config(
         demo_data_dir,
         dataset=f"folder:{root}",

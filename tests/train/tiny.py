@@ -115,3 +115,16 @@ def read_metrics(workdir: str | os.PathLike) -> list[dict]:
 
 def train_losses(workdir: str | os.PathLike) -> dict[int, float]:
     return {m["step"]: m["train/loss"] for m in read_metrics(workdir) if "train/loss" in m}
+
+
+def grey_class_folder(root, classes=("dark", "mid", "light"), per_class=6):
+    """A `folder:` dataset of 3 classes (grey level = class), with train/ and val/."""
+    from PIL import Image
+
+    for label, name in enumerate(classes):
+        for split, count in (("train", per_class), ("val", 2)):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                grey = 40 + 80 * label + i
+                Image.new("L", (20, 20), grey).save(root / split / name / f"{i}.png")
+    return root
