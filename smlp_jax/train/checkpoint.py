@@ -472,10 +472,42 @@ def load_for_init(path: str | os.PathLike, abstract_state: Any, *, partial: bool
     raise CheckpointError("; ".join(str(e) for _, e in failed)) from failed[0][1]
 
 
+def _shape_mismatches(saved: Any, target: Any) -> list[str]:
+    """`'path': saved shape vs target shape` for each target leaf the saved tree (Orbax
+    metadata) holds with another shape; keys missing from `saved` are left to the restore."""
+    found = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]:
+        node = saved
+        for entry in path:
+            key = getattr(entry, "key", getattr(entry, "idx", getattr(entry, "name", None)))
+            if isinstance(node, dict) and key in node:
+                node = node[key]
+            elif isinstance(node, dict) and str(key) in node:
+                node = node[str(key)]
+            elif isinstance(node, (list, tuple)) and isinstance(key, int) and key < len(node):
+                node = node[key]
+            else:
+                node = None
+                break
+        shape = getattr(node, "shape", None)
+        if shape is not None and tuple(shape) != tuple(leaf.shape):
+            name = "/".join(str(getattr(e, "key", getattr(e, "idx", e))) for e in path)
+            found.append(f"'{name}' is {tuple(shape)} in the checkpoint, {tuple(leaf.shape)} here")
+    return found
+
+
 def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:
     try:
         target = _abstract_key_data(abstract_state)
         handler = ocp.PyTreeCheckpointHandler()
+        # Shapes are compared from the metadata first: a restore that fails on a shape
+        # leaves Orbax's pending reads behind, and the message names the arrays.
+        saved = handler.metadata((step_dir / "state").absolute())
+        mismatches = _shape_mismatches(getattr(saved, "tree", saved), target)
+        if mismatches:
+            raise ValueError(
+                f"{len(mismatches)} array(s) differ in shape: " + "; ".join(mismatches[:3])
+            )
         with ocp.Checkpointer(handler) as checkpointer:
             restored = checkpointer.restore(
                 (step_dir / "state").absolute(),

@@ -196,3 +196,5 @@ def test_model_weights_mismatch_is_one_line(trained, images, capsys):
         "--config.model_kwargs.dim=24",
     )
     assert "Could not load init_from checkpoint" in err and "must be the one trained" in err
+    # Checked from the metadata before any read: the line names an array and both shapes.
+    assert "differ in shape" in err and "in the checkpoint" in err and "24" in err
