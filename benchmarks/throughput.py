@@ -444,7 +444,10 @@ def _child_row(args: argparse.Namespace, name: str, batch: int, side: str) -> Ro
             env["GLIBC_TUNABLES"] = ":".join(kept)
             env[hugepages.OPT_OUT] = "0"
         proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env, check=False)
-        payload = json.load(open(out)) if os.path.exists(out) else {"rows": [], "failures": []}
+        payload = {"rows": [], "failures": []}
+        if os.path.exists(out):
+            with open(out) as f:
+                payload = json.load(f)
     if not payload["rows"]:
         why = payload["failures"] or [f"the process exited with status {proc.returncode}"]
         raise RuntimeError(f"{side} process: {why[0]}")

@@ -473,27 +473,29 @@ def load_for_init(path: str | os.PathLike, abstract_state: Any, *, partial: bool
 
 
 def _shape_mismatches(saved: Any, target: Any) -> list[str]:
-    """`'path': saved shape vs target shape` for each target leaf the saved tree (Orbax
-    metadata) holds with another shape; keys missing from `saved` are left to the restore."""
-    found = []
-    for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]:
-        node = saved
-        for entry in path:
-            key = getattr(entry, "key", getattr(entry, "idx", getattr(entry, "name", None)))
-            if isinstance(node, dict) and key in node:
-                node = node[key]
-            elif isinstance(node, dict) and str(key) in node:
-                node = node[str(key)]
-            elif isinstance(node, (list, tuple)) and isinstance(key, int) and key < len(node):
-                node = node[key]
-            else:
-                node = None
-                break
-        shape = getattr(node, "shape", None)
-        if shape is not None and tuple(shape) != tuple(leaf.shape):
-            name = "/".join(str(getattr(e, "key", getattr(e, "idx", e))) for e in path)
-            found.append(f"'{name}' is {tuple(shape)} in the checkpoint, {tuple(leaf.shape)} here")
-    return found
+    """`'path' is (saved shape) in the checkpoint, (target shape) here` for each target leaf
+    that the saved tree (Orbax metadata) holds with another shape; keys missing from
+    `saved` are left to the restore to report."""
+
+    def by_path(tree: Any) -> dict[str, Any]:
+        leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
+        # Orbax stores every key as a string (list indices too): compare as strings.
+        return {"/".join(str(_path_key(e)) for e in path): leaf for path, leaf in leaves[0]}
+
+    saved_shapes = {k: tuple(v.shape) for k, v in by_path(saved).items() if hasattr(v, "shape")}
+    return [
+        f"'{name}' is {saved_shapes[name]} in the checkpoint, {tuple(leaf.shape)} here"
+        for name, leaf in by_path(target).items()
+        if name in saved_shapes and saved_shapes[name] != tuple(leaf.shape)
+    ]
+
+
+def _path_key(entry: Any) -> Any:
+    """The key of one pytree path entry (dict key, sequence index or attribute name)."""
+    for attr in ("key", "idx", "name"):
+        if hasattr(entry, attr):
+            return getattr(entry, attr)
+    return entry
 
 
 def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:

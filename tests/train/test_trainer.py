@@ -3,9 +3,11 @@
 import shutil
 import subprocess
 
+import jax
+import numpy as np
 import pytest
 
-from smlp_jax.train import cli, trainer
+from smlp_jax.train import checkpoint, cli, init_from, trainer
 from tests.train.tiny import (
     REPO,
     grey_class_folder,
@@ -107,11 +109,6 @@ def test_init_from_checkpoint_with_another_class_count(demo_run, demo_data_dir, 
     """Fine-tuning on another dataset: the 10-class demo checkpoint into a 3-class image
     folder. Every layer but the classifier is the checkpoint's; the head starts fresh (and
     says so); the result evaluates on the new classes."""
-    import jax
-    import numpy as np
-
-    from smlp_jax.train import checkpoint, init_from
-
     workdir, _ = demo_run
     root = grey_class_folder(tmp_path / "images")
     config = tiny_config(
