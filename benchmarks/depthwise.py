@@ -12,6 +12,10 @@ activations at 224 px, batch 8), for each kernel size k. Per implementation:
 Implementations:
   shift      `layers.depthwise_conv2d`: k*k shifted multiply-adds with a hand-written VJP
              (what `DepthwiseConv(impl="auto")` runs on CPU)
+  shift_unchunked  the same, its kernel gradient one tap at a time over the whole batch
+             (no image chunks: the form before the seventh round of benchmarks/README.md)
+  shift_unstored   the same, its output not stored (XLA CPU may recompute it in each
+             consumer: the form before the seventh round)
   autodiff   the same shifted sum differentiated by JAX: the model's form until the VJP
              (XLA stores one shifted input copy per tap for the backward)
   xla        `lax.conv_general_dilated(feature_group_count=C)` (what "auto" runs off CPU)
@@ -46,10 +50,18 @@ from throughput import machine_header  # noqa: E402
 from smlp_jax.models.layers import (  # noqa: E402
     _shifted_depthwise,
     depthwise_conv2d,
+    shifted_depthwise_with_vjp,
     xla_depthwise_conv2d,
 )
 
-JAX_IMPLS = {"shift": depthwise_conv2d, "autodiff": _shifted_depthwise, "xla": xla_depthwise_conv2d}
+JAX_IMPLS = {
+    "shift": depthwise_conv2d,
+    # the forms before the seventh round of benchmarks/README.md
+    "shift_unchunked": shifted_depthwise_with_vjp(chunk_bytes=1 << 62),
+    "shift_unstored": shifted_depthwise_with_vjp(store_output=False),
+    "autodiff": _shifted_depthwise,
+    "xla": xla_depthwise_conv2d,
+}
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -171,4 +183,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    from smlp_jax.tools import hugepages
+
+    # As main.py trains (smlp_jax/tools/hugepages.py); the torch row shares the process,
+    # so it runs under the tunable too (its model train step measured ~5% slower with it).
+    hugepages.reexec_with_hugepages()
     main()

@@ -198,45 +198,93 @@ def _shifted_depthwise(x: Array, kernel: Array) -> Array:
     return _shifted_sum(_pad_same(x, *kernel.shape[:2]), kernel, x.shape[1], x.shape[2])
 
 
-@jax.custom_vjp
-def depthwise_conv2d(x: Array, kernel: Array) -> Array:
-    """Depthwise 2-D cross-correlation, stride 1, 'same' zero padding.
+# Bytes of padded input per chunk of images in the depthwise kernel gradient: small
+# enough that a tap's shifted slice of the chunk stays in cache (see below).
+_DK_CHUNK_BYTES = 4 << 20
 
-    `x (B, H, W, C)`, `kernel (kh, kw, C)` -> `(B, H, W, C)`; equal to
-    `xla_depthwise_conv2d`. The forward is kh*kw shifted multiply-adds that XLA fuses
-    into one loop. The VJP is written by hand because autodiff of that sum made XLA store
-    one shifted copy of the input per tap (kh*kw activations per layer: 42 GB for a
-    ConvMixer-768/32 train step at batch 8): here the backward keeps only `x` and
-    recomputes each shift where it is used.
+
+def _depthwise_kernel_grad(
+    xp: Array, g: Array, kh: int, kw: int, chunk_bytes: int | None = None
+) -> Array:
+    """`dk[i, j, c] = sum_{b,y,x} xp[b, y+i, x+j, c] g[b, y, x, c]`, float32, `(kh, kw, C)`.
+
+    `xp (B, H+kh-1, W+kw-1, C)` is the zero-padded input, `g (B, H, W, C)` the output's
+    cotangent. One reduction per tap, as a loop so that one shifted slice exists at a time
+    (unrolled, XLA materialises every slice before its reduction: kh*kw activations, and
+    2x slower on CPU). XLA CPU still writes each tap's slice out before reducing it, so
+    the images go through in chunks of at most `chunk_bytes` (default `_DK_CHUNK_BYTES`;
+    at least one image), taps
+    inside: the slice
+    is then written and read back in cache instead of memory. At ConvMixer-768/32's
+    8 x 32 x 32 x 768, k = 7, that is 2-2.5x faster than all images per tap
+    (`benchmarks/depthwise.py`, benchmarks/README.md "Seventh round").
     """
-    return _shifted_depthwise(x, kernel)
+    b, hp, wp, c = xp.shape
+    h, w = hp - kh + 1, wp - kw + 1
+    chunk_bytes = _DK_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    n = max(1, min(b, chunk_bytes // (hp * wp * c * xp.dtype.itemsize)))
+    while b % n:  # the largest chunk that divides the batch
+        n -= 1
+    xp = xp.reshape(b // n, n, hp, wp, c)
+    g = g.astype(jnp.float32).reshape(b // n, n, h, w, c)
+
+    def chunk(acc, xg):
+        xc, gc = xg
+
+        def tap(_, t):
+            shifted = jax.lax.dynamic_slice(xc, (0, t // kw, t % kw, 0), (n, h, w, c))
+            return None, jnp.sum(shifted.astype(jnp.float32) * gc, axis=(0, 1, 2))
+
+        return acc + jax.lax.scan(tap, None, jnp.arange(kh * kw))[1], None
+
+    dk, _ = jax.lax.scan(chunk, jnp.zeros((kh * kw, c), jnp.float32), (xp, g))
+    return dk
 
 
-def _depthwise_fwd(x, kernel):
-    return depthwise_conv2d(x, kernel), (x, kernel)
+def shifted_depthwise_with_vjp(store_output: bool = True, chunk_bytes: int | None = None):
+    """Builds `depthwise_conv2d`; the arguments exist so the benchmarks can time the forms
+    it replaced (`benchmarks/depthwise.py`, `benchmarks/smlp_formulations.py`):
+    `store_output=False` lets XLA CPU recompute the conv inside each consumer,
+    `chunk_bytes` sets the kernel gradient's image chunks (`_depthwise_kernel_grad`)."""
+
+    @jax.custom_vjp
+    def depthwise_conv2d(x: Array, kernel: Array) -> Array:
+        """Depthwise 2-D cross-correlation, stride 1, 'same' zero padding.
+
+        `x (B, H, W, C)`, `kernel (kh, kw, C)` -> `(B, H, W, C)`; equal to
+        `xla_depthwise_conv2d`. The forward is kh*kw shifted multiply-adds that XLA fuses
+        into one loop. On CPU its output then goes through `_stored`: without that,
+        XLA CPU fuses the whole kh*kw-tap loop into every consumer of the output (the
+        activation, the BatchNorm's statistics and normalisation, the residual add, and
+        their backward), computing the conv five times per layer in a ConvMixer train
+        step; storing it made that step 1.5x faster (benchmarks/README.md, "Seventh
+        round"). The VJP is written by hand because autodiff of the sum made XLA store
+        one shifted copy of the input per tap (kh*kw activations per layer: 42 GB for a
+        ConvMixer-768/32 train step at batch 8): here the backward keeps only `x` and
+        recomputes each shift where it is used.
+        """
+        y = _shifted_depthwise(x, kernel)
+        if store_output and jax.default_backend() == "cpu":
+            y = _stored(y)
+        return y
+
+    def fwd(x, kernel):
+        return depthwise_conv2d(x, kernel), (x, kernel)
+
+    def bwd(res, g):
+        x, kernel = res
+        (kh, kw), (h, w) = kernel.shape[:2], x.shape[1:3]
+        # dx is the transposed correlation: the same shifted sum over the cotangent with
+        # the kernel flipped and the padding mirrored.
+        dx = _shifted_sum(_pad_same(g, kh, kw, mirror=True), kernel, h, w, flip=True)
+        dk = _depthwise_kernel_grad(_pad_same(x, kh, kw), g, kh, kw, chunk_bytes)
+        return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
+
+    depthwise_conv2d.defvjp(fwd, bwd)
+    return depthwise_conv2d
 
 
-def _depthwise_bwd(res, g):
-    x, kernel = res
-    (kh, kw), (b, h, w, c) = kernel.shape[:2], x.shape
-    # dx is the transposed correlation: the same shifted sum over the cotangent with the
-    # kernel flipped and the padding mirrored.
-    dx = _shifted_sum(_pad_same(g, kh, kw, mirror=True), kernel, h, w, flip=True)
-    # dk[i, j] = sum over batch and grid of (x shifted by (i, j)) * g: one reduction per
-    # tap, as a loop so one shifted slice exists at a time (unrolled, XLA materialises
-    # every slice before its reduction: kh*kw activations, and 2x slower on CPU).
-    xp = _pad_same(x, kh, kw)
-    g32 = g.astype(jnp.float32)
-
-    def tap(_, t):
-        shifted = jax.lax.dynamic_slice(xp, (0, t // kw, t % kw, 0), (b, h, w, c))
-        return None, jnp.sum(shifted.astype(jnp.float32) * g32, axis=(0, 1, 2))
-
-    _, dk = jax.lax.scan(tap, None, jnp.arange(kh * kw))
-    return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
-
-
-depthwise_conv2d.defvjp(_depthwise_fwd, _depthwise_bwd)
+depthwise_conv2d = shifted_depthwise_with_vjp()
 
 
 def xla_depthwise_conv2d(x: Array, kernel: Array) -> Array:

@@ -122,14 +122,13 @@ def test_unknown_model_is_one_clear_line():
 
 def test_depthwise_benchmark_checks_every_implementation(capsys):
     args = "--kernel-sizes 3 --batch 1 --size 6 --channels 4 --depth 2 --repeats 1"
-    rows = depthwise.main([*args.split(), "--impls", "shift", "autodiff", "xla", "torch"])
+    impls = ["shift", "shift_unchunked", "autodiff", "xla", "torch"]
+    rows = depthwise.main([*args.split(), "--impls", *impls])
     printed = capsys.readouterr().out
     try:
         import torch  # noqa: F401
-
-        impls = ["shift", "autodiff", "xla", "torch"]
     except ImportError:
-        impls = ["shift", "autodiff", "xla"]
+        impls.remove("torch")
         assert printed.count("torch not installed") == 1
     assert [(r["k"], r["impl"]) for r in rows] == [(3, i) for i in impls]
     for row in rows:

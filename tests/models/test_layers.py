@@ -11,7 +11,10 @@ from flax import nnx
 
 from smlp_jax.models.layers import (
     DepthwiseConv,
+    _depthwise_kernel_grad,
+    _pad_same,
     depthwise_conv2d,
+    shifted_depthwise_with_vjp,
     store_grad,
     xla_depthwise_conv2d,
 )
@@ -30,6 +33,24 @@ def test_shifted_form_equals_grouped_convolution(kernel_shape):
     np.testing.assert_allclose(y, y_ref, atol=1e-5)
     for got, want in zip(vjp(cotangent), vjp_ref(cotangent)):
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("images_per_chunk", [1, 2, 4, 6])
+def test_kernel_gradient_in_image_chunks(images_per_chunk):
+    """The kernel gradient over chunks of images (a batch of 6 in chunks of 1, 2, 3 when
+    4 do not divide it, or all 6) equals XLA's grouped convolution's."""
+    keys = jax.random.split(jax.random.PRNGKey(3), 3)
+    x = jax.random.normal(keys[0], (6, 7, 5, 3))
+    kernel = jax.random.normal(keys[1], (3, 3, 3))
+    g = jax.random.normal(keys[2], x.shape)
+    _, vjp_ref = jax.vjp(xla_depthwise_conv2d, x, kernel)
+    xp = _pad_same(x, 3, 3)
+    per_image = xp[0].size * xp.dtype.itemsize
+    dk = _depthwise_kernel_grad(xp, g, 3, 3, chunk_bytes=images_per_chunk * per_image)
+    np.testing.assert_allclose(dk.reshape(3, 3, 3), vjp_ref(g)[1], atol=1e-4, rtol=1e-5)
+    # Fewer bytes than one image still makes progress, one image at a time.
+    dk_small = _depthwise_kernel_grad(xp, g, 3, 3, chunk_bytes=1)
+    np.testing.assert_allclose(dk_small, dk, atol=1e-4, rtol=1e-5)
 
 
 def test_shifted_form_keeps_bfloat16():
@@ -85,6 +106,41 @@ def test_train_step_memory_does_not_grow_with_the_kernel_taps():
     activations = compiled.memory_analysis().temp_size_in_bytes / x.nbytes
     # Autodiff of the same shifted sum needs ~49 activations per layer here (~200).
     assert activations < 4 * 8, activations
+
+
+def _fusions_with_taps(hlo: str, taps: int) -> int:
+    """Fused computations of a compiled module's text holding a whole k x k shifted sum
+    (at least `taps` slices)."""
+    return sum(
+        part.count(" slice(") >= taps
+        for part in hlo.split("\n\n")
+        if part.lstrip("%").startswith("fused_")
+    )
+
+
+def test_depthwise_output_is_computed_once():
+    """A ConvMixer-like layer (conv -> ReLU -> normalise, residual): on CPU the conv's
+    output is stored, so its 49-tap loop is fused once in the forward and once for the
+    input gradient; unstored, XLA CPU fused the loop into every consumer (8 here)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 12, 12, 8)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(7, 7, 8)) / 7, jnp.float32)
+
+    def loss(conv, kernel, x):
+        y = jax.nn.relu(conv(x, kernel))
+        y = (y - y.mean((0, 1, 2))) * jax.lax.rsqrt(y.var((0, 1, 2)) + 1e-5)
+        return jnp.sum((x + y) ** 2)
+
+    counts, grads = {}, {}
+    for store in (True, False):
+        conv = shifted_depthwise_with_vjp(store_output=store)
+        fn = jax.jit(jax.value_and_grad(lambda k, x, c=conv: loss(c, k, x), (0, 1)))
+        counts[store] = _fusions_with_taps(fn.lower(kernel, x).compile().as_text(), 49)
+        grads[store] = fn(kernel, x)
+    assert counts[True] == 2, counts
+    assert counts[False] > 2, counts
+    for a, b in zip(jax.tree.leaves(grads[True]), jax.tree.leaves(grads[False])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def _residual_stack(x, weights, barrier):
