@@ -206,18 +206,16 @@ _DK_CHUNK_BYTES = 4 << 20
 def _depthwise_kernel_grad(
     xp: Array, g: Array, kh: int, kw: int, chunk_bytes: int | None = None
 ) -> Array:
-    """`dk[i, j, c] = sum_{b,y,x} xp[b, y+i, x+j, c] g[b, y, x, c]`, float32, `(kh, kw, C)`.
+    """`dk[i, j, c] = sum_{b,y,x} xp[b, y+i, x+j, c] g[b, y, x, c]`, float32, as `(kh*kw, C)`.
 
     `xp (B, H+kh-1, W+kw-1, C)` is the zero-padded input, `g (B, H, W, C)` the output's
     cotangent. One reduction per tap, as a loop so that one shifted slice exists at a time
     (unrolled, XLA materialises every slice before its reduction: kh*kw activations, and
     2x slower on CPU). XLA CPU still writes each tap's slice out before reducing it, so
     the images go through in chunks of at most `chunk_bytes` (default `_DK_CHUNK_BYTES`;
-    at least one image), taps
-    inside: the slice
-    is then written and read back in cache instead of memory. At ConvMixer-768/32's
-    8 x 32 x 32 x 768 that measured 2-3x faster than all images per tap at k = 7 and 9
-    (benchmarks/README.md, "Seventh round").
+    at least one image), taps inside: the slice is then written and read back in cache
+    instead of memory. At ConvMixer-768/32's 8 x 32 x 32 x 768 that measured 2-3x faster
+    than all images per tap at k = 7 and 9 (benchmarks/README.md, "Seventh round").
     """
     b, hp, wp, c = xp.shape
     h, w = hp - kh + 1, wp - kw + 1
@@ -243,9 +241,9 @@ def _depthwise_kernel_grad(
 
 def shifted_depthwise_with_vjp(store_output: bool = True, chunk_bytes: int | None = None):
     """Builds `depthwise_conv2d`; the arguments exist so the benchmarks can time the forms
-    it replaced (`benchmarks/depthwise.py`, `benchmarks/smlp_formulations.py`):
-    `store_output=False` lets XLA CPU recompute the conv inside each consumer,
-    `chunk_bytes` sets the kernel gradient's image chunks (`_depthwise_kernel_grad`)."""
+    it replaced (`benchmarks/depthwise.py`): `store_output=False` lets XLA CPU recompute
+    the conv inside each consumer, `chunk_bytes` sets the kernel gradient's image chunks
+    (`_depthwise_kernel_grad`)."""
 
     @jax.custom_vjp
     def depthwise_conv2d(x: Array, kernel: Array) -> Array:

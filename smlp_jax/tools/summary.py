@@ -6,8 +6,8 @@ MACs are counted on the model's eval-mode forward as XLA receives it (the jaxpr 
 for one `(1, S, S, 3)` image, nothing compiled): every `dot_general` contributes
 output size x contracted size, every convolution output size x kernel fan-in, and the
 multiplies of two arrays inside a `depthwise_conv` scope (layers.DepthwiseConv
-computes its convolution as shifted multiply-adds) one MAC each. That is the convention of the
-papers' counters (fvcore/thop: matmuls and convolutions only). XLA's own cost analysis
+computes its convolution as shifted multiply-adds) one MAC each. That is the convention
+of the papers' counters (fvcore/thop: matmuls and convolutions only). XLA's own cost analysis
 (`Lowered.cost_analysis()`), which also counts every elementwise op, is printed beside
 it for reference.
 """
@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.extend.core import Literal
 
 import smlp_jax
 from smlp_jax.models.registry import UnknownModelError
@@ -62,10 +63,6 @@ def _sub_jaxprs(eqn):
                 yield item
 
 
-def _is_literal(var) -> bool:
-    return type(var).__name__ == "Literal"
-
-
 def count_macs(jaxpr, in_depthwise: bool = False) -> int:
     """Multiply-accumulates of a jaxpr (see the module docstring for the rules)."""
     total = 0
@@ -82,7 +79,7 @@ def count_macs(jaxpr, in_depthwise: bool = False) -> int:
             out_feature_dim = eqn.params["dimension_numbers"].rhs_spec[0]
             fan_in = math.prod(kernel) // kernel[out_feature_dim]
             total += math.prod(eqn.outvars[0].aval.shape) * fan_in
-        elif name == "mul" and scoped and not any(_is_literal(v) for v in eqn.invars):
+        elif name == "mul" and scoped and not any(isinstance(v, Literal) for v in eqn.invars):
             # a tap multiplies an activation by a kernel weight; a multiply by a constant
             # (`layers._stored`'s `t * 1.0`) is no MAC
             total += math.prod(eqn.outvars[0].aval.shape)
