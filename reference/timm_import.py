@@ -5,6 +5,9 @@ its model definitions need none of it. A meta-path finder answers every `torchvi
 import with a stand-in module whose attributes are placeholder classes that refuse to be
 built, so `import timm` works and timm's own model code runs unchanged.
 
+timm 0.3.x (the version SPACH pins) also imports `torch._six`, removed in torch 2.0: a
+stand-in with the four names it used is installed when torch lacks it.
+
 Set up: .venv-ref/bin/pip install --no-deps timm pyyaml huggingface_hub safetensors pillow
 Use:    from timm_import import timm   (the fixture scripts add reference/ to sys.path)
 """
@@ -46,6 +49,27 @@ class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module):
         pass
 
+
+def _install_torch_six() -> None:
+    """timm 0.3.x imports `torch._six` (removed in torch 2.0): the names it used."""
+    import collections.abc
+    import math
+
+    import torch
+
+    try:
+        import torch._six  # noqa: F401
+    except ImportError:
+        six = types.ModuleType("torch._six")
+        six.container_abcs = collections.abc
+        six.string_classes = (str, bytes)
+        six.int_classes = int
+        six.inf = math.inf
+        sys.modules["torch._six"] = six
+        torch._six = six
+
+
+_install_torch_six()
 
 try:
     import torchvision  # noqa: F401  (a real one wins)

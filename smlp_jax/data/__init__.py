@@ -1,18 +1,22 @@
 """Input pipelines: tfds / image-folder / demo sources through grain, timm-style transforms,
 Mixup/CutMix on device. See docs in each module and the README's "Data" section."""
 
+from smlp_jax.data import repeated_aug
 from smlp_jax.data.config import default_input_config, default_mixup_config
-from smlp_jax.data.mixup import mixup_cutmix, one_hot_smoothed
+from smlp_jax.data.mixup import apply_mix, mix_draws, mixup_cutmix, one_hot_smoothed
 from smlp_jax.data.pipeline import (
     EvalIterable,
     TrainIterator,
     create_eval_iterator,
     create_train_iterator,
+    train_steps_per_epoch,
 )
 from smlp_jax.data.sources import DataError, DatasetInfo, get_dataset_info
 
 __all__ = [
     "DataError",
+    "apply_mix",
+    "mix_draws",
     "DatasetInfo",
     "EvalIterable",
     "TrainIterator",
@@ -23,4 +27,6 @@ __all__ = [
     "get_dataset_info",
     "mixup_cutmix",
     "one_hot_smoothed",
+    "repeated_aug",
+    "train_steps_per_epoch",
 ]

@@ -42,6 +42,12 @@ def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
     cfg.num_threads = 2  # threads per worker, each building whole batches
     cfg.prefetch = 2  # batches buffered per worker
     cfg.shuffle = True
+    # Repeated augmentation (DeiT's RASampler, smlp_jax/data/repeated_aug.py): each image
+    # `repeated_aug` times an epoch (0 = off; DeiT/SPACH: 3), over `repeated_aug_replicas`
+    # replicas that split every batch (the official runs: their GPU count; 0 = one per
+    # process). It replaces `shuffle`: the order is the official one, seeded by the epoch.
+    cfg.repeated_aug = 0
+    cfg.repeated_aug_replicas = 0
     # Train: decode JPEGs at a reduced DCT scale when the crop is downscaled by >= 2x anyway
     # (eval always decodes at full resolution, as timm does).
     cfg.jpeg_draft = True

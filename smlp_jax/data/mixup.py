@@ -24,14 +24,12 @@ def one_hot_smoothed(labels: jax.Array, num_classes: int, label_smoothing: float
     return hot * (on_value - off_value) + off_value
 
 
-def _cutmix_box(rng, lam, height: int, width: int):
-    """timm's rand_bbox + corrected lam: ((H, W) bool box mask, lam = 1 - box area / area)."""
+def cutmix_box(lam, cy, cx, height: int, width: int):
+    """timm's `rand_bbox` given its centre draw (cy, cx), and `cutmix_bbox_and_lam`'s area
+    correction: -> ((H, W) bool box mask, lam = 1 - box area / (H * W))."""
     ratio = jnp.sqrt(1.0 - lam)
     cut_h = jnp.floor(height * ratio).astype(jnp.int32)
     cut_w = jnp.floor(width * ratio).astype(jnp.int32)
-    key_y, key_x = jax.random.split(rng)
-    cy = jax.random.randint(key_y, (), 0, height)
-    cx = jax.random.randint(key_x, (), 0, width)
     y_low, y_high = jnp.clip(cy - cut_h // 2, 0, height), jnp.clip(cy + cut_h // 2, 0, height)
     x_low, x_high = jnp.clip(cx - cut_w // 2, 0, width), jnp.clip(cx + cut_w // 2, 0, width)
     rows = jnp.arange(height)[:, None]
@@ -39,6 +37,51 @@ def _cutmix_box(rng, lam, height: int, width: int):
     box = (rows >= y_low) & (rows < y_high) & (cols >= x_low) & (cols < x_high)
     area = ((y_high - y_low) * (x_high - x_low)).astype(jnp.float32)
     return box, 1.0 - area / (height * width)
+
+
+def mix_draws(
+    rng: jax.Array,
+    height: int,
+    width: int,
+    *,
+    mixup_alpha: float = 0.0,
+    cutmix_alpha: float = 0.0,
+    switch_prob: float = 0.5,
+    prob: float = 1.0,
+) -> dict[str, jax.Array]:
+    """One batch's draws, in timm's `_params_per_batch` order: apply with `prob`; CutMix
+    with `switch_prob` when both alphas are on; lam ~ Beta(alpha, alpha) of the chosen
+    mode (1 when not applied); the box centre (cy, cx) uniform over the pixels."""
+    key_apply, key_switch, key_mix, key_cut, key_y, key_x = jax.random.split(rng, 6)
+    apply = jax.random.uniform(key_apply) < prob
+    if mixup_alpha > 0 and cutmix_alpha > 0:
+        use_cutmix = jax.random.uniform(key_switch) < switch_prob
+    else:
+        use_cutmix = jnp.asarray(cutmix_alpha > 0)
+    lam_mix = jax.random.beta(key_mix, mixup_alpha, mixup_alpha) if mixup_alpha > 0 else 1.0
+    lam_cut = jax.random.beta(key_cut, cutmix_alpha, cutmix_alpha) if cutmix_alpha > 0 else 1.0
+    lam = jnp.where(use_cutmix, lam_cut, lam_mix)
+    return {
+        "lam": jnp.where(apply, lam, 1.0).astype(jnp.float32),
+        "use_cutmix": use_cutmix,
+        "cy": jax.random.randint(key_y, (), 0, height),
+        "cx": jax.random.randint(key_x, (), 0, width),
+    }
+
+
+def apply_mix(images: jax.Array, targets: jax.Array, draws: dict) -> tuple[jax.Array, jax.Array]:
+    """timm's `_mix_batch` + `mixup_target` given the draws: (B, H, W, C) images and
+    (B, K) smoothed one-hot targets -> mixed images (same dtype) and targets. Mixup:
+    x = lam * x + (1 - lam) * x_flipped; CutMix pastes the box from x_flipped and corrects
+    lam to the pasted area; the targets mix with the same (corrected) lam."""
+    lam = draws["lam"]
+    flipped = images[::-1]
+    box, lam_cut = cutmix_box(lam, draws["cy"], draws["cx"], images.shape[1], images.shape[2])
+    mixed = (images * lam + flipped * (1.0 - lam)).astype(images.dtype)
+    cut = jnp.where(box[None, :, :, None], flipped, images)
+    out = jnp.where(draws["use_cutmix"], cut, mixed)
+    lam = jnp.where(draws["use_cutmix"], lam_cut, lam).astype(jnp.float32)
+    return out, lam * targets + (1.0 - lam) * targets[::-1]
 
 
 def mixup_cutmix(
@@ -59,25 +102,13 @@ def mixup_cutmix(
     targets = one_hot_smoothed(labels, num_classes, label_smoothing)
     if (mixup_alpha <= 0 and cutmix_alpha <= 0) or prob <= 0:
         return images, targets
-    key_apply, key_switch, key_mix, key_cut, key_box = jax.random.split(rng, 5)
-    apply = jax.random.uniform(key_apply) < prob
-    if mixup_alpha > 0 and cutmix_alpha > 0:
-        use_cutmix = jax.random.uniform(key_switch) < switch_prob
-    else:
-        use_cutmix = jnp.asarray(cutmix_alpha > 0)
-    lam_mix = (
-        jax.random.beta(key_mix, mixup_alpha, mixup_alpha) if mixup_alpha > 0 else jnp.float32(1.0)
+    draws = mix_draws(
+        rng,
+        images.shape[1],
+        images.shape[2],
+        mixup_alpha=mixup_alpha,
+        cutmix_alpha=cutmix_alpha,
+        switch_prob=switch_prob,
+        prob=prob,
     )
-    lam_cut = (
-        jax.random.beta(key_cut, cutmix_alpha, cutmix_alpha)
-        if cutmix_alpha > 0
-        else jnp.float32(1.0)
-    )
-    box, lam_cut = _cutmix_box(key_box, lam_cut, images.shape[1], images.shape[2])
-
-    flipped = images[::-1]
-    mixed = (lam_mix * images + (1.0 - lam_mix) * flipped).astype(images.dtype)
-    cut = jnp.where(box[None, :, :, None], flipped, images)
-    out = jnp.where(apply, jnp.where(use_cutmix, cut, mixed), images)
-    lam = jnp.where(apply, jnp.where(use_cutmix, lam_cut, lam_mix), 1.0).astype(jnp.float32)
-    return out, lam * targets + (1.0 - lam) * targets[::-1]
+    return apply_mix(images, targets, draws)

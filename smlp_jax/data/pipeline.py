@@ -3,6 +3,9 @@
 Train (infinite): indices of this process's shard (`process_index::process_count`) ->
 seeded shuffle, reshuffled every epoch -> decode + train transforms, each example seeded by
 (seed, process, position in the stream) -> batches of batch_size // process_count ->
+(with `input.repeated_aug`, the indices are DeiT's repeated-augmentation order instead,
+this process's rows of each global batch, and examples are seeded by (seed, position in
+the global stream): see repeated_aug.py) ->
 optional worker processes (`grain` mp_prefetch). Batching happens before the workers split
 the work, so batch t is the same whatever the number of workers or threads.
 Yields {"image": float32 (b, S, S, 3), "label": int32 (b,)}. Its state is the batch
@@ -26,7 +29,7 @@ import grain
 import numpy as np
 from absl import flags
 
-from smlp_jax.data import sources, transforms
+from smlp_jax.data import repeated_aug, sources, transforms
 from smlp_jax.data.sources import DataError
 
 log = logging.getLogger(__name__)
@@ -68,17 +71,26 @@ def input_settings(config) -> dict:
 
 
 class _TrainExample:
-    """(position in stream, source index) -> one transformed example; picklable."""
+    """(position in stream, source index) -> one transformed example; picklable.
 
-    def __init__(self, source, transform, seed: int, process_index: int):
+    Its rng is seeded by (seed, process, position), or with `global_position` (a map to
+    the example's position in the global batch stream) by (seed, that position)."""
+
+    def __init__(self, source, transform, seed: int, process_index: int, global_position=None):
         self.source, self.transform = source, transform
         self.seed, self.process_index = seed, process_index
+        self.global_position = global_position
+
+    def _rng(self, position: int) -> np.random.Generator:
+        if self.global_position is None:
+            return np.random.default_rng((self.seed, self.process_index, position))
+        return np.random.default_rng((self.seed, self.global_position(position)))
 
     def __call__(self, position: int, source_index: int) -> dict:
         index = int(source_index)
         for skipped in range(len(self.source)):
             data, label, name = self.source[index]
-            rng = np.random.default_rng((self.seed, self.process_index, int(position)))
+            rng = self._rng(int(position))
             try:
                 image = self.transform(data, rng)
             except transforms.UNREADABLE_ERRORS as error:
@@ -173,6 +185,33 @@ def _to_iterable(dataset: grain.MapDataset, cfg: dict) -> grain.IterDataset:
     return iterable
 
 
+def repeated_aug_replicas(config) -> int:
+    """`input.repeated_aug_replicas`, 0 meaning one replica per process."""
+    import jax
+
+    return int(config.input.repeated_aug_replicas) or jax.process_count()
+
+
+def train_steps_per_epoch(config, num_train: int) -> int:
+    """Batches in one epoch of the train stream (with repeated augmentation, the official
+    sampler's epoch: each replica's `floor(N // 256 * 256 / R)` samples, last batch dropped)."""
+    repeats = int(config.input.repeated_aug)
+    if repeats:
+        return repeated_aug.check_settings(
+            num_train, int(config.batch_size), repeats, repeated_aug_replicas(config)
+        )
+    return max(num_train // int(config.batch_size), 1)
+
+
+def _shard_stream(config, source, process_index, process_count):
+    """Shuffled per-process shard, repeated: -> (index stream, examples an epoch)."""
+    indices = grain.MapDataset.range(len(source))[process_index::process_count]
+    shard_size = len(indices)
+    if config.input.shuffle:
+        indices = indices.shuffle(seed=int(config.seed))
+    return indices.repeat(None), shard_size
+
+
 def create_train_iterator(config, *, process_index=None, process_count=None) -> TrainIterator:
     """Infinite iterator of this process's train batches; see the module docstring."""
     process_index, process_count = _processes(process_index, process_count)
@@ -181,20 +220,32 @@ def create_train_iterator(config, *, process_index=None, process_count=None) -> 
     source = sources.open_split(config, sources.train_split(config))
     if len(source) < process_count:
         raise DataError(f"{source.name}: {len(source)} examples for {process_count} processes.")
-    indices = grain.MapDataset.range(len(source))[process_index::process_count]
-    shard_size = len(indices)
-    if cfg["shuffle"]:
-        indices = indices.shuffle(seed=int(config.seed))
-    examples = indices.repeat(None).map_with_index(
+    global_position = None
+    if int(cfg["repeated_aug"]):
+        ra = repeated_aug.RepeatedAugIndices(
+            len(source),
+            int(config.batch_size),
+            int(cfg["repeated_aug"]),
+            repeated_aug_replicas(config),
+            process_index,
+            process_count,
+        )
+        epoch_size = ra.steps_per_epoch * batch
+        stream = grain.MapDataset.range(epoch_size).repeat(None).map_with_index(ra)
+        global_position = ra.global_position
+    else:
+        stream, epoch_size = _shard_stream(config, source, process_index, process_count)
+    examples = stream.map_with_index(
         _TrainExample(
             source,
             transforms.TrainTransform(cfg, int(config.image_size)),
             int(config.seed),
             process_index,
+            global_position,
         )
     )
     batches = examples.batch(batch, drop_remainder=True)
-    return TrainIterator(batches, cfg, batch, shard_size, source.name)
+    return TrainIterator(batches, cfg, batch, epoch_size, source.name)
 
 
 class _EvalExample:

@@ -24,9 +24,7 @@ from smlp_jax.convert.assign import Layout
 from smlp_jax.models.registry import get_entry
 from smlp_jax.train import checkpoint
 from smlp_jax.train.metrics import console
-from smlp_jax.train.state import build_model, split
-
-HEAD = "head"  # our classifier's attribute name in every model (official names vary)
+from smlp_jax.train.state import HEAD, build_model, split
 
 
 def is_our_checkpoint(path: str) -> bool:

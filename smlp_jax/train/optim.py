@@ -1,62 +1,67 @@
-"""The optimiser and learning-rate schedule, read from the config.
+"""The optimiser, read from the config: AdamW with a weight-decay mask, optional clipping.
 
-AdamW (decoupled weight decay) as in the sMLPNet/DeiT recipe: no weight decay for
-1-D parameters (biases, norm scales and shifts; timm's `param.ndim <= 1` rule),
-linear warm-up from `warmup_init_lr` to the peak, then cosine to `min_lr`. The peak is
-`lr * batch_size / lr_base_batch` (the linear scaling rule; `lr_base_batch=0` turns the
-scaling off). Gradient clipping by global norm when `grad_clip > 0`.
+AdamW here is PyTorch's (`torch.optim.AdamW`, which timm's `create_optimizer` builds):
+decoupled decay `p <- p - lr * wd * p` and the bias-corrected Adam step, which optax's
+`adamw` computes identically. Which parameters decay is `config.optimizer.decay_rule`:
+
+- "timm": timm's `add_weight_decay` as DeiT/SPACH/Swin use it: no decay for 1-D
+  parameters (biases, norm scales and shifts) and for names ending in `bias`; 0-D
+  parameters do decay (timm tests `len(shape) == 1`).
+- "kernels": only parameters named `kernel` decay (big_vision's `wd_mults`
+  `('.*/kernel$', 1.0)`).
+
+plus `config.optimizer.no_decay`: regular expressions over our '/'-joined parameter paths
+(e.g. "token_mixing/.*") for a family's `no_weight_decay()` names. Schedules live in
+`schedules.py`. Gradient clipping by global norm when `grad_clip > 0`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jax
 import optax
 
 from smlp_jax.train.errors import ConfigError
+from smlp_jax.train.schedules import learning_rate_schedule, peak_learning_rate
+
+__all__ = [
+    "DECAY_RULES",
+    "decay_mask",
+    "learning_rate_schedule",
+    "make_optimizer",
+    "peak_learning_rate",
+]
+
+DECAY_RULES = ("timm", "kernels")
 
 
-def peak_learning_rate(config: Any) -> float:
-    opt = config.optimizer
-    if opt.lr_base_batch:
-        return opt.lr * config.batch_size / opt.lr_base_batch
-    return opt.lr
+def _path_name(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
-def learning_rate_schedule(config: Any, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
-    """step -> learning rate: warm-up then cosine over `total_steps`."""
-    opt = config.optimizer
-    peak = peak_learning_rate(config)
-    if opt.warmup_steps is not None:
-        warmup = int(opt.warmup_steps)
-    else:
-        warmup = int(round(opt.warmup_epochs * steps_per_epoch))
-    warmup = min(warmup, total_steps)
-    if opt.schedule == "constant":
-        return optax.join_schedules(
-            [
-                optax.linear_schedule(opt.warmup_init_lr, peak, max(warmup, 1)),
-                optax.constant_schedule(peak),
-            ],
-            [warmup],
-        )
-    if opt.schedule != "cosine":
+def decay_mask(params: Any, rule: str = "timm", no_decay: tuple[str, ...] = ()) -> Any:
+    """A tree like `params`: True where weight decay applies (see the module docstring)."""
+    if rule not in DECAY_RULES:
         raise ConfigError(
-            f"config.optimizer.schedule={opt.schedule!r}; use 'cosine' or 'constant'."
+            f"config.optimizer.decay_rule={rule!r}; use one of {', '.join(DECAY_RULES)}."
         )
-    return optax.warmup_cosine_decay_schedule(
-        init_value=opt.warmup_init_lr,
-        peak_value=peak,
-        warmup_steps=warmup,
-        decay_steps=max(total_steps, warmup + 1),
-        end_value=opt.min_lr,
-    )
+    try:
+        patterns = [re.compile(p) for p in no_decay]
+    except re.error as err:
+        raise ConfigError(f"config.optimizer.no_decay: bad regular expression ({err}).") from None
 
+    def decays(path, p) -> bool:
+        name = _path_name(path)
+        leaf = name.rsplit("/", 1)[-1]
+        if any(pattern.fullmatch(name) for pattern in patterns):
+            return False
+        if rule == "kernels":
+            return leaf == "kernel"
+        return len(p.shape) != 1 and not leaf.endswith("bias")
 
-def decay_mask(params: Any) -> Any:
-    """True where weight decay applies: matrices and kernels, not biases or norm params."""
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+    return jax.tree_util.tree_map_with_path(decays, params)
 
 
 def make_optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
@@ -64,6 +69,8 @@ def make_optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTrans
     opt = config.optimizer
     if opt.name != "adamw":
         raise ConfigError(f"config.optimizer.name={opt.name!r}; only 'adamw' is implemented.")
+    rule, no_decay = opt.decay_rule, tuple(opt.no_decay)
+    decay_mask(jax.numpy.zeros((2, 2)), rule, no_decay)  # bad rule / pattern: fail now
     parts = []
     if config.grad_clip and config.grad_clip > 0:
         parts.append(optax.clip_by_global_norm(config.grad_clip))
@@ -74,7 +81,7 @@ def make_optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTrans
             b2=opt.b2,
             eps=opt.eps,
             weight_decay=opt.weight_decay,
-            mask=decay_mask,
+            mask=lambda params: decay_mask(params, rule, no_decay),
         )
     )
     return optax.chain(*parts)

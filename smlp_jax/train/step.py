@@ -26,6 +26,7 @@ from flax import nnx
 
 from smlp_jax import data
 from smlp_jax.models.moe import total_aux_loss
+from smlp_jax.train.errors import ConfigError
 from smlp_jax.train.state import ModelGraphs, ema_update, rngs_for_step
 
 NO_BAD_STEP = jnp.iinfo(jnp.int32).max
@@ -47,6 +48,28 @@ class EvalMetrics(clu_metrics.Collection):
     top5: clu_metrics.Average.from_output("top5")
 
 
+LOSSES = ("softmax_xent", "sigmoid_xent")
+
+
+def softmax_xent(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """mean_b sum_k -targets * log_softmax(logits): timm's SoftTargetCrossEntropy (and its
+    LabelSmoothingCrossEntropy, given smoothed one-hot targets). (B, K), (B, K) -> ()."""
+    return optax.softmax_cross_entropy(logits, targets).mean()
+
+
+def sigmoid_xent(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """big_vision's `sigmoid_xent`: per-class binary cross-entropy summed over classes,
+    averaged over the batch. (B, K), (B, K) -> ()."""
+    log_p, log_not_p = jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits)
+    return -jnp.sum(targets * log_p + (1.0 - targets) * log_not_p, axis=-1).mean()
+
+
+def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    if name not in LOSSES:
+        raise ConfigError(f"config.loss={name!r} is not a loss; use one of {', '.join(LOSSES)}.")
+    return softmax_xent if name == "softmax_xent" else sigmoid_xent
+
+
 def _model_state_after(model: nnx.Module) -> dict:
     return nnx.to_pure_dict(nnx.split(model, nnx.Param, nnx.RngState, ...)[3])
 
@@ -64,11 +87,12 @@ def make_train_step(
     ema_decay = float(config.ema.decay or 0.0)
     seed = int(config.seed)
     aux_loss_weight = float(config.aux_loss_weight)
+    task_loss = loss_function(config.loss)
 
     def loss_fn(params, model_state, rngs, images, targets, labels):
         model = nnx.merge(graphs.train, params, rngs, model_state)
-        logits = model(images)
-        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        logits = model(images).astype(jnp.float32)
+        loss = task_loss(logits, targets)
         if aux_loss_weight:  # MoE load balancing (0 for models without MoE layers)
             loss = loss + aux_loss_weight * total_aux_loss(model)
         correct = jnp.sum(jnp.argmax(logits, -1) == labels)

@@ -26,12 +26,12 @@ from smlp_jax.train.metrics import (
     train_line,
 )
 from smlp_jax.train.state import init_state, model_check, model_graphs
-from smlp_jax.train.step import NO_BAD_STEP, make_eval_step, make_train_step
+from smlp_jax.train.step import NO_BAD_STEP, loss_function, make_eval_step, make_train_step
 
 
 def schedule_lengths(config: Any, num_train: int) -> tuple[int, int]:
     """-> (total_steps, steps_per_epoch); `total_steps` wins over `total_epochs`."""
-    steps_per_epoch = max(num_train // config.batch_size, 1)
+    steps_per_epoch = data.train_steps_per_epoch(config, num_train)
     if config.total_steps:
         return int(config.total_steps), steps_per_epoch
     if not config.total_epochs:
@@ -67,6 +67,7 @@ def build(config: Any):
     mesh = sharding.make_mesh(config.mesh)
     check_batch_sizes(config, mesh)
     model_check(config, info.num_classes)
+    loss_function(config.loss)  # an unknown loss name fails here, before any state exists
     total_steps, steps_per_epoch = schedule_lengths(config, info.num_train)
     schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
     tx = optim.make_optimizer(config, schedule)

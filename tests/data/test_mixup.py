@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smlp_jax.data import mixup_cutmix, one_hot_smoothed
+from smlp_jax.data import apply_mix, mixup_cutmix, one_hot_smoothed
 
 B, H, W, C, K = 6, 8, 10, 3, 10
 
@@ -103,3 +103,32 @@ def test_switch_prob_picks_both_modes_and_prob_zero_disables():
     )
     np.testing.assert_array_equal(out, images)
     np.testing.assert_array_equal(targets, one_hot_smoothed(labels, K, 0.0))
+
+
+_APPLY = jax.jit(apply_mix)
+
+
+@pytest.mark.parametrize("case", ["spach", "mixup_only", "cutmix_only", "half_prob"])
+def test_given_timms_draws_the_batch_and_targets_are_timms(case):
+    """timm 0.3.2's Mixup (reference/make_recipe_fixture.py) with its numpy draws replayed:
+    lam, the mode and the box centre in, the same images and soft targets out."""
+    with np.load("tests/fixtures/recipe_smlpnet.npz") as f:
+        arrays = {k: f[k] for k in f.files if k.startswith("mixup/")}
+    x, labels = arrays["mixup/input"], arrays["mixup/labels"]
+    targets = one_hot_smoothed(jnp.asarray(labels), 5, 0.1)
+    seen_modes = set()
+    for seed in range(4):
+        key = f"mixup/{case}/{seed}"
+        lam_raw, use_cutmix, lam, cy, cx, *box = arrays[f"{key}/draws"]
+        draws = {
+            "lam": jnp.float32(lam_raw),
+            "use_cutmix": jnp.asarray(bool(use_cutmix)),
+            "cy": jnp.int32(cy),
+            "cx": jnp.int32(cx),
+        }
+        mixed, mixed_targets = _APPLY(jnp.asarray(x), targets, draws)
+        np.testing.assert_allclose(mixed, arrays[f"{key}/images"], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(mixed_targets, arrays[f"{key}/targets"], atol=1e-6, rtol=0)
+        seen_modes.add((bool(use_cutmix), lam_raw == 1.0))
+    if case == "cutmix_only":
+        assert seen_modes == {(True, False)}

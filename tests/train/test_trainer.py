@@ -79,6 +79,17 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(demo_run, demo_data_dir, 
         ({"dataset": "no_such_dataset"}, "no_such_dataset"),
         ({"grad_accum_steps": 3}, "batch_size=64 is not divisible"),
         ({"mesh.fsdp": 3}, "config.mesh"),
+        ({"optimizer.schedule": "poly"}, "config.optimizer.schedule='poly' is not a schedule"),
+        ({"loss": "focal"}, "config.loss='focal' is not a loss; use one of"),
+        (
+            {"optimizer.schedule": "onecycle", "optimizer.onecycle_pct": 1.2},
+            "onecycle_pct=1.2",
+        ),
+        (
+            {"input.repeated_aug": 3, "input.repeated_aug_replicas": 3},
+            "repeated_aug_replicas=3 does not divide config.batch_size=64",
+        ),
+        ({"optimizer.decay_rule": "all"}, "config.optimizer.decay_rule='all'"),
     ],
 )
 def test_bad_input_is_one_line(demo_data_dir, tmp_path, capsys, changes, expected):

@@ -50,6 +50,12 @@ def apply_overrides(config, overrides: dict[str, Any]):
     return config
 
 
+def official_config(family: str, variant: str):
+    """`configs/<family>.py:<variant>` (an official recipe), locked."""
+    sys.path.insert(0, str(REPO))
+    return importlib.import_module(f"configs.{family}").get_config(variant)
+
+
 def demo_config(family: str, overrides: dict[str, Any]):
     """`configs/<family>.py:demo` with `overrides` applied (locked: a typo here fails)."""
     sys.path.insert(0, str(REPO))
