@@ -1,11 +1,36 @@
 r"""AS-MLP on ImageNet-1k with the official recipe, and a `demo` on the offline digits.
 
-Variants: `t`, `s`, `b` (official svip-lab/AS-MLP, Swin-style: AdamW 0.9/0.999 eps 1e-8,
-weight decay 0.05 off biases and norms, lr 5e-4 x batch/512 with batch 1024, 20 warm-up
-epochs from 1e-6 then cosine to 1e-5 (the official 5e-7 / 5e-6 at batch 512, scaled the
-same way), gradient-norm clip 5, 300 epochs, label smoothing 0.1, mixup 0.8 / cutmix 1.0
-switch 0.5, RandAugment m9 mstd0.5, random erasing 0.25, no EMA, drop path 0.2 / 0.3 /
-0.5, 224 px):
+Variants: `t`, `s`, `b`. The recipe is svip-lab/AS-MLP's `train_scripts/train_asmlp_*.sh`
+(8 GPUs, `--batch-size 128`), run by its copy of Swin Transformer's training code
+(config.py defaults, configs/*.yaml; timm 0.3.2). Each official setting and the key
+that holds it:
+
+- 8 GPUs x 128 -> batch_size 1024.
+- BASE_LR 5e-4, WARMUP_LR 5e-7, MIN_LR 5e-6, each times batch / 512 (main.py) -> the
+  peak optimizer.lr 5e-4 with lr_base_batch 512, and warmup_init_lr 1e-6, min_lr 1e-5
+  (already scaled: these two keys are not; rescale them with a different batch).
+- AdamW eps 1e-8, betas (0.9, 0.999), WEIGHT_DECAY 0.05 off 1-D and `.bias`
+  parameters (set_weight_decay; AS-MLP has no skip list or keywords) -> optimizer.*,
+  decay_rule "timm".
+- EPOCHS 300, WARMUP_EPOCHS 20: timm's CosineLRScheduler over int(300 x n) updates with
+  int(20 x n) warm-up updates (t_in_epochs False, warmup_prefix False), stepped by
+  `step_update(epoch * n + idx)` after update idx, so update k runs at timm's value for
+  k - 1 -> optimizer.schedule "timm_cosine", schedule_unit "step", schedule_lag 1,
+  warmup_epochs 20, total_epochs 300.
+- CLIP_GRAD 5.0 (global norm) -> grad_clip 5.0.
+- LABEL_SMOOTHING 0.1 into Mixup's targets, SoftTargetCrossEntropy -> loss
+  "softmax_xent", mixup.label_smoothing 0.1.
+- MIXUP 0.8, CUTMIX 1.0, prob 1, switch 0.5, batch mode -> mixup.*.
+- RandomResizedCrop (0.08, 1), flip 0.5, AUTO_AUGMENT rand-m9-mstd0.5-inc1,
+  INTERPOLATION bicubic, REPROB 0.25 pixel, RECOUNT 1 -> input.* (the "imagenet"
+  preset; COLOR_JITTER 0.4 is unused beside RandAugment).
+- TEST.CROP: Resize(256, bicubic) + CenterCrop(224) -> input.crop_pct 0.875.
+- DROP_PATH_RATE 0.2 / 0.3 / 0.5 -> model_kwargs.drop_path_rate.
+- no EMA; DistributedSampler with drop_last (1251 updates an epoch) -> ema.decay 0,
+  eval_every 1251.
+
+Remaining differences, each by choice: (1) float32 compute instead of apex AMP O1
+(fp16); (2) seeds and the sampler's order are not the official ones.
 
     python main.py --config=configs/as_mlp.py:t --workdir=workdirs/asmlp_t \
         --config.data_dir=/data/tfds
@@ -43,17 +68,26 @@ def get_config(arg: str = "t"):
     config.total_epochs = 300.0
     config.optimizer.lr = 5e-4
     config.optimizer.lr_base_batch = 512
+    config.optimizer.eps = 1e-8
+    config.optimizer.weight_decay = 0.05
+    config.optimizer.decay_rule = "timm"
+    config.optimizer.schedule = "timm_cosine"
+    config.optimizer.schedule_unit = "step"
+    config.optimizer.schedule_lag = 1
+    config.optimizer.warmup_prefix = False
     config.optimizer.warmup_epochs = 20.0
-    config.optimizer.warmup_init_lr = 1e-6
-    config.optimizer.min_lr = 1e-5
+    # The official 5e-7 and 5e-6, scaled by 1024 / 512 as main.py scales them.
+    config.optimizer.warmup_init_lr = 5e-7 * 1024 / 512
+    config.optimizer.min_lr = 5e-6 * 1024 / 512
     config.grad_clip = 5.0
+    config.loss = "softmax_xent"
     config.mixup.mixup_alpha = 0.8
     config.mixup.cutmix_alpha = 1.0
     config.mixup.switch_prob = 0.5
     config.mixup.prob = 1.0
     config.mixup.label_smoothing = 0.1
-    config.eval_every = 1250  # one epoch at batch 1024
-    config.checkpoint_every = 1250
+    config.eval_every = 1251  # one epoch at batch 1024
+    config.checkpoint_every = 1251
     config.lock()
     return config
 

@@ -1,17 +1,50 @@
 r"""DynaMixer on ImageNet-1k with the official recipe, and a `demo` on the digits.
 
-Variants: `s`, `m`, `l`. The recipe is the ziyuwwang/DynaMixer README commands with its
-main.py defaults: AdamW, lr 2e-3 (not scaled) at batch 2048 / 1024 / 512 (8 GPUs x 256 /
-128 / 64) for S / M / L, weight decay 0.05, 20 warm-up epochs from 1e-6 then cosine to
-1e-5, 300 epochs, label smoothing 0.1, mixup 0.8 / cutmix 1.0 switch 0.5, RandAugment m9
-mstd0.5, random erasing 0.25 (pixel), model EMA 0.99996, drop path 0.1 / 0.1 / 0.3, eval
-crop 0.9 / 0.9 / 0.875:
+Variants: `s`, `m`, `l`. The recipe is the ziyuwwang/DynaMixer README commands (8 GPUs,
+`--opt adamw --epochs 300 --sched cosine --apex-amp --lr 2e-3 --weight-decay 0.05
+--remode pixel --reprob 0.25 --aa rand-m9-mstd0.5-inc1 --smoothing 0.1 --mixup 0.8
+--cutmix 1.0 --warmup-lr 1e-6 --warmup-epochs 20` with `-b 256 / 128 / 64 --drop-path
+0.1 / 0.1 / 0.3` for S / M / L), run by its main.py (timm 0.4.12's train.py). Each
+official setting and the key that holds it:
+
+- 8 GPUs x `-b 256 / 128 / 64` -> batch_size 2048 / 1024 / 512.
+- `--opt adamw` (torch AdamW, eps 1e-8, betas (0.9, 0.999)), `--weight-decay 0.05` off
+  1-D and `.bias` parameters (create_optimizer; the model has no `no_weight_decay()`)
+  -> optimizer.*, decay_rule "timm".
+- `--lr 2e-3`, used as given (no batch scaling in main.py) -> optimizer.lr,
+  lr_base_batch 0.
+- `--sched cosine --epochs 300 --warmup-epochs 20 --warmup-lr 1e-6`, `--min-lr` 1e-5,
+  `--cooldown-epochs` 10: CosineLRScheduler(t_initial=300, warmup_prefix=False), and the
+  loop runs create_scheduler's 310 epochs, calling `lr_scheduler.step(epoch + 1)` after
+  each, so epoch e runs at timm's value for e (the last 10 at 1e-5) ->
+  optimizer.schedule "timm_cosine", schedule_unit "epoch", schedule_lag 0,
+  cycle_epochs 300, total_epochs 310, warmup_epochs 20, warmup_init_lr 1e-6, min_lr 1e-5.
+- `--smoothing 0.1` into Mixup's targets, SoftTargetCrossEntropy -> loss
+  "softmax_xent", mixup.label_smoothing 0.1.
+- `--mixup 0.8 --cutmix 1.0`, prob 1, switch 0.5, batch mode -> mixup.*.
+- RandomResizedCrop (0.08, 1), flip 0.5, `--aa rand-m9-mstd0.5-inc1`,
+  `--train-interpolation` default "random" -> input.randaugment, input.interpolation
+  "random" (`--color-jitter 0.4` is unused beside RandAugment).
+- `--reprob 0.25 --remode pixel`, recount 1 -> input.re_prob / re_mode / re_count.
+- eval: Resize(224 / crop_pct, bicubic) + CenterCrop with the model's default crop_pct
+  -> input.crop_pct (eval interpolation bicubic).
+- `--clip-grad` None, `--drop` 0 -> grad_clip 0.
+- torch's DistributedSampler (no repeated augmentation), drop_last -> shuffle.
+- DynaMixer's default crop_pct (S / M / L): 0.9 / 0.9 / 0.875 -> input.crop_pct.
+- `--model-ema` (on by default) with decay 0.99996: timm's ModelEma after every update,
+  over parameters and buffers, from the initial weights -> ema.decay 0.99996.
+- `--drop-path 0.1 / 0.1 / 0.3` -> model_kwargs.drop_path_rate.
+
+Remaining differences, each by choice: (1) float32 compute instead of `--apex-amp`
+(fp16, O1); (2) timm's loader mixes uint8 images in its collate (FastCollateMixup, with
+rounding) and erases after mixing on the GPU; ours erases each image, then mixes in
+float; (3) seeds (`42 + rank` there) and the sampler's order are not the official ones.
 
     python main.py --config=configs/dynamixer.py:s --workdir=workdirs/dynamixer_s \
         --config.data_dir=/data/tfds
 
-The paper reports top-1 82.7 / 83.7 / 84.3; not run for 300 epochs here (no
-accelerator). timm also adds 10 cool-down epochs at the minimum lr (`total_epochs=310`).
+The paper reports top-1 82.7 / 83.7 / 84.3; not run for 310 epochs here (no
+accelerator).
 
 `demo`: a tiny two-stage DynaMixer on the 32x32 digits (patch 4: an 8x8 grid, a stride-2
 transition to 4x4), plain AdamW, no mixup:
@@ -48,14 +81,22 @@ def get_config(arg: str = "s"):
     config.input.crop_pct = variant["crop_pct"]
     config.batch_size = variant["batch_size"]
     config.eval_batch_size = 1024
-    config.total_epochs = 300.0
+    config.input.interpolation = "random"
+    config.total_epochs = 310.0
     config.optimizer.lr = 2e-3
     config.optimizer.lr_base_batch = 0
     config.optimizer.weight_decay = 0.05
+    config.optimizer.decay_rule = "timm"
+    config.optimizer.schedule = "timm_cosine"
+    config.optimizer.schedule_unit = "epoch"
+    config.optimizer.schedule_lag = 0
+    config.optimizer.warmup_prefix = False
+    config.optimizer.cycle_epochs = 300.0
     config.optimizer.warmup_epochs = 20.0
     config.optimizer.warmup_init_lr = 1e-6
     config.optimizer.min_lr = 1e-5
     config.ema.decay = 0.99996
+    config.loss = "softmax_xent"
     config.mixup.mixup_alpha = 0.8
     config.mixup.cutmix_alpha = 1.0
     config.mixup.switch_prob = 0.5

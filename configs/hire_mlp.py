@@ -1,18 +1,50 @@
 r"""Hire-MLP on ImageNet-1k with the official recipe, and a `demo` on the offline digits.
 
-Variants: `t`, `s`, `b`, `l` (official ggjy/Hire-Wave-MLP.pytorch README commands and its
-DeiT-style train.py defaults: AdamW eps 1e-8, weight decay 0.05, lr 5e-4 x batch/512,
-20 warm-up epochs from 1e-6 then cosine to 1e-5, 300 epochs, label smoothing 0.1, mixup
-0.8 / cutmix 1.0 switch 0.5, RandAugment m9 mstd0.5, random erasing 0.25, no EMA, no
-clipping; batch 2048 for T and 1024 for B; drop path 0.0 (T) and 0.2 (B) per the README,
-0.1 (S) and 0.2 (L) our choice; 224 px, eval crop 0.9). The official runs also use
-repeated augmentation, which the data pipeline here does not do.
+Variants: `t`, `s`, `b`, `l`. The recipe is the ggjy/Hire-Wave-MLP.pytorch README
+commands (8 GPUs, `train.py --apex-amp --epochs 300 --warmup-epochs 20 --warmup-lr 1e-6
+--no-model-ema`, T: `--batch-size 256 --drop-path 0.0`, B: `--batch-size 128
+--drop-path 0.2`) with its DeiT-style train.py defaults and the timm copy it imports
+(0.4.13). Each official setting and the key that holds it:
+
+- 8 GPUs x 256 (T) / 128 (B) -> batch_size 2048 / 1024.
+- `--lr 5e-4` times batch / 512 (only the peak is scaled) -> optimizer.lr 5e-4,
+  lr_base_batch 512; `--warmup-lr 1e-6`, `--min-lr 1e-5` as given -> warmup_init_lr,
+  min_lr.
+- `--opt adamw --opt-eps 1e-8`, betas (0.9, 0.999), `--weight-decay 0.05` off 1-D and
+  `.bias` parameters (the model has no `no_weight_decay()`) -> optimizer.*, decay_rule
+  "timm".
+- `--sched cosine --epochs 300 --warmup-epochs 20`, `--cooldown-epochs 10`:
+  CosineLRScheduler(t_initial=300, warmup_prefix=False); the loop runs
+  create_scheduler's 310 epochs and calls `lr_scheduler.step(epoch)` at the end of each,
+  so epoch e runs at timm's value for e - 1 (epochs 0 and 1 at 1e-6, the last ones at
+  1e-5) -> optimizer.schedule "timm_cosine", schedule_unit "epoch", schedule_lag 1,
+  cycle_epochs 300, total_epochs 310.
+- `--clip-grad` None -> grad_clip 0.
+- `--smoothing 0.1` into Mixup's targets, SoftTargetCrossEntropy -> loss
+  "softmax_xent", mixup.label_smoothing 0.1.
+- `--mixup 0.8 --cutmix 1.0`, prob 1, switch 0.5, batch mode -> mixup.*.
+- RandomResizedCrop (0.08, 1), flip 0.5, `--aa rand-m9-mstd0.5-inc1`, bicubic,
+  `--reprob 0.25 --remode pixel --recount 1` -> input.* (the "imagenet" preset;
+  `--color-jitter 0.4` is unused beside RandAugment).
+- eval Resize(int(256 / 224 x 224), bicubic) + CenterCrop(224) (datasets.py; the model's
+  crop_pct 0.9 is never read) -> input.crop_pct 0.875.
+- `repeated_aug` (on by default): RASampler, 3 repeats over 8 replicas, each keeping
+  floor(N // 256 x 256 / 8) samples an epoch (625 updates for T, 1251 for B) ->
+  input.repeated_aug 3, repeated_aug_replicas 8.
+- `--no-model-ema` -> ema.decay 0.
+- `--drop-path 0.0 / 0.2` for T / B -> model_kwargs.drop_path_rate. S and L have no
+  command: drop path 0.1 (train.py's default) and 0.2, batch 2048 and 1024 are ours.
+
+Remaining differences, each by choice: (1) BatchNorm statistics are over the global
+batch (one program over all devices), not per GPU over 256 / 128 (`convert_syncbn_model`
+is imported but never called); (2) float32 compute instead of apex AMP O1 (fp16);
+(3) seeds (3407 there) are not the official ones.
 
     python main.py --config=configs/hire_mlp.py:t --workdir=workdirs/hiremlp_t \
         --config.data_dir=/data/tfds
 
 The paper reports top-1 79.7 / 82.1 / 83.2 / 83.8 (T / S / B / L); these configs have
-not been run for 300 epochs here (no accelerator).
+not been run for 310 epochs here (no accelerator).
 
 `demo`: a tiny Hire-MLP (widths 16-64, 32x32, so regions wrap around the small grids)
 on the 5,000 MNIST digits bundled with the package, plain AdamW, no mixup:
@@ -45,22 +77,36 @@ def get_config(arg: str = "t"):
     config.model_kwargs.drop_path_rate = VARIANTS[arg]["drop_path_rate"]
     config.dataset = "imagenet2012"
     config.image_size = 224
-    config.input.crop_pct = 0.9
+    config.input.crop_pct = 0.875
+    config.input.repeated_aug = 3
+    config.input.repeated_aug_replicas = 8
     config.batch_size = batch
     config.eval_batch_size = 1024
-    config.total_epochs = 300.0
+    config.total_epochs = 310.0
     config.optimizer.lr = 5e-4
     config.optimizer.lr_base_batch = 512
+    config.optimizer.eps = 1e-8
+    config.optimizer.weight_decay = 0.05
+    config.optimizer.decay_rule = "timm"
+    config.optimizer.schedule = "timm_cosine"
+    config.optimizer.schedule_unit = "epoch"
+    config.optimizer.schedule_lag = 1
+    config.optimizer.warmup_prefix = False
+    config.optimizer.cycle_epochs = 300.0
     config.optimizer.warmup_epochs = 20.0
     config.optimizer.warmup_init_lr = 1e-6
     config.optimizer.min_lr = 1e-5
+    config.ema.decay = 0.0
+    config.loss = "softmax_xent"
     config.mixup.mixup_alpha = 0.8
     config.mixup.cutmix_alpha = 1.0
     config.mixup.switch_prob = 0.5
     config.mixup.prob = 1.0
     config.mixup.label_smoothing = 0.1
-    config.eval_every = 1_281_167 // batch  # one epoch
-    config.checkpoint_every = 1_281_167 // batch
+    # One epoch: the sampler's floor(1,281,167 // 256 * 256 / 8) = 160,128 samples a
+    # replica, batch / 8 a step.
+    config.eval_every = 160_128 // (batch // 8)
+    config.checkpoint_every = 160_128 // (batch // 8)
     config.lock()
     return config
 

@@ -1,21 +1,47 @@
 r"""MLP-Mixer on ImageNet-1k from scratch (big_vision's recipe), and a `demo` on the digits.
 
 Variants: `s32`, `s16`, `b32`, `b16`, `l32`, `l16`. The recipe is big_vision's
-`configs/mlp_mixer_i1k.py` for Mixer-B/16 (76.3% top-1 after 300 epochs on TPU v3-128):
-Adam 0.9/0.999, lr 1e-3 at batch 4096 (not scaled), 10k warm-up steps, gradient clipping
-at norm 1, weight decay 1e-4 as big_vision applies it (decoupled, times the schedule
-only), which is AdamW's weight_decay = 1e-4 / 1e-3 = 0.1 (kernels only), inception crop
-+ flip + RandAugment(2, 15), mixup with Beta(0.5, 0.5) on every batch, stochastic depth
-0.1, inputs in [-1, 1], eval resize 256 / crop 224. The same recipe is used for the
-other sizes. GELU is the official tanh approximation.
+`configs/mlp_mixer_i1k.py` (Mixer-B/16: 76.3% top-1 after 300 epochs on TPU v3-128),
+used for every size. Each official setting and the key that holds it:
+
+- `train_split='train[:99%]'` (minival is train[99%:]) -> input.train_split.
+- `batch_size=4096`, `num_epochs=300` -> batch_size, total_epochs.
+- `init_head_bias=-6.9`, `loss='sigmoid_xent'` -> head_bias_init, loss "sigmoid_xent".
+- `optax_name='scale_by_adam'` (0.9, 0.999, eps 1e-8), `grad_clip_norm=1.`,
+  `lr=0.001` (not scaled) -> optimizer.b1/b2/eps, grad_clip 1.0, optimizer.lr,
+  lr_base_batch 0.
+- `wd=1e-4` on '.*/kernel$' (bv_optax: decayed weights added after the lr scaling, so
+  the decay is wd x schedule) -> AdamW's weight_decay = wd / lr = 0.1, decay_rule
+  "kernels".
+- `schedule=dict(decay_type='linear', warmup_steps=10_000, linear_end=1e-5)`: a
+  multiplier of lr, min(1, step / 10k) warm-up (the first update at 0) and linear decay to
+  1e-5 x lr -> optimizer.schedule "linear", warmup_steps 10000, min_lr 1e-8.
+- `mixup=dict(fold_in=None, p=0.5)`: get_mixup's Dirichlet(0.5, 0.5) weights, largest
+  first, each device's shard rolled by one -> mixup.mode "big_vision", mixup_alpha 0.5,
+  no smoothing.
+- `model.stoch_depth=0.1` -> model_kwargs.drop_path_rate 0.1.
+- pp_train `decode_jpeg_and_inception_crop(224)|flip_lr|randaug(2,15)|value_range(-1, 1)`
+  (area 5-100%, aspect 0.75-1.33, bilinear) -> input.scale (0.05, 1), ratio (0.75, 1.33),
+  interpolation "bilinear", hflip 0.5, randaugment "rand-m15-n2-mmax15" (two ops at
+  level 15 of 10, not clipped), mean = std = 0.5.
+- pp_eval `resize_small(256)|central_crop(224)|value_range(-1, 1)` -> crop_pct 0.875.
+- evals every 2500 steps, checkpoints every 1000 -> eval_every, checkpoint_every.
+
+Remaining differences, each named (big_vision's input pipeline is TensorFlow's, ours
+PIL's): (1) the crop box comes from `tf.image.sample_distorted_bounding_box` there and
+from timm's RandomResizedCrop sampler (log-uniform aspect) here, in the same ranges, and
+TF resizes without antialiasing where PIL's bilinear filter widens when downscaling;
+(2) RandAugment there is the TF/TPU one (big_vision/pp/autoaugment.py): timm's 15 ops
+plus Cutout (half-side 60 px at level 15), every chosen op applied (timm: probability
+0.5), translations of 150 px instead of 67.5% of the side, fill grey 128 instead of the
+mean colour; (3)
+big_vision shuffles through a 250k-example buffer per host, ours is a full permutation
+per epoch; (4) float32 here, the TPU's default bfloat16 matmul precision there.
 
     python main.py --config=configs/mixer.py:b16 --workdir=workdirs/mixer_b16 \
         --config.data_dir=/data/tfds
 
-Where this trainer differs from big_vision (no knob for it here): big_vision decays the
-lr linearly to 1e-5 and trains with a sigmoid cross-entropy loss and a -6.9 head bias;
-these configs use cosine decay to 1e-5 and softmax cross-entropy. Not run for 300 epochs
-here (no accelerator).
+Not run for 300 epochs here (no accelerator).
 
 Fine-tuning a pretrained checkpoint at a higher resolution (the paper's block-diagonal
 token-MLP initialisation; the token MLP width must grow by the patch-count factor):
@@ -55,7 +81,10 @@ def get_config(arg: str = "b16"):
     config.model_kwargs.tokens_mlp_dim = mixer.SIZES[arg[0]]["tokens_mlp_dim"]
     config.dataset = "imagenet2012"
     config.image_size = 224
-    config.input.randaugment = "rand-m15-n2"
+    config.input.train_split = "train[:99%]"
+    config.input.scale = (0.05, 1.0)
+    config.input.ratio = (0.75, 1.33)
+    config.input.randaugment = "rand-m15-n2-mmax15"
     config.input.re_prob = 0.0
     config.input.interpolation = "bilinear"
     config.input.mean = (0.5, 0.5, 0.5)  # value_range(-1, 1)
@@ -66,13 +95,17 @@ def get_config(arg: str = "b16"):
     config.total_epochs = 300.0
     config.optimizer.lr = 1e-3
     config.optimizer.lr_base_batch = 0
-    config.optimizer.weight_decay = 0.1
+    config.optimizer.weight_decay = 1e-4 / 1e-3
+    config.optimizer.decay_rule = "kernels"
+    config.optimizer.schedule = "linear"
     config.optimizer.warmup_steps = 10_000
     config.optimizer.warmup_init_lr = 0.0
-    config.optimizer.min_lr = 1e-5
+    config.optimizer.min_lr = 1e-5 * 1e-3
+    config.loss = "sigmoid_xent"
+    config.head_bias_init = -6.9
     config.grad_clip = 1.0
+    config.mixup.mode = "big_vision"
     config.mixup.mixup_alpha = 0.5
-    config.mixup.prob = 1.0
     config.eval_every = 2500
     config.checkpoint_every = 1000
     config.lock()

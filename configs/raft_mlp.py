@@ -1,10 +1,36 @@
 r"""RaftMLP on ImageNet-1k with the official recipe, and a `demo` on the offline digits.
 
-Variants: `s`, `m`, `l` (official settings `imagenet-raft-mlp-cross-mlp-emb-{s,m,l}.yaml`
-of okojoalg/raft-mlp: batch 2048, AdamW lr 2e-3 at batch 2048 with weight decay 0.05,
-5 warm-up epochs then cosine to 1e-5, 305 epochs in all, label smoothing 0.1, mixup 0.8
-/ cutmix 1.0, cutout 0.25 (random erasing here), drop path 0.1 on every block, 224 px).
-Their colour jitter 0.4 is replaced by the shared RandAugment recipe of `common.py`.
+Variants: `s`, `m`, `l`. The recipe is okojoalg/raft-mlp's
+`configs/settings/imagenet-raft-mlp-cross-mlp-emb-{s,m,l}.yaml` (the three differ only
+in widths) with `configs/config.yaml`, run by its own PyTorch + ignite loop
+(`libs/train.py`; no timm). Each official setting and the key that holds it:
+
+- batch 2048 (global, split over the processes) -> batch_size 2048.
+- `optim.AdamW(model.parameters(), lr=0.002, weight_decay=0.05)`: torch's betas and eps,
+  every parameter decayed, lr not scaled -> optimizer.lr 2e-3 (lr_base_batch 2048:
+  unscaled at this batch), weight_decay 0.05, decay_rule "all".
+- per update (ignite, at ITERATION_STARTED): linear from 0 to lr over 5 epochs, then
+  cosine from lr to `end_lr` 1e-5 over the remaining 300 (305 in all); the first update
+  at 0 -> optimizer.schedule "cosine" (optax's warm-up cosine computes the same),
+  warmup_epochs 5, warmup_init_lr 0, min_lr 1e-5, total_epochs 305.
+- label smoothing 0.1 (a * mean(-log p) + (1 - a) * NLL, timm's
+  LabelSmoothingCrossEntropy) -> loss "softmax_xent", mixup.label_smoothing 0.1.
+- `mixup_alpha 0.8`, and CutMix built with `cutmix_alpha=mixup_alpha` (so 0.8, not the
+  yaml's 1.0) -> mixup.mixup_alpha 0.8, cutmix_alpha 0.8.
+- drop path 0.1 on every block -> model_kwargs.drop_path_rate 0.1.
+- Resize/crop with torchvision's default bilinear filter, train and eval; eval
+  Resize(256) + CenterCrop(224) -> input.interpolation "bilinear", crop_pct 0.875.
+- `cutout_p 0.25` -> input.re_prob 0.25.
+- no gradient clipping, no EMA, fp32, seed 42 -> grad_clip 0, ema.decay 0, seed 42.
+
+Remaining differences: the official augmentation pipeline has no implementation here,
+so ours is timm's in its place: (1) train crop Resize(256) + RandomCrop(224) there,
+RandomResizedCrop (0.08, 1) here; (2) ColorJitter(0.4, 0.4, 0.4) and the
+`randaugment==1.0.2` package (2 of its 15 ops, each at p 0.5 and a random level 1-9)
+there, timm's `rand-m9-mstd0.5-inc1` here; (3) Cutout (zeros before normalisation, its
+size drawn once) there, random erasing in 'pixel' mode here; (4) Mixup and then CutMix
+on every batch, with `torch.randperm` partners and the box's lambda not corrected,
+there; one or the other (switch 0.5) with the reversed batch here.
 
     python main.py --config=configs/raft_mlp.py:s --workdir=workdirs/raftmlp_s \
         --config.data_dir=/data/tfds
@@ -41,10 +67,16 @@ def get_config(arg: str = "s"):
     config.optimizer.lr = 2e-3
     config.optimizer.lr_base_batch = 2048
     config.optimizer.weight_decay = 0.05
+    config.optimizer.decay_rule = "all"
+    config.optimizer.schedule = "cosine"
     config.optimizer.warmup_epochs = 5.0
+    config.optimizer.warmup_init_lr = 0.0
     config.optimizer.min_lr = 1e-5
+    config.input.interpolation = "bilinear"
+    config.seed = 42
+    config.loss = "softmax_xent"
     config.mixup.mixup_alpha = 0.8
-    config.mixup.cutmix_alpha = 1.0
+    config.mixup.cutmix_alpha = 0.8  # libs/train.py passes mixup_alpha as cutmix_alpha
     config.mixup.switch_prob = 0.5
     config.mixup.prob = 1.0
     config.mixup.label_smoothing = 0.1

@@ -1,12 +1,14 @@
 r"""Sparse-MLP on ImageNet-1k, supervised, and a `demo` on the offline digits.
 
 Variants: `s`, `b`, `l` (our reconstruction of the paper's models, see
-`smlp_jax/models/sparse_mlp.py`). The paper pre-trains with MoCo v3 (self-supervised)
-and then fine-tunes; that pre-training is not implemented here, so this is a supervised
-recipe in the Mixer/DeiT style: AdamW lr 1e-3 x batch/1024 (batch 1024), weight decay
-0.05, 20 warm-up epochs then cosine to 1e-5, 300 epochs, gradient clip 1, label
-smoothing 0.1, mixup 0.8 / cutmix 1.0, RandAugment m9 mstd0.5, random erasing 0.25,
-drop path 0.1, 224 px. MoE: load-balancing loss weight 0.01 (the paper's lambda),
+`smlp_jax/models/sparse_mlp.py`). No official code is public (none linked from the
+paper, arXiv 2109.02008, or found under its authors' accounts), so there is no official
+command to follow: every setting below is ours. The paper pre-trains with MoCo v3 (self-
+supervised) and then fine-tunes; that pre-training is not implemented here, so this is a
+supervised recipe in the Mixer/DeiT style: AdamW lr 1e-3 x batch/1024 (batch 1024),
+weight decay 0.05, 20 warm-up epochs then cosine to 1e-5, 300 epochs, gradient clip 1,
+label smoothing 0.1, mixup 0.8 / cutmix 1.0, RandAugment m9 mstd0.5, random erasing
+0.25, drop path 0.1, 224 px. MoE: load-balancing loss weight 0.01 (the paper's lambda),
 capacity factor 1.25 (`model_kwargs.capacity_factor`).
 
     python main.py --config=configs/sparse_mlp.py:s --workdir=workdirs/sparse_mlp_s \

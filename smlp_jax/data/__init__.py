@@ -3,7 +3,14 @@ Mixup/CutMix on device. See docs in each module and the README's "Data" section.
 
 from smlp_jax.data import repeated_aug
 from smlp_jax.data.config import default_input_config, default_mixup_config
-from smlp_jax.data.mixup import apply_mix, mix_draws, mixup_cutmix, one_hot_smoothed
+from smlp_jax.data.mixup import MODES as MIXUP_MODES
+from smlp_jax.data.mixup import (
+    apply_mix,
+    big_vision_mixup,
+    mix_draws,
+    mixup_cutmix,
+    one_hot_smoothed,
+)
 from smlp_jax.data.pipeline import (
     EvalIterable,
     TrainIterator,
@@ -15,7 +22,9 @@ from smlp_jax.data.sources import DataError, DatasetInfo, get_dataset_info
 
 __all__ = [
     "DataError",
+    "MIXUP_MODES",
     "apply_mix",
+    "big_vision_mixup",
     "mix_draws",
     "DatasetInfo",
     "EvalIterable",

@@ -52,7 +52,7 @@ def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
     # (eval always decodes at full resolution, as timm does).
     cfg.jpeg_draft = True
     # Train transforms.
-    cfg.interpolation = "bicubic"
+    cfg.interpolation = "bicubic"  # "bicubic" | "bilinear" | "nearest" | "random" (timm's)
     cfg.scale = (0.08, 1.0)  # RandomResizedCrop area range
     cfg.ratio = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop aspect range
     cfg.pad = 0 if not simple else 2  # simple preset: translation range in pixels
@@ -64,7 +64,9 @@ def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
     # Normalisation (per model: override from the model's pretrained config).
     cfg.mean = (0.5, 0.5, 0.5) if simple else IMAGENET_MEAN
     cfg.std = (0.5, 0.5, 0.5) if simple else IMAGENET_STD
-    # Eval: resize short side to floor(image_size / crop_pct), centre crop.
+    # Eval: resize short side to floor(image_size / crop_pct), centre crop; the resize
+    # filter is eval_interpolation ("": the train one, bicubic if that is "random").
+    cfg.eval_interpolation = ""
     cfg.crop_pct = 1.0 if simple else 0.875
     return cfg
 
@@ -78,4 +80,7 @@ def default_mixup_config() -> ml_collections.ConfigDict:
     cfg.switch_prob = 0.5
     cfg.prob = 1.0
     cfg.label_smoothing = 0.0
+    # "timm": timm's Mixup in batch mode (partner = the batch reversed); "big_vision":
+    # get_mixup (a = max(a, 1 - a), partner = each device's shard rolled by one, no CutMix).
+    cfg.mode = "timm"
     return cfg

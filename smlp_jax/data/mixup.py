@@ -8,6 +8,13 @@ CutMix: lam ~ Beta(a, a) sets a box of side (H, W) * sqrt(1 - lam) centred at a 
 pixel and clipped to the image; the box is pasted from x_flipped and lam is corrected to
 1 - box_area / (H * W). Targets: smoothed one-hot (off = smoothing / num_classes,
 on = 1 - smoothing + off), mixed with the same lam.
+
+`mode="big_vision"` is big_vision's `get_mixup(rng, p)` instead (MLP-Mixer's recipe): one
+a ~ Beta(p, p) per batch, a = max(a, 1 - a), and every image and target mixed with its
+neighbour in the batch rolled by one: x = a * x + (1 - a) * roll(x, 1). big_vision rolls
+each device's shard of the batch on its own (a shard_map over all devices): `groups`
+does the same, the batch cut into that many equal consecutive parts. No CutMix, no
+`prob`.
 """
 
 from __future__ import annotations
@@ -84,6 +91,32 @@ def apply_mix(images: jax.Array, targets: jax.Array, draws: dict) -> tuple[jax.A
     return out, lam * targets + (1.0 - lam) * targets[::-1]
 
 
+MODES = ("timm", "big_vision")
+
+
+def big_vision_mixup(
+    rng: jax.Array, images: jax.Array, targets: jax.Array, alpha: float, groups: int = 1
+) -> tuple[jax.Array, jax.Array]:
+    """big_vision's `get_mixup(rng, alpha)` applied to (B, H, W, C) images and (B, K)
+    targets, with weights (a, 1 - a), a = max(a, 1 - a), a ~ Beta(alpha, alpha): example i
+    of each of the `groups` consecutive parts of the batch is mixed with example i - 1 of
+    the same part."""
+    batch = images.shape[0]
+    if batch % groups:
+        raise ValueError(f"big_vision mixup: batch {batch} does not split into {groups} parts.")
+    # Two weights from Dirichlet(alpha, alpha) (= Beta for n = 2), largest first, drawn as
+    # big_vision draws them, so the same key gives the same weights.
+    weights = jax.random.dirichlet(rng, jnp.array([alpha, alpha], jnp.float32), (1,))
+    own, other = jnp.sort(weights, axis=-1)[0, ::-1]
+
+    def partner(x):
+        parts = x.reshape(groups, batch // groups, *x.shape[1:])
+        return jnp.roll(parts, 1, axis=1).reshape(x.shape)
+
+    mixed = own * images + other * partner(images)
+    return mixed.astype(images.dtype), own * targets + other * partner(targets)
+
+
 def mixup_cutmix(
     rng: jax.Array,
     images: jax.Array,
@@ -95,11 +128,24 @@ def mixup_cutmix(
     switch_prob: float = 0.5,
     prob: float = 1.0,
     label_smoothing: float = 0.0,
+    mode: str = "timm",
+    groups: int = 1,
 ) -> tuple[jax.Array, jax.Array]:
     """(B, H, W, C) images, (B,) labels -> mixed images (same dtype), (B, num_classes)
-    float32 targets. The hyper-parameters are static Python numbers; with both alphas 0 (or
-    prob 0) the images come back unchanged with smoothed one-hot targets."""
+        float32 targets. The hyper-parameters are static Python numbers; with both alphas 0 (or
+        prob 0) the images come back unchanged with smoothed one-hot targets. `groups`: the
+    batch's parts for `mode="big_vision"` (see `big_vision_mixup`)."""
+    if mode not in MODES:
+        raise ValueError(f"config.mixup.mode={mode!r}; use one of {', '.join(MODES)}.")
     targets = one_hot_smoothed(labels, num_classes, label_smoothing)
+    if mode == "big_vision":
+        if cutmix_alpha > 0:
+            raise ValueError(
+                "config.mixup.mode='big_vision' has no CutMix: set config.mixup.cutmix_alpha=0."
+            )
+        if mixup_alpha <= 0:
+            return images, targets
+        return big_vision_mixup(rng, images, targets, mixup_alpha, groups)
     if (mixup_alpha <= 0 and cutmix_alpha <= 0) or prob <= 0:
         return images, targets
     draws = mix_draws(

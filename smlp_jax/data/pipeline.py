@@ -70,6 +70,14 @@ def input_settings(config) -> dict:
     return cfg
 
 
+def _transform(kind, cfg: dict, image_size: int):
+    """`kind(cfg, image_size)`; a bad `config.input` setting is the user's to fix (one line)."""
+    try:
+        return kind(cfg, image_size)
+    except ValueError as err:
+        raise DataError(str(err)) from None
+
+
 class _TrainExample:
     """(position in stream, source index) -> one transformed example; picklable.
 
@@ -238,7 +246,7 @@ def create_train_iterator(config, *, process_index=None, process_count=None) -> 
     examples = stream.map_with_index(
         _TrainExample(
             source,
-            transforms.TrainTransform(cfg, int(config.image_size)),
+            _transform(transforms.TrainTransform, cfg, int(config.image_size)),
             int(config.seed),
             process_index,
             global_position,
@@ -314,7 +322,7 @@ def create_eval_iterator(config, *, process_index=None, process_count=None) -> E
     examples = grain.MapDataset.range(num_batches * batch).map(
         _EvalExample(
             source,
-            transforms.EvalTransform(cfg, int(config.image_size)),
+            _transform(transforms.EvalTransform, cfg, int(config.image_size)),
             process_index,
             process_count,
             int(config.image_size),

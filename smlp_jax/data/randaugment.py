@@ -3,10 +3,11 @@
 `RandAugment.from_string("rand-m9-mstd0.5-inc1", ...)` reproduces timm's
 `rand_augment_transform`: each image gets `n` (default 2) ops drawn uniformly with
 replacement from the op list; each op fires with probability 0.5; its magnitude is drawn
-from N(m, mstd) and clipped to [0, 10] (mmax); `inc1` selects the variants whose severity
-increases with magnitude. Geometric ops fill with the dataset mean colour and resample
-bicubic (the train interpolation). The random draws come from the per-example Generator,
-so results depend only on (seed, example index), not on worker processes or threads.
+from N(m, mstd) and clipped to [0, 10] (mmax); `inc1` selects the variants whose
+severity increases with magnitude. Geometric ops fill with the dataset mean colour and
+resample with the train interpolation (bicubic; "random" picks bilinear or bicubic per
+op). The random draws come from the per-example Generator, so results depend only on
+(seed, example index), not on worker processes or threads.
 """
 
 from __future__ import annotations
@@ -29,7 +30,21 @@ RAND_INCREASING_TRANSFORMS = (
     "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
 )  # fmt: skip
 
-_INTERPOLATION = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
+# "random": each resize or geometric op picks bilinear or bicubic at random (timm's
+# `--train-interpolation random`, whose RandAugment then keeps its own random default).
+INTERPOLATIONS = {
+    "bicubic": Image.BICUBIC,
+    "bilinear": Image.BILINEAR,
+    "nearest": Image.NEAREST,
+    "random": (Image.BILINEAR, Image.BICUBIC),
+}
+
+
+def pick_resample(resample, rng: np.random.Generator) -> int:
+    """A PIL resampling filter: `resample` itself, or one of its choices at random."""
+    if isinstance(resample, tuple):
+        return resample[int(rng.integers(len(resample)))]
+    return resample
 
 
 def _negate(value: float, rng: np.random.Generator) -> float:
@@ -37,7 +52,8 @@ def _negate(value: float, rng: np.random.Generator) -> float:
     return -value if rng.random() > 0.5 else value
 
 
-def _affine(img, matrix, fill, resample):
+def _affine(img, matrix, fill, resample, rng):
+    resample = pick_resample(resample, rng)
     return img.transform(img.size, Image.AFFINE, matrix, resample=resample, fillcolor=fill)
 
 
@@ -63,7 +79,8 @@ def _apply(name: str, img, level: float, rng, fill, resample):
     if name == "Invert":
         return ImageOps.invert(img)
     if name == "Rotate":
-        return img.rotate(_negate(frac * 30.0, rng), resample=resample, fillcolor=fill)
+        angle = _negate(frac * 30.0, rng)
+        return img.rotate(angle, resample=pick_resample(resample, rng), fillcolor=fill)
     if name in ("Posterize", "PosterizeIncreasing"):
         bits = int(frac * 4)
         bits = 4 - bits if name == "PosterizeIncreasing" else bits
@@ -89,12 +106,12 @@ def _apply(name: str, img, level: float, rng, fill, resample):
     if name in ("ShearX", "ShearY"):
         shear = _negate(frac * 0.3, rng)
         matrix = (1, shear, 0, 0, 1, 0) if name == "ShearX" else (1, 0, 0, shear, 1, 0)
-        return _affine(img, matrix, fill, resample)
+        return _affine(img, matrix, fill, resample, rng)
     if name in ("TranslateXRel", "TranslateYRel"):
         pct = _negate(frac * 0.45, rng)
         if name == "TranslateXRel":
-            return _affine(img, (1, 0, pct * img.size[0], 0, 1, 0), fill, resample)
-        return _affine(img, (1, 0, 0, 0, 1, pct * img.size[1]), fill, resample)
+            return _affine(img, (1, 0, pct * img.size[0], 0, 1, 0), fill, resample, rng)
+        return _affine(img, (1, 0, 0, 0, 1, pct * img.size[1]), fill, resample, rng)
     raise ValueError(f"Unknown RandAugment op {name!r}.")
 
 
@@ -118,7 +135,7 @@ class RandAugment:
         self.magnitude_std = float(magnitude_std)
         self.magnitude_max = float(magnitude_max)
         self.fill = tuple(int(v) for v in fill)
-        self.resample = _INTERPOLATION[interpolation]
+        self.resample = INTERPOLATIONS[interpolation]
 
     @classmethod
     def from_string(cls, spec: str, *, mean=(0.485, 0.456, 0.406), interpolation="bicubic"):

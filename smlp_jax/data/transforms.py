@@ -21,11 +21,10 @@ import math
 import numpy as np
 from PIL import Image
 
-from smlp_jax.data.randaugment import RandAugment
+from smlp_jax.data.randaugment import INTERPOLATIONS, RandAugment, pick_resample
 
 # What a corrupt, truncated or non-image file raises while opening or decoding.
 UNREADABLE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
-_INTERPOLATION = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -150,12 +149,30 @@ def _check_input(cfg: dict) -> None:
         raise ValueError(
             f"config.input.preset must be 'imagenet' or 'simple', not {cfg['preset']!r}"
         )
-    if cfg["interpolation"] not in _INTERPOLATION:
-        raise ValueError(f"config.input.interpolation must be one of {sorted(_INTERPOLATION)}.")
+    if cfg["interpolation"] not in INTERPOLATIONS:
+        raise ValueError(
+            f"config.input.interpolation={cfg['interpolation']!r}; use one of "
+            f"{', '.join(INTERPOLATIONS)}."
+        )
+    if cfg.get("eval_interpolation", "") not in ("", *EVAL_INTERPOLATIONS):
+        raise ValueError(
+            f"config.input.eval_interpolation={cfg['eval_interpolation']!r}; use '' (as in "
+            f"training) or one of {', '.join(EVAL_INTERPOLATIONS)}."
+        )
     if cfg["re_mode"] not in ("pixel", "rand", "const"):
         raise ValueError(f"config.input.re_mode must be pixel|rand|const, not {cfg['re_mode']!r}")
     if not 0 < cfg["crop_pct"] <= 1:
         raise ValueError(f"config.input.crop_pct must be in (0, 1], got {cfg['crop_pct']}.")
+
+
+EVAL_INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+
+
+def eval_resample(cfg: dict) -> int:
+    """The eval resize filter: `eval_interpolation`, else the train one (bicubic when that is
+    "random", the default of timm's models)."""
+    name = cfg.get("eval_interpolation", "") or cfg["interpolation"]
+    return INTERPOLATIONS["bicubic" if name == "random" else name]
 
 
 class TrainTransform:
@@ -165,7 +182,7 @@ class TrainTransform:
         _check_input(input_cfg)
         self.cfg = dict(input_cfg)
         self.size = int(image_size)
-        self.resample = _INTERPOLATION[self.cfg["interpolation"]]
+        self.resample = INTERPOLATIONS[self.cfg["interpolation"]]
         self.normalize = Normalize(self.cfg["mean"], self.cfg["std"])
         spec = self.cfg["randaugment"]
         self.randaugment = (
@@ -180,9 +197,11 @@ class TrainTransform:
         size, cfg = self.size, self.cfg
         if cfg["preset"] == "imagenet":
             box = rrc_box(*img.size, rng, cfg["scale"], cfg["ratio"])
-            return crop_resize(img, box, (size, size), self.resample, cfg["jpeg_draft"])
+            resample = pick_resample(self.resample, rng)
+            return crop_resize(img, box, (size, size), resample, cfg["jpeg_draft"])
         full = (0, 0, *img.size)
-        img = crop_resize(img, full, (size, size), self.resample, cfg["jpeg_draft"])
+        resample = pick_resample(self.resample, rng)
+        img = crop_resize(img, full, (size, size), resample, cfg["jpeg_draft"])
         pad = int(cfg["pad"])
         if pad > 0:  # crop outside the image fills with black: a translation by dx, dy
             dx, dy = (int(v) - pad for v in rng.integers(0, 2 * pad + 1, size=2))
@@ -214,7 +233,7 @@ class EvalTransform:
         _check_input(input_cfg)
         self.size = int(image_size)
         self.scale_size = math.floor(self.size / float(input_cfg["crop_pct"]))
-        self.resample = _INTERPOLATION[input_cfg["interpolation"]]
+        self.resample = eval_resample(input_cfg)
         self.normalize = Normalize(input_cfg["mean"], input_cfg["std"])
 
     def __call__(self, data: bytes) -> np.ndarray:

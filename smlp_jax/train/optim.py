@@ -9,6 +9,8 @@ decoupled decay `p <- p - lr * wd * p` and the bias-corrected Adam step, which o
   parameters do decay (timm tests `len(shape) == 1`).
 - "kernels": only parameters named `kernel` decay (big_vision's `wd_mults`
   `('.*/kernel$', 1.0)`).
+- "all": every parameter decays (`torch.optim.AdamW(model.parameters(), ...)`, as
+  RaftMLP trains).
 
 plus `config.optimizer.no_decay`: regular expressions over our '/'-joined parameter paths
 (e.g. "token_mixing/.*") for a family's `no_weight_decay()` names. Schedules live in
@@ -34,7 +36,7 @@ __all__ = [
     "peak_learning_rate",
 ]
 
-DECAY_RULES = ("timm", "kernels")
+DECAY_RULES = ("timm", "kernels", "all")
 
 
 def _path_name(path) -> str:
@@ -59,6 +61,8 @@ def decay_mask(params: Any, rule: str = "timm", no_decay: tuple[str, ...] = ()) 
             return False
         if rule == "kernels":
             return leaf == "kernel"
+        if rule == "all":
+            return True
         return len(p.shape) != 1 and not leaf.endswith("bias")
 
     return jax.tree_util.tree_map_with_path(decays, params)

@@ -88,6 +88,18 @@ def make_train_step(
     seed = int(config.seed)
     aux_loss_weight = float(config.aux_loss_weight)
     task_loss = loss_function(config.loss)
+    if mix.mode not in data.MIXUP_MODES:
+        raise ConfigError(
+            f"config.mixup.mode={mix.mode!r}; use one of {', '.join(data.MIXUP_MODES)}."
+        )
+    if mix.mode == "big_vision" and mix.cutmix_alpha > 0:
+        raise ConfigError(
+            "config.mixup.mode='big_vision' has no CutMix: set config.mixup.cutmix_alpha=0."
+        )
+
+    # big_vision mixes within each device's shard of the batch (the batch is split over all
+    # devices here too).
+    mix_groups = jax.device_count() if mix.mode == "big_vision" else 1
 
     def loss_fn(params, model_state, rngs, images, targets, labels):
         model = nnx.merge(graphs.train, params, rngs, model_state)
@@ -113,6 +125,8 @@ def make_train_step(
             switch_prob=mix.switch_prob,
             prob=mix.prob,
             label_smoothing=mix.label_smoothing,
+            mode=mix.mode,
+            groups=mix_groups,
         )
         rngs = rngs_for_step(state["rngs"], step)
         params = state["params"]

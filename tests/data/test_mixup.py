@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smlp_jax.data import apply_mix, mixup_cutmix, one_hot_smoothed
+from smlp_jax.data import apply_mix, big_vision_mixup, mixup_cutmix, one_hot_smoothed
 
 B, H, W, C, K = 6, 8, 10, 3, 10
 
@@ -132,3 +132,59 @@ def test_given_timms_draws_the_batch_and_targets_are_timms(case):
         seen_modes.add((bool(use_cutmix), lam_raw == 1.0))
     if case == "cutmix_only":
         assert seen_modes == {(True, False)}
+
+
+def _big_vision_get_mixup(rng, p, images, labels):
+    """big_vision.utils.get_mixup(rng, p)(images, labels) on one device, transcribed:
+    Dirichlet([p, p]) weights sorted largest first, sum_i w_i * roll(x, i)."""
+    w = np.asarray(jax.random.dirichlet(rng, jnp.array([p, p], jnp.float32), (1,)))
+    w = -np.sort(-w, axis=-1)[0]
+    mix = lambda x: w[0] * np.asarray(x) + w[1] * np.roll(np.asarray(x), 1, axis=0)  # noqa: E731
+    return mix(images), mix(labels)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_big_vision_mode_is_big_visions_get_mixup(seed):
+    images, labels = _batch()
+    rng = jax.random.key(seed)
+    out, targets = mixup_cutmix(
+        rng, images, labels, num_classes=K, mixup_alpha=0.5, mode="big_vision"
+    )
+    want_images, want_targets = _big_vision_get_mixup(
+        rng, 0.5, images, np.asarray(one_hot_smoothed(labels, K, 0.0))
+    )
+    np.testing.assert_allclose(out, want_images, rtol=1e-6)
+    np.testing.assert_allclose(targets, want_targets, rtol=1e-6)
+    # The image's own weight is the larger; its partner is the one before it (roll by 1).
+    own = np.asarray(targets)[np.arange(B), np.asarray(labels)]
+    assert np.all(own >= 0.5)
+    np.testing.assert_allclose(
+        np.asarray(targets)[np.arange(B), np.roll(np.asarray(labels), 1)], 1 - own, rtol=1e-5
+    )
+
+
+def test_big_vision_mode_rolls_each_devices_shard():
+    images, labels = _batch()  # 6 images, 3 shards of 2: partners 1,0 | 3,2 | 5,4
+    out, _ = big_vision_mixup(
+        jax.random.key(1), images, one_hot_smoothed(labels, K, 0.0), 0.5, groups=3
+    )
+    pixels = np.asarray(out)[:, 0, 0, 0]
+    other = pixels[0]  # image 0 is 0 and its partner 1: out[0] = the partner's weight
+    assert 0 < other <= 0.5
+    partners = np.array([1, 0, 3, 2, 5, 4], np.float32)
+    np.testing.assert_allclose(pixels, (1 - other) * np.arange(B) + other * partners, rtol=1e-5)
+    with pytest.raises(ValueError, match="does not split into 4 parts"):
+        big_vision_mixup(jax.random.key(1), images, labels[:, None], 0.5, groups=4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "bigvision"}, "config.mixup.mode='bigvision'; use one of timm, big_vision"),
+        ({"mode": "big_vision", "cutmix_alpha": 1.0}, "has no CutMix: set config.mixup"),
+    ],
+)
+def test_bad_mixup_mode_says_what_to_do(kwargs, message):
+    images, labels = _batch()
+    with pytest.raises(ValueError, match=message):
+        mixup_cutmix(jax.random.key(0), images, labels, num_classes=K, mixup_alpha=0.5, **kwargs)

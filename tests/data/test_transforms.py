@@ -123,6 +123,32 @@ def test_eval_resizes_short_side_then_centre_crops():
     assert scale_size == 36
 
 
+def test_random_interpolation_picks_bilinear_or_bicubic_per_image():
+    """timm's `--train-interpolation random`: each crop resize is bilinear or bicubic."""
+    data = _encode(_photo(), "PNG")
+    cfg = dict(default_input_config(), randaugment="", re_prob=0.0, hflip=0.0, jpeg_draft=False)
+    runs = {
+        name: [
+            transforms.TrainTransform(dict(cfg, interpolation=name), 32)(
+                data, np.random.default_rng(seed)
+            )
+            for seed in range(12)
+        ]
+        for name in ("random", "bilinear", "bicubic")
+    }
+    picked = []  # the box is drawn first, so seed by seed one fixed filter gives the same crop
+    for mixed, bilinear, bicubic in zip(*runs.values(), strict=True):
+        assert np.array_equal(mixed, bilinear) != np.array_equal(mixed, bicubic)
+        picked.append(np.array_equal(mixed, bicubic))
+    assert 0 < sum(picked) < len(picked)
+    # Geometric RandAugment ops draw their filter too; eval falls back to bicubic.
+    choices = {randaugment.pick_resample(randaugment.INTERPOLATIONS["random"], rng)
+               for rng in [np.random.default_rng(s) for s in range(20)]}  # fmt: skip
+    assert choices == {Image.BILINEAR, Image.BICUBIC}
+    assert transforms.eval_resample(dict(cfg, interpolation="random")) == Image.BICUBIC
+    assert transforms.eval_resample(dict(cfg, eval_interpolation="bilinear")) == Image.BILINEAR
+
+
 def test_jpeg_draft_decoding_matches_full_decoding_closely():
     data = _encode(_photo(800, 600, block=50), "JPEG", quality=95)
     cfg = dict(default_input_config(), randaugment="", re_prob=0.0, hflip=0.0, scale=(1.0, 1.0))
@@ -161,7 +187,9 @@ def test_eval_decodes_large_jpegs_at_full_resolution():
     "override, message",
     [({"preset": "fancy"}, "preset"), ({"re_mode": "blur"}, "re_mode"),
      ({"crop_pct": 1.5}, "crop_pct"), ({"randaugment": "rand-x9"}, "Unknown section"),
-     ({"randaugment": "rand-m"}, "Cannot parse")],
+     ({"randaugment": "rand-m"}, "Cannot parse"),
+     ({"interpolation": "lanczos"}, "interpolation='lanczos'; use one of"),
+     ({"eval_interpolation": "random"}, "eval_interpolation='random'; use ''")],
 )  # fmt: skip
 def test_bad_input_config_fails_at_construction(override, message):
     cfg = dict(default_input_config(), **override)

@@ -105,3 +105,79 @@ def test_bad_schedule_settings_say_what_to_do(changes, message):
     config = _timm_config(**changes)
     with pytest.raises(ConfigError, match=message):
         schedules.learning_rate_schedule(config, 30, 3)
+
+
+# Every family's full official schedule. `schedules_official.npz` comes from the official
+# scheduler classes stepped as each official loop steps them
+# (reference/make_schedule_fixture.py); ConvMixer's and big_vision's schedules are
+# functions in their training scripts, transcribed below.
+OFFICIAL = "tests/fixtures/schedules_official.npz"
+
+
+@pytest.mark.parametrize(
+    ("family", "variant", "key"),
+    [("permutator", "s7", "vip"), ("dynamixer", "s", "dynamixer"), ("hire_mlp", "t", "hire_mlp")],
+)
+def test_every_epoch_of_the_timm_train_py_schedules(family, variant, key):
+    with np.load(OFFICIAL) as f:
+        official = f[f"{key}/lr"].astype(np.float32)
+    config = official_config(family, variant)
+    spe = 4  # constant within an epoch: any epoch length shows it
+    assert len(official) == config.total_epochs == 310  # 300 + timm's 10 cool-down epochs
+    schedule = schedules.learning_rate_schedule(config, 310 * spe, spe)
+    np.testing.assert_array_equal(lrs_at(schedule, [e * spe for e in range(310)]), official)
+    np.testing.assert_array_equal(lrs_at(schedule, [e * spe + 3 for e in range(310)]), official)
+
+
+def test_every_update_of_as_mlps_swin_schedule():
+    with np.load(OFFICIAL) as f:
+        official, spe = f["as_mlp/lr"].astype(np.float32), int(f["as_mlp/steps_per_epoch"])
+    schedule = schedules.learning_rate_schedule(official_config("as_mlp", "t"), 300 * spe, spe)
+    np.testing.assert_array_equal(lrs_at(schedule, range(300 * spe)), official)
+    assert official[0] == official[1] == np.float32(1e-6)  # step_update after the update
+
+
+def test_every_update_of_raft_mlps_ignite_schedule():
+    with np.load(OFFICIAL) as f:
+        official, spe = f["raft_mlp/lr"], int(f["raft_mlp/steps_per_epoch"])
+    schedule = schedules.learning_rate_schedule(official_config("raft_mlp", "s"), 305 * spe, spe)
+    ours = lrs_at(schedule, range(305 * spe))
+    assert ours[0] == official[0] == 0.0
+    # optax's warm-up cosine computes in float32: equal to a few float32 ulps of the peak.
+    np.testing.assert_allclose(ours, official, rtol=0, atol=3e-7 * 2e-3)
+
+
+def test_every_update_of_convmixers_onecycle():
+    config = official_config("convmixer", "1536_20")
+    epochs, spe, lr = 150, 7, 0.01
+    schedule = schedules.learning_rate_schedule(config, epochs * spe, spe)
+    # ConvMixer's train.py, before update i of epoch e:
+    #   lr_schedule = lambda t: np.interp([t], [0, E*2//5, E*4//5, E], [0, lr, lr/20.0, 0])[0]
+    #   lr = lr_schedule(epoch + (i + 1) / len(loader))
+    want = [
+        np.interp([e + (i + 1) / spe], [0, epochs * 2 // 5, epochs * 4 // 5, epochs],
+                  [0, lr, lr / 20.0, 0])[0]
+        for e in range(epochs) for i in range(spe)
+    ]  # fmt: skip
+    np.testing.assert_array_equal(lrs_at(schedule, range(epochs * spe)), np.float32(want))
+
+
+def test_every_update_of_big_visions_linear_schedule():
+    config = official_config("mixer", "b16")
+    spe, epochs = 40, 300  # 12,000 updates, 10,000 of them warm-up
+    total = spe * epochs
+    schedule = schedules.learning_rate_schedule(config, total, spe)
+
+    # big_vision utils.create_learning_rate_schedule(decay_type="linear", warmup_steps=10k,
+    # linear_end=1e-5) times config.lr = 1e-3 (bv_optax scales by lr):
+    def big_vision(dtype):
+        step = np.arange(total, dtype=dtype)
+        progress = np.clip((step - 10_000) / dtype(total - 10_000), 0.0, 1.0)
+        mult = dtype(1e-5) + (dtype(1) - dtype(1e-5)) * (dtype(1) - progress)
+        return dtype(1e-3) * mult * np.minimum(dtype(1), step / dtype(10_000))
+
+    ours = lrs_at(schedule, range(total))
+    np.testing.assert_array_equal(ours, big_vision(np.float64).astype(np.float32))
+    # big_vision runs it in float32 (jnp): the same to a few float32 ulps of the peak.
+    np.testing.assert_allclose(ours, big_vision(np.float32), rtol=0, atol=3e-7 * 1e-3)
+    assert float(schedule(0)) == 0.0  # the first update: count 0 -> lr 0

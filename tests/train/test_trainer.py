@@ -89,7 +89,13 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(demo_run, demo_data_dir, 
             {"input.repeated_aug": 3, "input.repeated_aug_replicas": 3},
             "repeated_aug_replicas=3 does not divide config.batch_size=64",
         ),
-        ({"optimizer.decay_rule": "all"}, "config.optimizer.decay_rule='all'"),
+        ({"optimizer.decay_rule": "none"}, "config.optimizer.decay_rule='none'"),
+        ({"mixup.mode": "bv"}, "config.mixup.mode='bv'; use one of timm, big_vision"),
+        (
+            {"mixup.mode": "big_vision", "mixup.cutmix_alpha": 1.0},
+            "has no CutMix: set config.mixup.cutmix_alpha=0",
+        ),
+        ({"input.interpolation": "area"}, "config.input.interpolation='area'; use one of"),
     ],
 )
 def test_bad_input_is_one_line(demo_data_dir, tmp_path, capsys, changes, expected):
