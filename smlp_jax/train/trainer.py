@@ -242,7 +242,9 @@ def evaluate_only(config: Any, workdir: str) -> dict[str, float]:
         state = init_from.load_model_weights(config, state, abstract, info.num_classes)
         source = config.init_from
     else:
-        with checkpoint.Checkpointer(workdir, async_save=False) as ckpt:
+        # Read-only: the workdir may belong to a run training right now, whose save in
+        # flight (a temporary step directory) a writing Checkpointer would clean up.
+        with checkpoint.Checkpointer(workdir, async_save=False, read_only=True) as ckpt:
             restored = ckpt.restore(abstract)
         if restored is None:
             raise ConfigError(

@@ -114,6 +114,37 @@ def test_config_typo_fails_in_main(demo_data_dir, tmp_path):
     ]
 
 
+def _snapshot(directory) -> dict[str, tuple[int, int]]:
+    """Every path under `directory` -> (size, mtime in ns)."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+    }
+
+
+def test_eval_mode_on_a_training_workdir_changes_nothing(demo_run, demo_data_dir, tmp_path):
+    """Watching a run that is training: `main.py --mode=eval` on its workdir reads the latest
+    step and leaves everything else alone, a save in flight (a temporary step directory)
+    included."""
+    workdir = tmp_path / "run"
+    shutil.copytree(demo_run[0], workdir)
+    in_flight = workdir / "checkpoints" / "60.orbax-checkpoint-tmp-1733212800123456"
+    (in_flight / "state").mkdir(parents=True)
+    (in_flight / "state" / "_METADATA").write_text("{}")
+    before = _snapshot(workdir)
+    result = subprocess.run(
+        main_command(workdir, demo_data_dir, "--mode=eval"),
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{workdir} step 40" in result.stdout + result.stderr
+    assert _snapshot(workdir) == before
+
+
 def test_eval_mode_evaluates_init_from(demo_run, demo_data_dir, tmp_path):
     workdir, final = demo_run
     config = tiny_config(demo_data_dir, init_from=str(workdir))
