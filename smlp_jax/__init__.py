@@ -6,7 +6,8 @@ logits = model(images)  # (B, 224, 224, 3) float32 NHWC -> (B, 10)
 """
 
 from smlp_jax.convert import WeightsMismatchError, load_pretrained
-from smlp_jax.models import UnknownModelError, create_model, list_models
+from smlp_jax.factory import create_model
+from smlp_jax.models import UnknownModelError, list_models
 
 __version__ = "0.1.0"
 

@@ -16,17 +16,10 @@ from flax import nnx
 
 from smlp_jax.convert.assign import WeightsMismatchError, assign_weights
 from smlp_jax.convert.checkpoint_io import WeightsFileError, read_weights
+from smlp_jax.convert.resample import resample_weights
+from smlp_jax.models import family_of
 
 __all__ = ["WeightsFileError", "WeightsMismatchError", "load_pretrained", "read_weights"]
-
-
-def _family_of(model: nnx.Module) -> str:
-    from smlp_jax.models.registry import _REGISTRY
-
-    for entry in _REGISTRY.values():
-        if isinstance(entry.build, type) and type(model) is entry.build:
-            return entry.family
-    raise ValueError(f"no registered family builds {type(model).__name__}; pass family=")
 
 
 def load_pretrained(
@@ -54,7 +47,7 @@ def load_pretrained(
         grid (fine-tuning at a new resolution; see `smlp_jax.convert.resample`).
         Without it, weights for another grid are refused.
     """
-    family = family or _family_of(model)
+    family = family or family_of(model)
     converter = importlib.import_module(f"smlp_jax.convert.{family}")
     weights = read_weights(source, checkpoint_key=checkpoint_key)
     ignore = getattr(converter, "IGNORED_KEYS", (r"(^|\.)num_batches_tracked$",))
@@ -62,8 +55,6 @@ def load_pretrained(
     rules_for = getattr(converter, "rules_for_weights", None)
     rules = rules_for(model, weights) if rules_for else converter.official_rules(model)
     if resample_to_grid:
-        from smlp_jax.convert.resample import resample_weights
-
         resamplers = getattr(converter, "GRID_RESAMPLERS", ())
         weights = resample_weights(model_name or family, rules, weights, resamplers)
     assign_weights(model_name or family, rules, weights, ignore=ignore)

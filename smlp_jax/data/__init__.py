@@ -2,6 +2,7 @@
 Mixup/CutMix on device. See docs in each module and the README's "Data" section."""
 
 from smlp_jax.data import repeated_aug
+from smlp_jax.data.base import DataError, DatasetInfo
 from smlp_jax.data.config import default_input_config, default_mixup_config
 from smlp_jax.data.mixup import MODES as MIXUP_MODES
 from smlp_jax.data.mixup import (
@@ -18,7 +19,7 @@ from smlp_jax.data.pipeline import (
     create_train_iterator,
     train_steps_per_epoch,
 )
-from smlp_jax.data.sources import DataError, DatasetInfo, get_dataset_info
+from smlp_jax.data.sources import get_dataset_info
 
 __all__ = [
     "DataError",

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from smlp_jax.data.sources import DataError
+from smlp_jax.data.base import DataError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from smlp_jax.data.sources import DataError
+from smlp_jax.data.base import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 EVAL_FOLDERS = ("val", "validation", "test")

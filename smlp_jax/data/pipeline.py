@@ -30,7 +30,7 @@ import numpy as np
 from absl import flags
 
 from smlp_jax.data import repeated_aug, sources, transforms
-from smlp_jax.data.sources import DataError
+from smlp_jax.data.base import DataError
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()

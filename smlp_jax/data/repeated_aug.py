@@ -27,7 +27,7 @@ import threading
 
 import numpy as np
 
-from smlp_jax.data.sources import DataError
+from smlp_jax.data.base import DataError
 
 
 def torch_randperm(n: int, seed: int) -> np.ndarray:

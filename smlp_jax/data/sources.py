@@ -8,65 +8,45 @@ same code for all of them; `name` identifies the example in warnings.
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from typing import Protocol
+from smlp_jax.data import folder_source
+from smlp_jax.data.base import (
+    DEMO_NAME,
+    FOLDER_PREFIX,
+    DataError,
+    DatasetInfo,
+    ImageSource,
+    resolve_data_dir,
+)
 
-FOLDER_PREFIX = "folder:"
-DEMO_NAME = "demo"
-
-
-class DataError(ValueError):
-    """A dataset cannot be used as configured; the message says what to do."""
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """What the trainer needs to know about a dataset (this process sees all of it)."""
-
-    name: str
-    num_classes: int
-    num_train: int
-    num_eval: int
-
-
-class ImageSource(Protocol):
-    """Random access to encoded images; picklable so grain workers can read from it."""
-
-    name: str
-    num_classes: int
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: int) -> tuple[bytes, int, str]: ...
-
-
-def resolve_data_dir(data_dir: str | None) -> str:
-    """config.data_dir, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
-    if data_dir:
-        return os.path.expanduser(str(data_dir))
-    env = os.environ.get("TFDS_DATA_DIR")
-    return os.path.expanduser(env) if env else os.path.expanduser("~/tensorflow_datasets")
+__all__ = [
+    "DEMO_NAME",
+    "FOLDER_PREFIX",
+    "DataError",
+    "DatasetInfo",
+    "ImageSource",
+    "eval_split",
+    "get_dataset_info",
+    "open_split",
+    "resolve_data_dir",
+    "train_split",
+]
 
 
 def open_split(config, split: str) -> ImageSource:
     """The source of `split` ("train", "test", "val", tfds slices ...) for config.dataset."""
     dataset = str(config.dataset)
     if dataset.startswith(FOLDER_PREFIX):
-        from smlp_jax.data import folder_source
-
         return folder_source.open_folder_split(
             dataset[len(FOLDER_PREFIX) :],
             split,
             val_fraction=float(config.input.val_fraction),
             val_split_seed=int(config.input.val_split_seed),
         )
-    from smlp_jax.data import tfds_source
+    # Lazy: tensorflow_datasets takes seconds to import; folder datasets never need it.
+    from smlp_jax.data import demo_dataset, tfds_source
 
     data_dir = resolve_data_dir(config.get("data_dir"))
     if dataset == DEMO_NAME:
-        from smlp_jax.data import demo_dataset
-
         demo_dataset.ensure_built(data_dir)
         return tfds_source.open_tfds_split(demo_dataset.TFDS_NAME, split, data_dir)
     return tfds_source.open_tfds_split(dataset, split, data_dir)
@@ -85,7 +65,7 @@ def eval_split(config) -> str:
         return "val"
     if dataset == DEMO_NAME:
         return "test"
-    from smlp_jax.data import tfds_source
+    from smlp_jax.data import tfds_source  # lazy: tensorflow_datasets (see open_split)
 
     return tfds_source.default_eval_split(dataset, resolve_data_dir(config.get("data_dir")))
 

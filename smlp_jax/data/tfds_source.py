@@ -12,7 +12,7 @@ import re
 
 import tensorflow_datasets as tfds
 
-from smlp_jax.data.sources import DataError
+from smlp_jax.data.base import DataError
 
 
 def _prepare_hint(name: str, data_dir: str) -> str:

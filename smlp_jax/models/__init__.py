@@ -18,17 +18,19 @@ from smlp_jax.models import (
 from smlp_jax.models.registry import (
     ModelEntry,
     UnknownModelError,
-    create_model,
+    family_of,
     get_entry,
     list_models,
+    make_model,
     register_model,
 )
 
 __all__ = [
     "ModelEntry",
     "UnknownModelError",
-    "create_model",
+    "family_of",
     "get_entry",
     "list_models",
+    "make_model",
     "register_model",
 ]

@@ -56,37 +56,17 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create_model(
+def make_model(
     name: str,
     *,
     num_classes: int = 1000,
     image_size: int = 224,
-    pretrained: Any = None,
-    resample_to_grid: bool = False,
     rngs: nnx.Rngs | int | None = None,
     dtype: Any = jnp.float32,
     **overrides: Any,
 ) -> nnx.Module:
-    """Builds a registered model: NHWC float32 images `(B, H, W, 3)` -> logits.
-
-    Args:
-      name: a registered name (`smlp_jax.list_models()`).
-      num_classes: size of the classifier head.
-      image_size: input side length; models whose token mixing is tied to the grid
-        reject any other size with a clear error.
-      pretrained: official weights to load — a path (`.pth`/`.pth.tar`/`.pt`, `.npz`,
-        `.safetensors`) or a mapping from official key names to arrays.
-      resample_to_grid: load `pretrained` weights made for another image size into a
-        model whose token mixing is tied to the grid, by resampling those weights
-        (`smlp_jax.convert.resample`); otherwise such weights are refused.
-      rngs: `nnx.Rngs` or an integer seed (default 0) for parameters and dropout.
-      dtype: computation dtype (parameters stay float32).
-      **overrides: the family's hyperparameters (official names); they win over the
-        variant's values.
-
-    Returns:
-      The nnx module, in train mode (call `.eval()` for inference).
-    """
+    """Builds a registered model with fresh weights (`smlp_jax.create_model` also loads
+    official ones); the arguments are `smlp_jax.create_model`'s, less the weights."""
     entry = get_entry(name)
     if rngs is None:
         rngs = 0
@@ -104,17 +84,14 @@ def create_model(
                 f"{name}: unknown hyperparameter(s) {', '.join(unknown)}; "
                 f"{entry.family} takes {known}."
             )
-    model = entry.build(
+    return entry.build(
         num_classes=num_classes, image_size=image_size, dtype=dtype, rngs=rngs, **kwargs
     )
-    if pretrained is not None:
-        from smlp_jax.convert import load_pretrained
 
-        load_pretrained(
-            model,
-            pretrained,
-            family=entry.family,
-            model_name=name,
-            resample_to_grid=resample_to_grid,
-        )
-    return model
+
+def family_of(model: nnx.Module) -> str:
+    """The registered family whose class built `model` (its converter's name)."""
+    for entry in _REGISTRY.values():
+        if isinstance(entry.build, type) and type(model) is entry.build:
+            return entry.family
+    raise ValueError(f"no registered family builds {type(model).__name__}; pass family=")

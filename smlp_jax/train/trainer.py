@@ -7,11 +7,14 @@ key (configs/common.py lists them all).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from smlp_jax import data
 from smlp_jax.models import moe
@@ -25,7 +28,7 @@ from smlp_jax.train.metrics import (
     log_parameter_overview,
     train_line,
 )
-from smlp_jax.train.state import init_state, model_check, model_graphs
+from smlp_jax.train.state import ModelGraphs, init_state, model_check, model_graphs
 from smlp_jax.train.step import NO_BAD_STEP, loss_function, make_eval_step, make_train_step
 
 
@@ -61,7 +64,22 @@ def check_batch_sizes(config: Any, mesh: jax.sharding.Mesh) -> None:
             )
 
 
-def build(config: Any):
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a run is built from, before any state exists (`build`)."""
+
+    info: data.DatasetInfo
+    mesh: jax.sharding.Mesh
+    total_steps: int
+    schedule: optax.Schedule
+    tx: optax.GradientTransformation
+    make_state: Callable[[], dict]  # a fresh train state (jit it with `shardings`)
+    abstract: Any  # the state's ShapeDtypeStructs, each with its sharding
+    shardings: Any
+    graphs: ModelGraphs
+
+
+def build(config: Any) -> Setup:
     """Everything but the state: dataset info, mesh, steps' ingredients, shardings."""
     info = data.get_dataset_info(config)
     mesh = sharding.make_mesh(config.mesh)
@@ -86,7 +104,7 @@ def build(config: Any):
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
     graphs = model_graphs(config, info.num_classes)
-    return info, mesh, total_steps, schedule, tx, make_state, abstract, shardings, graphs
+    return Setup(info, mesh, total_steps, schedule, tx, make_state, abstract, shardings, graphs)
 
 
 # XLA options for a program that runs once on CPU: optimising it costs more than it saves.
@@ -146,7 +164,10 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
     Returns the last logged train metrics and the final eval metrics, with `step`.
     """
     # --- Devices, input info, model, optimiser, abstract state -------------------------
-    info, mesh, total_steps, schedule, tx, make_state, abstract, shardings, graphs = build(config)
+    setup = build(config)
+    info, mesh, total_steps, abstract, shardings = (
+        setup.info, setup.mesh, setup.total_steps, setup.abstract, setup.shardings
+    )  # fmt: skip
     console(
         f"{config.model} on {config.dataset} ({info.num_train} train / {info.num_eval} eval, "
         f"{info.num_classes} classes); {jax.device_count()} devices, mesh {dict(mesh.shape)}, "
@@ -163,7 +184,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
         console(f"resumed from {ckpt.directory}/{start_step}")
     else:
         start_step = 0
-        state = create_state(make_state, shardings)
+        state = create_state(setup.make_state, shardings)
         if config.init_from:
             state = init_from.load_model_weights(config, state, abstract, info.num_classes)
     log_parameter_overview(state["params"])
@@ -175,13 +196,13 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
     # Called under the mesh, so MoE layers see the `expert` axis when they are traced.
     replicated = sharding.replicated(mesh)
     train_step = jax.jit(
-        make_train_step(config, graphs, tx, schedule, info.num_classes),
+        make_train_step(config, setup.graphs, setup.tx, setup.schedule, info.num_classes),
         in_shardings=(shardings, sharding.batch_sharding(mesh)),
         out_shardings=(shardings, replicated, replicated),
         donate_argnums=(0,),
     )
     train_step = sharding.under_mesh(train_step, mesh)
-    eval_step = eval_step_under(graphs, mesh)
+    eval_step = eval_step_under(setup.graphs, mesh)
     # --- Loop ---------------------------------------------------------------------------
     writer = MetricWriter(workdir, resume_step=start_step if restored else None)
     progress = Progress(start_step, total_steps, config.batch_size)
@@ -236,21 +257,21 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
 def evaluate_only(config: Any, workdir: str) -> dict[str, float]:
     """`--mode=eval`: evaluates `config.init_from` (our checkpoint or official weights),
     or else the latest checkpoint in `workdir`."""
-    info, mesh, _, _, _, make_state, abstract, shardings, graphs = build(config)
-    state = create_state(make_state, shardings)
+    setup = build(config)
+    state = create_state(setup.make_state, setup.shardings)
     if config.init_from:
-        state = init_from.load_model_weights(config, state, abstract, info.num_classes)
+        state = init_from.load_model_weights(config, state, setup.abstract, setup.info.num_classes)
         source = config.init_from
     else:
         # Read-only: the workdir may belong to a run training right now, whose save in
         # flight (a temporary step directory) a writing Checkpointer would clean up.
         with checkpoint.Checkpointer(workdir, async_save=False, read_only=True) as ckpt:
-            restored = ckpt.restore(abstract)
+            restored = ckpt.restore(setup.abstract)
         if restored is None:
             raise ConfigError(
                 f"--mode=eval needs config.init_from or a checkpoint in {workdir}; found none."
             )
         state, source = restored[1], f"{workdir} step {restored[0]}"
-    scalars = evaluate(config, eval_step_under(graphs, mesh), state, mesh)
+    scalars = evaluate(config, eval_step_under(setup.graphs, setup.mesh), state, setup.mesh)
     console(f"{source}: " + eval_line(int(state["step"]), scalars))
     return scalars

@@ -66,9 +66,11 @@ def test_train_step_adds_the_weighted_moe_aux_loss(demo_data_dir):
     for weight in (0.0, 100.0):
         config = short_demo_config("sparse_mlp", demo_data_dir)
         config.aux_loss_weight = weight
-        info, _, _, schedule, tx, make_state, _, _, graphs = build(config)
-        step = jax.jit(make_train_step(config, graphs, tx, schedule, info.num_classes))
-        _, metrics, _ = step(make_state(), batch)
+        setup = build(config)
+        step = jax.jit(
+            make_train_step(config, setup.graphs, setup.tx, setup.schedule, setup.info.num_classes)
+        )
+        _, metrics, _ = step(setup.make_state(), batch)
         losses[weight] = float(metrics.compute()["loss"])
     # 100 x a load-balancing loss of random routers is far above float noise.
     assert losses[100.0] - losses[0.0] > 1e-3, losses

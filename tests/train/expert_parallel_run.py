@@ -34,7 +34,7 @@ def main() -> None:
 
     def spy_build(config):
         built = build(config)
-        seen["abstract"] = built[6]
+        seen["abstract"] = built.abstract
         return built
 
     def spy_create_state(make_state, shardings):

@@ -166,7 +166,10 @@ def test_init_from_checkpoint_with_another_class_count(demo_run, demo_data_dir, 
         eval_batch_size=6,
         **{"input.eval_split": "val"},
     )
-    info, _, _, _, _, make_state, abstract, shardings, _ = trainer.build(config)
+    setup = trainer.build(config)
+    info, make_state, abstract, shardings = (
+        setup.info, setup.make_state, setup.abstract, setup.shardings
+    )  # fmt: skip
     assert info.num_classes == 3
     fresh = trainer.create_state(make_state, shardings)
     state = init_from.load_model_weights(config, fresh, abstract, info.num_classes)

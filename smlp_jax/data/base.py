@@ -1,0 +1,44 @@
+"""The data side's shared types: its error, what a dataset tells the trainer, the source
+protocol, and where tfds data lives. Every other data module imports from here."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Protocol
+
+FOLDER_PREFIX = "folder:"
+DEMO_NAME = "demo"
+
+
+class DataError(ValueError):
+    """A dataset cannot be used as configured; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What the trainer needs to know about a dataset (this process sees all of it)."""
+
+    name: str
+    num_classes: int
+    num_train: int
+    num_eval: int
+
+
+class ImageSource(Protocol):
+    """Random access to encoded images; picklable so grain workers can read from it."""
+
+    name: str
+    num_classes: int
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[bytes, int, str]: ...
+
+
+def resolve_data_dir(data_dir: str | None) -> str:
+    """config.data_dir, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    if data_dir:
+        return os.path.expanduser(str(data_dir))
+    env = os.environ.get("TFDS_DATA_DIR")
+    return os.path.expanduser(env) if env else os.path.expanduser("~/tensorflow_datasets")
