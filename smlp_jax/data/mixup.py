@@ -132,8 +132,8 @@ def mixup_cutmix(
     groups: int = 1,
 ) -> tuple[jax.Array, jax.Array]:
     """(B, H, W, C) images, (B,) labels -> mixed images (same dtype), (B, num_classes)
-        float32 targets. The hyper-parameters are static Python numbers; with both alphas 0 (or
-        prob 0) the images come back unchanged with smoothed one-hot targets. `groups`: the
+    float32 targets. The hyper-parameters are static Python numbers; with both alphas 0 (or
+    prob 0) the images come back unchanged with smoothed one-hot targets. `groups`: the
     batch's parts for `mode="big_vision"` (see `big_vision_mixup`)."""
     if mode not in MODES:
         raise ValueError(f"config.mixup.mode={mode!r}; use one of {', '.join(MODES)}.")
