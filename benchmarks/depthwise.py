@@ -10,15 +10,17 @@ activations at 224 px, batch 8), for each kernel size k. Per implementation:
   max err    largest |kernel gradient - the first implementation's| / its max |.|: a check
 
 Implementations:
-  shift      `layers.depthwise_conv2d`: k*k shifted multiply-adds with a hand-written VJP
+  shift      `depthwise.shifted_conv2d`: k*k shifted multiply-adds with a hand-written VJP
              (what `DepthwiseConv(impl="auto")` runs on CPU)
   shift_unchunked  the same, its kernel gradient one tap at a time over the whole batch
-             (no image chunks: the form before the seventh round of benchmarks/README.md)
-  shift_unstored   the same, its output not stored (XLA CPU may recompute it in each
-             consumer: the form before the seventh round)
-  autodiff   the same shifted sum differentiated by JAX: the model's form until the VJP
-             (XLA stores one shifted input copy per tap for the backward)
-  xla        `lax.conv_general_dilated(feature_group_count=C)` (what "auto" runs off CPU)
+             (`chunk_bytes` unbounded: the form before the seventh round of
+             benchmarks/README.md)
+  shift_unstored   the same, its output not stored (`xla_cpu.options(depthwise_output=False)`:
+             XLA CPU may recompute it in each consumer; the form before the seventh round)
+  autodiff   the same shifted sum differentiated by JAX (`custom_vjp=False`): the model's
+             form until the VJP (XLA stores one shifted input copy per tap for the backward)
+  xla        `depthwise.xla_conv2d`, `lax.conv_general_dilated(feature_group_count=C)`
+             (what "auto" runs off CPU)
   torch      `nn.Conv2d(groups=C)` eager on NCHW, forward under `inference_mode` and
              `backward()` for train (only when torch is installed; no XLA memory column)
 
@@ -47,20 +49,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from throughput import machine_header  # noqa: E402
 
-from smlp_jax.models.layers import (  # noqa: E402
-    _shifted_depthwise,
-    depthwise_conv2d,
-    shifted_depthwise_with_vjp,
-    xla_depthwise_conv2d,
-)
+from smlp_jax.models import depthwise, xla_cpu  # noqa: E402
 
+# impl -> (convolution, the xla_cpu switches it is traced under)
 JAX_IMPLS = {
-    "shift": depthwise_conv2d,
+    "shift": (depthwise.shifted_conv2d, {}),
     # the forms before the seventh round of benchmarks/README.md
-    "shift_unchunked": shifted_depthwise_with_vjp(chunk_bytes=1 << 62),
-    "shift_unstored": shifted_depthwise_with_vjp(store_output=False),
-    "autodiff": _shifted_depthwise,
-    "xla": xla_depthwise_conv2d,
+    "shift_unchunked": (
+        lambda x, k: depthwise.shifted_conv2d(x, k, chunk_bytes=1 << 62),
+        {},
+    ),
+    "shift_unstored": (depthwise.shifted_conv2d, {"depthwise_output": False}),
+    "autodiff": (lambda x, k: depthwise.shifted_conv2d(x, k, custom_vjp=False), {}),
+    "xla": (depthwise.xla_conv2d, {}),
 }
 
 
@@ -76,7 +77,7 @@ def _median_ms(fn, repeats: int) -> float:
 
 
 def jax_row(impl: str, x, kernels, repeats: int):
-    conv = JAX_IMPLS[impl]
+    conv, switches = JAX_IMPLS[impl]
 
     def forward(kernels, x):
         for kernel in kernels:
@@ -86,8 +87,9 @@ def jax_row(impl: str, x, kernels, repeats: int):
     def loss(kernels, x):
         return jnp.mean(forward(kernels, x) ** 2)
 
-    fwd = jax.jit(forward).lower(kernels, x).compile()
-    train = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(kernels, x).compile()
+    with xla_cpu.options(**switches):  # read when traced, so only lowering needs it
+        fwd = jax.jit(forward).lower(kernels, x).compile()
+        train = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(kernels, x).compile()
     mib = train.memory_analysis().temp_size_in_bytes / 2**20
     fwd_ms = _median_ms(lambda: fwd(kernels, x), repeats)
     train_ms = _median_ms(lambda: train(kernels, x), repeats)

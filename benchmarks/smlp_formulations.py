@@ -1,7 +1,9 @@
 """sMLPNet formulations side by side: which way of writing the token mixing is fastest.
 
-Each variant swaps one piece of `smlp_jax.models.smlpnet` (or the shared depthwise conv /
-BatchNorm) for an equivalent formulation, only while its program is traced; every
+Each variant replaces one piece of `smlp_jax.models.smlpnet` (or the shared depthwise conv /
+BatchNorm) by an equivalent formulation in this benchmark's own copy of the model: a
+subclass of the class it replaces, a documented constructor option, or an
+`xla_cpu.options` switch while it is traced (nothing in the library is patched); every
 variant is checked to give the same logits as the model as written (to 1e-4), then all
 are timed in interleaved rounds (median shown), so load drift on the machine hits every
 variant alike. What is kept in the model is the fastest, and `benchmarks/README.md`
@@ -24,12 +26,13 @@ whose ratio to `model` shows how far apart two identical programs measure):
   gelu_erfc        exact GELU as `jax.nn.gelu(approximate=False)` (an erfc form) instead of
                    the model's 0.5 x (1 + erf(x / sqrt 2)) (the model had it until measured)
   dw_autodiff      the shifted multiply-add depthwise conv differentiated by JAX, as the
-                   model had it before `layers.depthwise_conv2d`'s hand-written VJP
+                   model had it before `depthwise.shifted_conv2d`'s hand-written VJP
   block_remat      `nnx.remat` (jax.checkpoint) on each block: the backward recomputes the
                    block's forward from its input instead of reading stored activations
   block_remat_dots the same with matmul outputs saved (only elementwise work recomputed)
-  no_store_grad    without `layers.store_grad` on the residual inputs (the model until it
-                   was measured: XLA CPU then recomputes the residual cotangent chain)
+  no_store_grad    `xla_cpu.options(residual_grad=False)`: no stored cotangent on the
+                   residual inputs (the model until it was measured: XLA CPU then
+                   recomputes the residual cotangent chain)
   bn_affine        eval BatchNorm as a precomputed per-channel scale and shift (the BN
                    folding that sMLPNet's BN -> GELU order allows; eval only)
   gelu_vjp         GELU with a hand-written VJP: only its input is kept, and the backward
@@ -48,7 +51,7 @@ whose ratio to `model` shows how far apart two identical programs measure):
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import os
 import statistics
 import sys
@@ -64,81 +67,66 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from throughput import JaxBench, hyperparameters  # noqa: E402
 
-from smlp_jax.models import layers, smlpnet  # noqa: E402
+from smlp_jax.models import depthwise, layers, smlpnet, xla_cpu  # noqa: E402
 from smlp_jax.tools import hugepages  # noqa: E402
 
 # ----------------------------------------------------------------- the formulations
+# Each alternative is a subclass of the model class it replaces, with the alternative
+# `__call__`; a variant swaps the class of that class's instances in this benchmark's own
+# copy of the model (`edited_graphdef`), sets documented constructor options on them
+# (`DepthwiseConv.impl`), or traces under `xla_cpu.options(...)`. Nothing global changes.
 
 
-def _depthwise_with(conv):
-    """A DepthwiseConv.__call__ that computes with `conv(x, kernel (k, k, C))`."""
-
-    def call(self, x):
+class SplitFuse(smlpnet.SMLP):
+    def __call__(self, x):
+        c = self.channels
+        k = self.fuse.kernel[...].astype(self.dtype)
         x = x.astype(self.dtype)
-        with jax.named_scope("depthwise_conv"):
-            y = conv(x, self.kernel[...].astype(self.dtype)[:, :, 0, :])
-        return y if self.bias is None else y + self.bias[...]
-
-    return call
+        y = jnp.dot(x, k[:c])
+        y = y + jnp.dot(self.mix_w(x), k[c : 2 * c])
+        return y + jnp.dot(self.mix_h(x), k[2 * c :])
 
 
-def split_fuse(self, x):
-    c = self.channels
-    k = self.fuse.kernel[...].astype(self.dtype)
-    x = x.astype(self.dtype)
-    y = jnp.dot(x, k[:c])
-    y = y + jnp.dot(self.mix_w(x), k[c : 2 * c])
-    return y + jnp.dot(self.mix_h(x), k[2 * c :])
+class TransposeDense(smlpnet.AxialLinear):
+    def __call__(self, x):
+        kernel = self.kernel[...].astype(self.dtype)
+        bias = self.bias[...].astype(self.dtype)
+        x = jnp.moveaxis(x.astype(self.dtype), self.axis, -1)  # (B, ., C, N) with N last
+        y = jnp.matmul(x, kernel) + bias
+        return jnp.moveaxis(y, -1, self.axis)
 
 
-def transpose_dense(self, x):
-    kernel = self.kernel[...].astype(self.dtype)
-    bias = self.bias[...].astype(self.dtype)
-    x = jnp.moveaxis(x.astype(self.dtype), self.axis, -1)  # (B, ., C, N) with N last
-    y = jnp.matmul(x, kernel) + bias
-    return jnp.moveaxis(y, -1, self.axis)
+class FuseFirst(smlpnet.SMLP):
+    def __call__(self, x):
+        c = self.channels
+        x = x.astype(self.dtype)
+        kernel = self.fuse.kernel[...].astype(self.dtype)
+        z = jnp.dot(x, kernel.reshape(3, c, c).transpose(1, 0, 2).reshape(c, 3 * c))
+        z0, zw, zh = z[..., :c], z[..., c : 2 * c], z[..., 2 * c :]
+        # mix(x) @ K = mix(x @ K) except for the bias: bias[v] * sum_c K[c, :].
+        kw, kh = self.fuse.kernel[...][c : 2 * c], self.fuse.kernel[...][2 * c :]
+        bw = self.mix_w.bias[...][None, None, :, None] * kw.sum(0)
+        bh = self.mix_h.bias[...][None, :, None, None] * kh.sum(0)
+        yw = jnp.einsum("bhwc,wv->bhvc", zw, self.mix_w.kernel[...].astype(self.dtype)) + bw
+        yh = jnp.einsum("bhwc,hg->bgwc", zh, self.mix_h.kernel[...].astype(self.dtype)) + bh
+        return z0 + yw + yh
 
 
-def fuse_first(self, x):
-    c = self.channels
-    x = x.astype(self.dtype)
-    z = jnp.dot(
-        x,
-        self.fuse.kernel[...]
-        .astype(self.dtype)
-        .reshape(3, c, c)
-        .transpose(1, 0, 2)
-        .reshape(c, 3 * c),
-    )
-    z0, zw, zh = z[..., :c], z[..., c : 2 * c], z[..., 2 * c :]
-    # mix(x) @ K = mix(x @ K) except for the bias: bias[v] * sum_c K[c, :].
-    kw, kh = self.fuse.kernel[...][c : 2 * c], self.fuse.kernel[...][2 * c :]
-    bw = self.mix_w.bias[...][None, None, :, None] * kw.sum(0)
-    bh = self.mix_h.bias[...][None, :, None, None] * kh.sum(0)
-    yw = jnp.einsum("bhwc,wv->bhvc", zw, self.mix_w.kernel[...].astype(self.dtype)) + bw
-    yh = jnp.einsum("bhwc,hg->bgwc", zh, self.mix_h.kernel[...].astype(self.dtype)) + bh
-    return z0 + yw + yh
+class BNAffine(layers.BatchNorm):
+    def __call__(self, x):
+        if not self.use_running_average:
+            return super().__call__(x)
+        inv = jax.lax.rsqrt(self.var[...] + self.epsilon) * self.scale[...]
+        shift = self.bias[...] - self.mean[...] * inv
+        return (x.astype(jnp.float32) * inv + shift).astype(self.dtype)
 
 
-_original_bn = layers.BatchNorm.__call__
-
-
-def bn_affine(self, x):
-    if not self.use_running_average:
-        return _original_bn(self, x)
-    inv = jax.lax.rsqrt(self.var[...] + self.epsilon) * self.scale[...]
-    shift = self.bias[...] - self.mean[...] * inv
-    return (x.astype(jnp.float32) * inv + shift).astype(self.dtype)
-
-
-_original_block = smlpnet.SMLPBlock.__call__
-
-
-def block_barrier(self, x):
+class BlockBarrier(smlpnet.SMLPBlock):
     # Materialise each block's output (and, by its transpose rule, the residual stream's
     # cotangent in the backward pass) so XLA cannot fuse a chain of residual adds into
     # every consumer and recompute it there.
-    return jax.lax.optimization_barrier(_original_block(self, x))
+    def __call__(self, x):
+        return jax.lax.optimization_barrier(super().__call__(x))
 
 
 @jax.custom_vjp
@@ -146,50 +134,48 @@ def _grad_barrier(x):
     return x
 
 
-def _grad_barrier_fwd(x):
-    return x, None
+_grad_barrier.defvjp(lambda x: (x, None), lambda _, g: (jax.lax.optimization_barrier(g),))
 
 
-def _grad_barrier_bwd(_, g):
-    return (jax.lax.optimization_barrier(g),)
-
-
-_grad_barrier.defvjp(_grad_barrier_fwd, _grad_barrier_bwd)
-
-
-def grad_barrier(self, x):
+class GradBarrier(smlpnet.SMLPBlock):
     # Identity forward; the backward materialises the residual stream's cotangent at
-    # every block boundary, so XLA cannot fuse the chain of cotangent adds of later
-    # blocks into each consumer (a weight-gradient transpose) and recompute it there.
-    return _original_block(self, _grad_barrier(x))
+    # every block boundary with `optimization_barrier` (what `xla_cpu.store_grad` does
+    # with a conditional).
+    def __call__(self, x):
+        return super().__call__(_grad_barrier(x))
 
 
-def block_remat(self, x):
+class BlockRemat(smlpnet.SMLPBlock):
     # jax.checkpoint on each block: only its input is kept for the backward, everything
     # inside is recomputed there (less memory traffic for more compute).
-    return nnx.remat(_original_block)(self, x)
+    def __call__(self, x):
+        return nnx.remat(smlpnet.SMLPBlock.__call__)(self, x)
 
 
-def block_remat_dots(self, x):
+class BlockRematDots(smlpnet.SMLPBlock):
     # The same, but matmul outputs are kept: only the elementwise work is recomputed.
-    policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
-    return nnx.remat(_original_block, policy=policy)(self, x)
+    def __call__(self, x):
+        policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+        return nnx.remat(smlpnet.SMLPBlock.__call__, policy=policy)(self, x)
+
+
+class DepthwiseAutodiff(layers.DepthwiseConv):
+    # The shifted sum left to JAX's autodiff, as the model had it before the VJP.
+    def __call__(self, x):
+        x = x.astype(self.dtype)
+        kernel = self.kernel[...].astype(self.dtype)[:, :, 0, :]
+        with jax.named_scope("depthwise_conv"):
+            y = depthwise.shifted_conv2d(x, kernel, custom_vjp=False)
+        return y if self.bias is None else y + self.bias[...]
 
 
 def _erfc_gelu(x):
     return jax.nn.gelu(x, approximate=False)
 
 
-_exact_gelu = layers.gelu  # (`patched` rebinds layers.gelu to the variant)
-
-
 @jax.custom_vjp
 def _gelu_vjp(x):
-    return _exact_gelu(x)
-
-
-def _gelu_vjp_fwd(x):
-    return _exact_gelu(x), x
+    return layers.gelu(x)
 
 
 def _gelu_vjp_bwd(x, g):
@@ -199,12 +185,23 @@ def _gelu_vjp_bwd(x, g):
     return (g * (cdf + x * pdf),)
 
 
-_gelu_vjp.defvjp(_gelu_vjp_fwd, _gelu_vjp_bwd)
+_gelu_vjp.defvjp(lambda x: (layers.gelu(x), x), _gelu_vjp_bwd)
 
 
-@jax.custom_vjp
-def _bn_train(x, scale, bias):
-    return _bn_train_fwd(x, scale, bias)[0]
+def _with_gelu(act) -> dict:
+    """The two classes that call GELU in sMLPNet (its token mixing, the channel MLP), with
+    `act` in its place."""
+
+    class TokenMixing(smlpnet.TokenMixing):
+        def __call__(self, x):
+            x = self.dw_conv(act(self.dw_norm(x)))
+            return self.smlp(act(self.smlp_norm(x)))
+
+    class Mlp(layers.Mlp):
+        def __call__(self, x):
+            return self.fc2(act(self.fc1(x)))
+
+    return {smlpnet.TokenMixing: TokenMixing, layers.Mlp: Mlp}
 
 
 _BN_EPS = 1e-5
@@ -226,6 +223,11 @@ def _bn_train_fwd(x, scale, bias):
     return (y, mean, var), (x, mean, inv, scale)
 
 
+@jax.custom_vjp
+def _bn_train(x, scale, bias):
+    return _bn_train_fwd(x, scale, bias)[0]
+
+
 def _bn_train_bwd(res, cts):
     x, mean, inv, scale = res
     g = cts[0]
@@ -241,19 +243,17 @@ def _bn_train_bwd(res, cts):
 _bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
 
 
-def bn_vjp(self, x):
-    if self.use_running_average:
-        return _original_bn(self, x)
-    y, mean, var = _bn_train(x.astype(jnp.float32), self.scale[...], self.bias[...])
-    mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
-    n = x.size // x.shape[-1]
-    m = self.momentum
-    self.mean[...] = (1 - m) * self.mean[...] + m * mean
-    self.var[...] = (1 - m) * self.var[...] + m * var * (n / max(n - 1, 1))
-    return y.astype(self.dtype)
-
-
-_original_bn = layers.BatchNorm.__call__
+class BNVjp(layers.BatchNorm):
+    def __call__(self, x):
+        if self.use_running_average:
+            return super().__call__(x)
+        y, mean, var = _bn_train(x.astype(jnp.float32), self.scale[...], self.bias[...])
+        mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
+        n = x.size // x.shape[-1]
+        m = self.momentum
+        self.mean[...] = (1 - m) * self.mean[...] + m * mean
+        self.var[...] = (1 - m) * self.var[...] + m * var * (n / max(n - 1, 1))
+        return y.astype(self.dtype)
 
 
 @jax.custom_vjp
@@ -261,10 +261,6 @@ def _mix_middle(x, kernel):
     """`(N, n, M) -> (N, n, M)`: out[i, v, m] = sum_n x[i, n, m] K[n, v] (an axial mix with the
     other axes folded into N and M, which reshapes of a (B, H, W, C) tensor give for free)."""
     return jnp.einsum("inm,nv->ivm", x, kernel)
-
-
-def _mix_middle_fwd(x, kernel):
-    return _mix_middle(x, kernel), (x, kernel)
 
 
 def _mix_middle_bwd(res, g):
@@ -275,76 +271,78 @@ def _mix_middle_bwd(res, g):
     return dx, dk
 
 
-_mix_middle.defvjp(_mix_middle_fwd, _mix_middle_bwd)
+_mix_middle.defvjp(lambda x, k: (_mix_middle(x, k), (x, k)), _mix_middle_bwd)
 
 
-def axial_vjp(self, x):
-    kernel = self.kernel[...].astype(self.dtype)
-    bias = self.bias[...].astype(self.dtype)
-    x = x.astype(self.dtype)
-    b, h, w, c = x.shape
-    if self.axis == 2:  # rows of the batch as N, channels as M
-        y = _mix_middle(x.reshape(b * h, w, c), kernel).reshape(x.shape)
-        return y + bias[None, None, :, None]
-    y = _mix_middle(x.reshape(b, h, w * c), kernel).reshape(x.shape)  # the batch as N
-    return y + bias[None, :, None, None]
+class AxialVjp(smlpnet.AxialLinear):
+    def __call__(self, x):
+        kernel = self.kernel[...].astype(self.dtype)
+        bias = self.bias[...].astype(self.dtype)
+        x = x.astype(self.dtype)
+        b, h, w, c = x.shape
+        if self.axis == 2:  # rows of the batch as N, channels as M
+            y = _mix_middle(x.reshape(b * h, w, c), kernel).reshape(x.shape)
+            return y + bias[None, None, :, None]
+        y = _mix_middle(x.reshape(b, h, w * c), kernel).reshape(x.shape)  # the batch as N
+        return y + bias[None, :, None, None]
 
 
-PATCHES = {
-    "model": [],
-    "control": [],  # the model again, compiled separately: the noise floor of the method
-    "grouped_conv": [(layers.DepthwiseConv, _depthwise_with(layers.xla_depthwise_conv2d))],
-    "split_fuse": [(smlpnet.SparseMLP, split_fuse)],
-    "transpose_dense": [(smlpnet.AxialLinear, transpose_dense)],
-    "fuse_first": [(smlpnet.SparseMLP, fuse_first)],
-    "bn_affine": [(layers.BatchNorm, bn_affine)],
-    "block_barrier": [(smlpnet.SMLPBlock, block_barrier)],
-    "grad_barrier": [(smlpnet.SMLPBlock, grad_barrier)],
-    "gelu_erfc": [],  # module functions, patched in `patched`
-    "no_store_grad": [],
-    # the shifted sum left to JAX's autodiff, as the model had it before the VJP
-    "dw_autodiff": [(layers.DepthwiseConv, _depthwise_with(layers._shifted_depthwise))],
-    "block_remat": [(smlpnet.SMLPBlock, block_remat)],
-    "block_remat_dots": [(smlpnet.SMLPBlock, block_remat_dots)],
-    "gelu_vjp": [],  # module functions, patched in `patched`
-    "bn_vjp": [(layers.BatchNorm, bn_vjp)],
-    "bn_gelu_vjp": [(layers.BatchNorm, bn_vjp)],
-    "axial_vjp": [(smlpnet.AxialLinear, axial_vjp)],
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """classes: model class -> the subclass its instances become; options: model class ->
+    constructor options set on its instances; xla_cpu: `xla_cpu.options` when traced."""
+
+    classes: dict = dataclasses.field(default_factory=dict)
+    options: dict = dataclasses.field(default_factory=dict)
+    xla_cpu: dict = dataclasses.field(default_factory=dict)
+
+
+VARIANTS = {
+    "model": Variant(),
+    "control": Variant(),  # the model again, compiled separately: the method's noise floor
+    "grouped_conv": Variant(options={layers.DepthwiseConv: {"impl": "xla"}}),
+    "split_fuse": Variant({smlpnet.SMLP: SplitFuse}),
+    "transpose_dense": Variant({smlpnet.AxialLinear: TransposeDense}),
+    "fuse_first": Variant({smlpnet.SMLP: FuseFirst}),
+    "bn_affine": Variant({layers.BatchNorm: BNAffine}),
+    "block_barrier": Variant({smlpnet.SMLPBlock: BlockBarrier}),
+    "grad_barrier": Variant({smlpnet.SMLPBlock: GradBarrier}),
+    "gelu_erfc": Variant(_with_gelu(_erfc_gelu)),
+    "no_store_grad": Variant(xla_cpu={"residual_grad": False}),
+    "dw_autodiff": Variant({layers.DepthwiseConv: DepthwiseAutodiff}),
+    "block_remat": Variant({smlpnet.SMLPBlock: BlockRemat}),
+    "block_remat_dots": Variant({smlpnet.SMLPBlock: BlockRematDots}),
+    "gelu_vjp": Variant(_with_gelu(_gelu_vjp)),
+    "bn_vjp": Variant({layers.BatchNorm: BNVjp}),
+    "bn_gelu_vjp": Variant({layers.BatchNorm: BNVjp, **_with_gelu(_gelu_vjp)}),
+    "axial_vjp": Variant({smlpnet.AxialLinear: AxialVjp}),
 }
 
 
-@contextlib.contextmanager
-def patched(variant: str):
-    saved = [(cls, cls.__call__) for cls, _ in PATCHES[variant]]
-    saved_gelu = (layers.gelu, smlpnet.gelu)
-    saved_store_grad = smlpnet.store_grad
-    try:
-        for cls, fn in PATCHES[variant]:
-            cls.__call__ = fn
-        if variant == "gelu_erfc":
-            layers.gelu = smlpnet.gelu = _erfc_gelu
-        if variant in ("gelu_vjp", "bn_gelu_vjp"):
-            layers.gelu = smlpnet.gelu = _gelu_vjp
-        if variant == "no_store_grad":
-            smlpnet.store_grad = lambda x: x
-        yield
-    finally:
-        for cls, fn in saved:
-            cls.__call__ = fn
-        layers.gelu, smlpnet.gelu = saved_gelu
-        smlpnet.store_grad = saved_store_grad
+def edited_graphdef(graphdef, states, variant: Variant, *filters):
+    """The graph of `nnx.merge(graphdef, *states)` with `variant`'s classes and options
+    applied to its modules (the states' structure is unchanged, so they still fit)."""
+    model = nnx.merge(graphdef, *states)
+    for _, node in nnx.iter_graph(model):
+        cls = type(node)
+        for key, value in variant.options.get(cls, {}).items():
+            setattr(node, key, value)
+        if cls in variant.classes:
+            node.__class__ = variant.classes[cls]
+    return nnx.split(model, *filters)[0]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="smlpnet_t")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--variants", nargs="+", default=list(PATCHES))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-train", action="store_true", help="forward only")
     p.add_argument("--fwd-iters", type=int, default=3, help="forward calls per timed round")
-    args = p.parse_args()
+    p.add_argument("--tiny", action="store_true", help="tiny hyperparameters (a smoke run)")
+    args = p.parse_args(argv)
     print(
         f"# {args.model} at {args.image_size}, batch {args.batch}; jax {jax.__version__}, "
         f"{jax.devices()[0].device_kind}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
@@ -352,18 +350,24 @@ def main() -> None:
 
     # The throughput harness's programs (eval forward; jitted AdamW train step, donated);
     # `compile` traces afresh, so each variant is traced with its patch in place.
-    _, hp = hyperparameters(args.model, tiny=False)
+    _, hp = hyperparameters(args.model, tiny=args.tiny)
     bench = JaxBench(args.model, hp, args.image_size, args.batch, num_classes=1000)
     eval_state, images, labels = bench.eval_state, bench.images, bench.labels
-    compiled, compile_s, train_mib, states, reference = {}, {}, {}, {}, None
+    compiled, compile_s, train_mib, states, reference, errors = {}, {}, {}, {}, None, {}
+    pristine = bench.graphdef, bench.eval_graphdef
+    train_states = bench.train_state[:2]
     for v in args.variants:
-        with patched(v):
+        variant = VARIANTS[v]
+        bench.graphdef = edited_graphdef(pristine[0], train_states, variant, nnx.Param, ...)
+        bench.eval_graphdef = edited_graphdef(pristine[1], (eval_state,), variant)
+        with xla_cpu.options(**variant.xla_cpu):
             bench.compile(train=not args.no_train and v != "bn_affine")
         logits = np.asarray(bench.fwd(eval_state, images))
         if reference is None:
             reference = logits
         err = float(np.max(np.abs(logits - reference)))
         assert err < 1e-3 * max(1.0, float(np.max(np.abs(reference)))), (v, err)
+        errors[v] = err
         compiled[v] = (bench.fwd, bench.step)
         compile_s[v] = (bench.compile_fwd_s, bench.compile_train_s)
         train_mib[v] = bench.xla_train_mib if bench.step else float("nan")
@@ -416,6 +420,8 @@ def main() -> None:
             f"| {v} | {' | '.join(cells)} | {compile_s[v][0]:.0f} / {compile_s[v][1]:.0f} "
             f"| {train_mib[v]:.0f} |"
         )
+
+    return errors
 
 
 if __name__ == "__main__":

@@ -254,7 +254,7 @@ class JaxBench:
     def compile(self, train: bool = True) -> None:
         """Lowers and compiles the forward (`self.fwd`) and, with `train`, the train step
         (`self.step`). Each call traces afresh (new function objects), so a caller may
-        compile again after patching the model's code (benchmarks/smlp_formulations.py)."""
+        compile again with another `graphdef` (benchmarks/smlp_formulations.py)."""
         graphdef, eval_graphdef, tx = self.graphdef, self.eval_graphdef, self.tx
 
         def forward(state, images):

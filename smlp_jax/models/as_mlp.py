@@ -32,7 +32,7 @@ from smlp_jax.models.layers import (
     PatchConv,
     drop_path_rates,
     gelu,
-    store_grad,
+    residual,
     trunc_normal_init,
 )
 from smlp_jax.models.registry import register_model
@@ -137,10 +137,8 @@ class AxialShiftedBlock(nnx.Module):
         self.drop_path = DropPath(drop_path, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
-        x = store_grad(x)  # see layers.store_grad: the residual cotangent, stored once
-        x = x + self.drop_path(self.axial_shift(self.norm1(x)))
-        x = store_grad(x)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = residual(x, lambda y: self.axial_shift(self.norm1(y)), self.drop_path)
+        return residual(x, lambda y: self.mlp(self.norm2(y)), self.drop_path)
 
 
 class PatchMerging(nnx.Module):

@@ -36,7 +36,7 @@ from smlp_jax.models.layers import (
     PatchConv,
     check_input,
     drop_path_rates,
-    store_grad,
+    residual,
     trunc_normal_init,
 )
 from smlp_jax.models.registry import register_model
@@ -177,10 +177,8 @@ class VisionBlock(nnx.Module):
         self.skip_lam = skip_lam
 
     def __call__(self, x: Array) -> Array:
-        x = store_grad(x)  # see layers.store_grad: the residual cotangent, stored once
-        x = x + self.drop_path(self.attn(self.norm1(x))) / self.skip_lam
-        x = store_grad(x)
-        return x + self.drop_path(self.mlp(self.norm2(x))) / self.skip_lam
+        x = residual(x, lambda y: self.attn(self.norm1(y)), self.drop_path, self.skip_lam)
+        return residual(x, lambda y: self.mlp(self.norm2(y)), self.drop_path, self.skip_lam)
 
 
 class DynaMixer(nnx.Module):

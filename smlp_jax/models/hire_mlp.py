@@ -38,7 +38,7 @@ from smlp_jax.models.layers import (
     Linear,
     Mlp,
     drop_path_rates,
-    store_grad,
+    residual,
     trunc_normal_init,
 )
 from smlp_jax.models.registry import register_model
@@ -188,10 +188,8 @@ class HireBlock(nnx.Module):
         self.drop_path = DropPath(drop_path, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
-        x = store_grad(x)  # see layers.store_grad: the residual cotangent, stored once
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        x = store_grad(x)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = residual(x, lambda y: self.attn(self.norm1(y)), self.drop_path)
+        return residual(x, lambda y: self.mlp(self.norm2(y)), self.drop_path)
 
 
 class HireMLPNet(nnx.Module):

@@ -28,7 +28,7 @@ from smlp_jax.models.layers import (
     PatchConv,
     check_input,
     drop_path_rates,
-    store_grad,
+    residual,
 )
 from smlp_jax.models.registry import register_model
 
@@ -96,12 +96,13 @@ class MixerBlock(nnx.Module):
         self.drop_path = DropPath(drop_path, ndim=3, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
-        x = store_grad(x)  # see layers.store_grad: the residual cotangent, stored once
+        x = residual(x, self.mix_tokens, self.drop_path)
+        return residual(x, lambda y: self.channel_mixing(self.norm2(y)), self.drop_path)
+
+    def mix_tokens(self, x: Array) -> Array:
+        """LayerNorm, then the token MLP over S for each channel: `(B, S, D) -> (B, S, D)`."""
         y = jnp.swapaxes(self.norm1(x), 1, 2)  # (B, D, S): the token MLP acts on S
-        y = jnp.swapaxes(self.token_mixing(y), 1, 2)
-        x = x + self.drop_path(y)
-        x = store_grad(x)
-        return x + self.drop_path(self.channel_mixing(self.norm2(x)))
+        return jnp.swapaxes(self.token_mixing(y), 1, 2)
 
 
 class MlpMixer(nnx.Module):

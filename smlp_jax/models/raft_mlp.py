@@ -46,7 +46,7 @@ from smlp_jax.models.layers import (
     Mlp,
     check_input,
     gelu,
-    store_grad,
+    residual,
 )
 from smlp_jax.models.registry import register_model
 
@@ -237,13 +237,10 @@ class RaftBlock(nnx.Module):
         size = x.shape[1:3]
         # Another grid only reaches here with resize_to_trained_grid (checked up front).
         x = resize_grid(x, *self.grid)
-        x = store_grad(x)  # see layers.store_grad: the residual cotangent, stored once
-        x = x + self.drop_path(self.vertical(x))
-        x = store_grad(x)
-        x = x + self.drop_path(self.horizontal(x))
+        x = residual(x, self.vertical, self.drop_path)
+        x = residual(x, self.horizontal, self.drop_path)
         x = resize_grid(x, *size)
-        x = store_grad(x)
-        return x + self.drop_path(self.channel_mlp(self.channel_norm(x)))
+        return residual(x, lambda y: self.channel_mlp(self.channel_norm(y)), self.drop_path)
 
 
 class RaftMLP(nnx.Module):

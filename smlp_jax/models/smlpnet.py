@@ -34,7 +34,7 @@ from smlp_jax.models.layers import (
     check_input,
     drop_path_rates,
     gelu,
-    store_grad,
+    residual,
     torch_uniform_init,
 )
 from smlp_jax.models.registry import register_model
@@ -75,14 +75,12 @@ class AxialLinear(nnx.Module):
         return jnp.einsum("bhwc,hg->bgwc", x, kernel) + bias[None, :, None, None]
 
 
-class SparseMLP(nnx.Module):
-    """sMLP: `(B, N, N, C) -> (B, N, N, C)`, fuse(concat[x, mix_W(x), mix_H(x)]).
+class SMLP(nnx.Module):
+    """The paper's sMLP module: `(B, N, N, C) -> (B, N, N, C)`,
+    fuse(concat[x, mix_W(x), mix_H(x)]).
 
-    The fuse is one `(B N N, 3C) @ (3C, C)` matmul over the concatenation, as the
-    official code does. Writing it as three accumulated `(C, C)` matmuls instead (no 3C-wide
-    tensor) measured 1.3x slower in the forward on CPU and no faster in training
-    (`benchmarks/smlp_formulations.py`; numbers in benchmarks/README.md): one GEMM with a
-    3C-deep contraction beats three C-deep ones.
+    The fuse is one `(B N N, 3C) @ (3C, C)` matmul over the concatenation, as the official
+    code does (faster on CPU than three `(C, C)` matmuls: benchmarks/README.md).
     """
 
     def __init__(self, grid: int, channels: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
@@ -104,7 +102,7 @@ class TokenMixing(nnx.Module):
         self.dw_norm = BatchNorm(channels, dtype=dtype)
         self.dw_conv = DepthwiseConv(channels, 3, dtype=dtype, rngs=rngs)
         self.smlp_norm = BatchNorm(channels, dtype=dtype)
-        self.smlp = SparseMLP(grid, channels, dtype=dtype, rngs=rngs)
+        self.smlp = SMLP(grid, channels, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
         x = self.dw_conv(gelu(self.dw_norm(x)))
@@ -140,10 +138,8 @@ class SMLPBlock(nnx.Module):
         self.drop_path = DropPath(drop_path, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
-        x = store_grad(x)  # see layers.store_grad: the residual cotangent, stored once
-        x = x + self.drop_path(self.token_mixing(x))
-        x = store_grad(x)
-        return x + self.drop_path(self.channel_mixing(x))
+        x = residual(x, self.token_mixing, self.drop_path)
+        return residual(x, self.channel_mixing, self.drop_path)
 
 
 class SMLPNet(nnx.Module):

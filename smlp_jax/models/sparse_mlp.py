@@ -50,7 +50,7 @@ from smlp_jax.models.layers import (
     PatchConv,
     check_input,
     drop_path_rates,
-    store_grad,
+    residual,
 )
 from smlp_jax.models.mixer import MixerBlock
 from smlp_jax.models.moe import MoeMlp
@@ -152,13 +152,15 @@ class SparseBlock(nnx.Module):
         self.drop_path = DropPath(drop_path, ndim=3, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
-        x = store_grad(x)  # see layers.store_grad: the residual cotangent, stored once
+        x = residual(x, self.mix_tokens, self.drop_path)
+        return residual(x, lambda y: self.channel_moe(self.norm2(y)), self.drop_path)
+
+    def mix_tokens(self, x: Array) -> Array:
+        """LayerNorm, token experts on the reduced representation, back: `(B, S, D) -> same`."""
         y = self.token_moe(self.represent_in(self.norm1(x)))  # (B, D', S')
         y = self.represent_out_tokens(y)  # (B, D', S)
         y = jnp.swapaxes(self.represent_out_channels(jnp.swapaxes(y, 1, 2)), 1, 2)  # (B, D, S)
-        x = x + self.drop_path(jnp.swapaxes(y, 1, 2))
-        x = store_grad(x)
-        return x + self.drop_path(self.channel_moe(self.norm2(x)))
+        return jnp.swapaxes(y, 1, 2)
 
 
 class SparseMLP(nnx.Module):

@@ -81,7 +81,7 @@ def count_macs(jaxpr, in_depthwise: bool = False) -> int:
             total += math.prod(eqn.outvars[0].aval.shape) * fan_in
         elif name == "mul" and scoped and not any(isinstance(v, Literal) for v in eqn.invars):
             # a tap multiplies an activation by a kernel weight; a multiply by a constant
-            # (`layers._stored`'s `t * 1.0`) is no MAC
+            # (`xla_cpu.stored`'s `t * 1.0`) is no MAC
             total += math.prod(eqn.outvars[0].aval.shape)
         for sub in _sub_jaxprs(eqn):
             total += count_macs(sub, scoped)

@@ -1,5 +1,5 @@
 """Smoke tests of the benchmark harnesses (benchmarks/throughput.py: a tiny model, batch 2;
-benchmarks/depthwise.py: a tiny stack).
+benchmarks/depthwise.py: a tiny stack; benchmarks/smlp_formulations.py: tiny sMLPNet).
 
 No timing assertions: speeds only have to be positive and finite. CI has no torch, so
 the PyTorch columns stay empty and say why; the full comparison is run by hand.
@@ -19,7 +19,10 @@ from tests.train.tiny import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import depthwise  # noqa: E402
+import smlp_formulations  # noqa: E402
 import throughput  # noqa: E402
+
+from smlp_jax.models import layers, smlpnet  # noqa: E402
 
 
 def test_every_family_has_tiny_hyperparameters_that_build():
@@ -163,3 +166,17 @@ def test_side_torch_without_torch_is_one_clear_line():
             throughput.main(["--side", "torch", "--models", "mixer_s16"])
     else:
         pytest.skip("torch is installed here: --side torch runs")
+
+
+def test_formulation_variants_are_built_in_the_benchmarks_own_model_copy(capsys):
+    """Each variant computes the model's logits, and the library's classes are left as
+    they were (variants swap classes of the benchmark's own instances, nothing global)."""
+    calls = (smlpnet.SMLP.__call__, layers.DepthwiseConv.__call__, layers.Mlp.__call__)
+    variants = ["model", "split_fuse", "grouped_conv", "gelu_vjp", "no_store_grad"]
+    argv = "--tiny --image-size 32 --batch 2 --repeats 1 --fwd-iters 1 --no-train"
+    errors = smlp_formulations.main([*argv.split(), "--variants", *variants])
+    assert sorted(errors) == sorted(variants)
+    assert max(errors.values()) < 1e-4, errors
+    assert (smlpnet.SMLP.__call__, layers.DepthwiseConv.__call__, layers.Mlp.__call__) == calls
+    table = capsys.readouterr().out
+    assert all(f"| {v} |" in table for v in variants)

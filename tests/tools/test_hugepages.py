@@ -28,6 +28,20 @@ def test_reexecutes_only_where_the_tunable_exists_and_is_not_set():
     assert "unavailable" in hugepages.why_not({}, **{**LINUX, "thp": None})
 
 
+def test_never_on_an_accelerator_host():
+    assert hugepages.accelerator({"JAX_PLATFORMS": "cuda,cpu"}) == "cuda"
+    assert hugepages.accelerator({"JAX_PLATFORMS": "tpu"}) == "tpu"
+    assert hugepages.accelerator({"JAX_PLATFORMS": "cpu"}) is None
+    assert "JAX runs on gpu" in hugepages.why_not({}, **LINUX, device="gpu")
+
+
+def test_an_accelerator_run_is_not_reexecuted():
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", hugepages.OPT_OUT)}
+    out = _run({**env, "JAX_PLATFORMS": "tpu"})  # only read here: jax is never imported
+    assert len([line for line in out if line.startswith("run ")]) == 1, out
+    assert "JAX runs on tpu" in out[-1], out
+
+
 def test_tunable_is_appended_to_the_users_tunables():
     assert hugepages.tunables_with_hugepages("") == "glibc.malloc.hugetlb=1"
     assert (
@@ -71,8 +85,9 @@ def _run(env):
 
 def test_reexec_runs_the_same_command_once_more_with_the_tunable():
     env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", hugepages.OPT_OUT)}
-    if hugepages.why_not(env, thp=hugepages.thp_mode()) is not None:
-        pytest.skip(f"no re-exec here: {hugepages.why_not(env, thp=hugepages.thp_mode())}")
+    reason = hugepages.why_not(env, thp=hugepages.thp_mode(), device=hugepages.accelerator(env))
+    if reason is not None:
+        pytest.skip(f"no re-exec here: {reason}")
     out = _run(env)
     runs = [line for line in out if line.startswith("run ")]
     assert len(runs) == 2 and len(set(runs)) == 1, out  # exec keeps the PID; ran twice

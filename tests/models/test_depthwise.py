@@ -1,5 +1,6 @@
-"""The shared depthwise convolution: its two implementations agree, values and
-gradients, and the shifted form's hand-written VJP keeps train-step memory small."""
+"""The depthwise convolution (`models/depthwise.py`): its two implementations agree, values
+and gradients; the shifted form's hand-written VJP keeps train-step memory small; and the
+XLA-CPU workarounds (`models/xla_cpu.py`) do what they are for, and only when switched on."""
 
 from __future__ import annotations
 
@@ -9,15 +10,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from smlp_jax.models.layers import (
-    DepthwiseConv,
-    _depthwise_kernel_grad,
-    _pad_same,
-    depthwise_conv2d,
-    shifted_depthwise_with_vjp,
-    store_grad,
-    xla_depthwise_conv2d,
-)
+from smlp_jax.models import depthwise, xla_cpu
+from smlp_jax.models.depthwise import shifted_conv2d, xla_conv2d
+from smlp_jax.models.layers import DepthwiseConv, DropPath, residual
+from smlp_jax.models.xla_cpu import store_grad
 
 
 @pytest.mark.parametrize("kernel_shape", [(4, 4), (3, 5)])  # even k; rectangular
@@ -28,8 +24,8 @@ def test_shifted_form_equals_grouped_convolution(kernel_shape):
     x = jax.random.normal(keys[0], (2, 9, 8, 5))
     kernel = jax.random.normal(keys[1], (*kernel_shape, 5))
     cotangent = jax.random.normal(keys[2], x.shape)
-    y, vjp = jax.vjp(depthwise_conv2d, x, kernel)
-    y_ref, vjp_ref = jax.vjp(xla_depthwise_conv2d, x, kernel)
+    y, vjp = jax.vjp(shifted_conv2d, x, kernel)
+    y_ref, vjp_ref = jax.vjp(xla_conv2d, x, kernel)
     np.testing.assert_allclose(y, y_ref, atol=1e-5)
     for got, want in zip(vjp(cotangent), vjp_ref(cotangent)):
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
@@ -43,20 +39,20 @@ def test_kernel_gradient_in_image_chunks(images_per_chunk):
     x = jax.random.normal(keys[0], (6, 7, 5, 3))
     kernel = jax.random.normal(keys[1], (3, 3, 3))
     g = jax.random.normal(keys[2], x.shape)
-    _, vjp_ref = jax.vjp(xla_depthwise_conv2d, x, kernel)
-    xp = _pad_same(x, 3, 3)
+    _, vjp_ref = jax.vjp(xla_conv2d, x, kernel)
+    xp = depthwise.pad_same(x, 3, 3)
     per_image = xp[0].size * xp.dtype.itemsize
-    dk = _depthwise_kernel_grad(xp, g, 3, 3, chunk_bytes=images_per_chunk * per_image)
+    dk = depthwise._kernel_grad(xp, g, 3, 3, chunk_bytes=images_per_chunk * per_image)
     np.testing.assert_allclose(dk.reshape(3, 3, 3), vjp_ref(g)[1], atol=1e-4, rtol=1e-5)
     # Fewer bytes than one image still makes progress, one image at a time.
-    dk_small = _depthwise_kernel_grad(xp, g, 3, 3, chunk_bytes=1)
+    dk_small = depthwise._kernel_grad(xp, g, 3, 3, chunk_bytes=1)
     np.testing.assert_allclose(dk_small, dk, atol=1e-4, rtol=1e-5)
 
 
 def test_shifted_form_keeps_bfloat16():
     x = jnp.ones((1, 6, 6, 4), jnp.bfloat16)
     kernel = jnp.ones((3, 3, 4), jnp.bfloat16)
-    y, vjp = jax.vjp(depthwise_conv2d, x, kernel)
+    y, vjp = jax.vjp(shifted_conv2d, x, kernel)
     dx, dk = vjp(y)
     assert (y.dtype, dx.dtype, dk.dtype) == (jnp.bfloat16,) * 3
     # Interior pixel: 9 taps of 1. The centre tap sees the unshifted (all-ones) input,
@@ -88,6 +84,8 @@ def test_auto_uses_the_shifted_form_on_cpu():
 def test_unknown_implementation_is_refused():
     with pytest.raises(ValueError, match="impl must be"):
         DepthwiseConv(4, 3, impl="fft", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="impl must be"):
+        depthwise.conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2)), "fft")
 
 
 def test_train_step_memory_does_not_grow_with_the_kernel_taps():
@@ -99,7 +97,7 @@ def test_train_step_memory_does_not_grow_with_the_kernel_taps():
 
     def loss(kernels, x):
         for kernel in kernels:
-            x = x + jax.nn.relu(depthwise_conv2d(x, kernel))
+            x = x + jax.nn.relu(shifted_conv2d(x, kernel))
         return jnp.sum(x**2)
 
     compiled = jax.jit(jax.grad(loss)).lower(kernels, x).compile()
@@ -126,17 +124,17 @@ def test_depthwise_output_is_computed_once():
     x = jnp.asarray(rng.normal(size=(2, 12, 12, 8)), jnp.float32)
     kernel = jnp.asarray(rng.normal(size=(7, 7, 8)) / 7, jnp.float32)
 
-    def loss(conv, kernel, x):
-        y = jax.nn.relu(conv(x, kernel))
+    def loss(kernel, x):
+        y = jax.nn.relu(shifted_conv2d(x, kernel))
         y = (y - y.mean((0, 1, 2))) * jax.lax.rsqrt(y.var((0, 1, 2)) + 1e-5)
         return jnp.sum((x + y) ** 2)
 
     counts, grads = {}, {}
     for store in (True, False):
-        conv = shifted_depthwise_with_vjp(store_output=store)
-        fn = jax.jit(jax.value_and_grad(lambda k, x, c=conv: loss(c, k, x), (0, 1)))
-        counts[store] = _fusions_with_taps(fn.lower(kernel, x).compile().as_text(), 49)
-        grads[store] = fn(kernel, x)
+        fn = jax.jit(jax.value_and_grad(loss, (0, 1)))
+        with xla_cpu.options(depthwise_output=store):  # a switch read when traced
+            counts[store] = _fusions_with_taps(fn.lower(kernel, x).compile().as_text(), 49)
+            grads[store] = fn(kernel, x)
     assert counts[True] == 2, counts
     assert counts[False] > 2, counts
     for a, b in zip(jax.tree.leaves(grads[True]), jax.tree.leaves(grads[False])):
@@ -185,3 +183,23 @@ def test_store_grad_is_the_identity_and_stores_the_residual_cotangent():
     g = jnp.full_like(x, jnp.nan).at[1].set(2.0)
     (back,) = vjp(g)
     np.testing.assert_array_equal(back, g)
+
+
+def test_residual_is_x_plus_the_branch_and_stores_its_cotangent_only_when_switched_on():
+    """`layers.residual` computes x + drop_path(branch(x)) / divisor; on CPU its backward
+    holds one conditional (the stored cotangent), none with `residual_grad=False`."""
+    x = jnp.arange(24.0).reshape(2, 3, 4) / 10
+    off = DropPath(0.0)
+    np.testing.assert_allclose(residual(x, jnp.sin, off, 2.0), x + jnp.sin(x) / 2.0, rtol=1e-6)
+
+    def loss(x):
+        return jnp.sum(residual(x, jnp.tanh, off) ** 2)
+
+    grad = jax.jit(jax.grad(loss))
+    assert grad.lower(x).compile().as_text().count(" conditional(") == 1
+    with xla_cpu.options(residual_grad=False):
+        assert not xla_cpu.enabled("residual_grad")
+        unstored = jax.jit(jax.grad(loss))
+        assert " conditional(" not in unstored.lower(x).compile().as_text()
+        np.testing.assert_allclose(unstored(x), grad(x), rtol=1e-6)
+    assert xla_cpu.enabled("residual_grad")  # the block's switch is undone on exit
