@@ -1,8 +1,11 @@
 """Weight import from official releases.
 
-One converter per family, `smlp_jax.convert.<family>`, with `official_rules(model)`:
-official state-dict key -> (nnx variable, `Layout`). `load_pretrained` reads the file
-safely (`checkpoint_io`) and assigns it with full key and shape checks (`assign`).
+One converter per family, `smlp_jax.convert.<family>` (`converter(family)`), with
+`official_rules(model)`: official state-dict key -> (nnx variable, `Layout`). A family with
+several official layouts (Mixer: timm and vit_jax) also has `rules_for_weights(model,
+weights)`, which picks by key names; `rules_for` asks whichever the family has.
+`load_pretrained` reads the file safely (`checkpoint_io`) and assigns it with full key and
+shape checks (`assign`).
 """
 
 from __future__ import annotations
@@ -10,16 +13,39 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 
 from flax import nnx
 
-from smlp_jax.convert.assign import WeightsMismatchError, assign_weights
+from smlp_jax.convert.assign import Rules, WeightsMismatchError, assign_weights
 from smlp_jax.convert.checkpoint_io import WeightsFileError, read_weights
 from smlp_jax.convert.resample import resample_weights
 from smlp_jax.models import family_of
 
-__all__ = ["WeightsFileError", "WeightsMismatchError", "load_pretrained", "read_weights"]
+__all__ = [
+    "WeightsFileError",
+    "WeightsMismatchError",
+    "converter",
+    "load_pretrained",
+    "read_weights",
+    "rules_for",
+]
+
+
+def converter(family: str) -> ModuleType:
+    """The converter module of a model family: `smlp_jax.convert.<family>`."""
+    return importlib.import_module(f"smlp_jax.convert.{family}")
+
+
+def rules_for(model: nnx.Module, weights: Mapping[str, Any], *, family: str | None = None) -> Rules:
+    """Official key -> (our variable, `Layout`) for `model`, in the layout `weights` is in.
+
+    `family` names the converter; inferred from the model's class when omitted.
+    """
+    module = converter(family or family_of(model))
+    pick = getattr(module, "rules_for_weights", None)
+    return pick(model, weights) if pick else module.official_rules(model)
 
 
 def load_pretrained(
@@ -48,14 +74,12 @@ def load_pretrained(
         Without it, weights for another grid are refused.
     """
     family = family or family_of(model)
-    converter = importlib.import_module(f"smlp_jax.convert.{family}")
+    module = converter(family)
     weights = read_weights(source, checkpoint_key=checkpoint_key)
-    ignore = getattr(converter, "IGNORED_KEYS", (r"(^|\.)num_batches_tracked$",))
-    # A family with several official layouts (Mixer: timm and vit_jax) picks by key names.
-    rules_for = getattr(converter, "rules_for_weights", None)
-    rules = rules_for(model, weights) if rules_for else converter.official_rules(model)
+    ignore = getattr(module, "IGNORED_KEYS", (r"(^|\.)num_batches_tracked$",))
+    rules = rules_for(model, weights, family=family)
     if resample_to_grid:
-        resamplers = getattr(converter, "GRID_RESAMPLERS", ())
+        resamplers = getattr(module, "GRID_RESAMPLERS", ())
         weights = resample_weights(model_name or family, rules, weights, resamplers)
     assign_weights(model_name or family, rules, weights, ignore=ignore)
     return model

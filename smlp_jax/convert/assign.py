@@ -42,10 +42,19 @@ class Layout:
         return shape
 
     def to_ours(self, array: np.ndarray) -> np.ndarray:
+        """An official array in our layout."""
         if self.squeeze_1x1:
             array = array.reshape(array.shape[:-2])
         if self.perm is not None:
             array = np.transpose(array, self.perm)
+        return array
+
+    def to_official(self, array: np.ndarray) -> np.ndarray:
+        """One of our arrays in the official layout: the inverse of `to_ours`."""
+        if self.perm is not None:
+            array = np.transpose(array, np.argsort(self.perm))
+        if self.squeeze_1x1:
+            array = array.reshape(array.shape + (1, 1))
         return array
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -29,23 +30,21 @@ def _to_numpy(value: Any) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
     if hasattr(value, "detach"):  # a torch tensor
-        t = value.detach().cpu()
-        if str(t.dtype) == "torch.bfloat16":
-            t = t.float()
-        return t.numpy()
+        tensor = value.detach().cpu()
+        if str(tensor.dtype) == "torch.bfloat16":
+            tensor = tensor.float()
+        return tensor.numpy()
     return np.asarray(value)
 
 
 def _load_torch(path: str) -> Any:
     try:
-        import torch
+        import torch  # lazy: heavy and optional, needed only for PyTorch files
     except ImportError as e:
         raise WeightsFileError(
             f"reading {path} needs PyTorch: pip install torch==2.13.0 "
             "(or pass the weights as an .npz file / a mapping of arrays)"
         ) from e
-    import pickle
-
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -70,7 +69,7 @@ def _load_file(path: str) -> Mapping[str, Any]:
             raise WeightsFileError(f"could not read {path} (corrupt or not an npz?): {e}") from e
     if lower.endswith(".safetensors"):
         try:
-            from safetensors.numpy import load_file
+            from safetensors.numpy import load_file  # lazy: optional, for .safetensors only
         except ImportError as e:
             raise WeightsFileError(f"reading {path} needs: pip install safetensors") from e
         try:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from smlp_jax.convert.assign import Layout, Rules, WeightsMismatchError
+from smlp_jax.convert.assign import Rules, WeightsMismatchError
 
 Resampler = Callable[[np.ndarray, tuple[int, ...]], np.ndarray]
 
@@ -138,15 +138,6 @@ def dynamixer_generate_bias(b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
     return _resize(b.reshape(n, n), (m, m)).reshape(shape)
 
 
-def to_official_layout(layout: Layout, array: np.ndarray) -> np.ndarray:
-    """The inverse of `Layout.to_ours`: one of our arrays in the official layout."""
-    if layout.perm is not None:
-        array = np.transpose(array, np.argsort(layout.perm))
-    if layout.squeeze_1x1:
-        array = array.reshape(array.shape + (1, 1))
-    return array
-
-
 def resample_weights(
     model_name: str,
     rules: Rules,
@@ -179,5 +170,5 @@ def resample_weights(
                 f"{model_name}: resampling {key!r} gave {new.shape}, the model needs "
                 f"{tuple(variable.shape)}"
             )
-        out[key] = to_official_layout(layout, new)
+        out[key] = layout.to_official(new)
     return out

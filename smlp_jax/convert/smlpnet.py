@@ -36,22 +36,22 @@ def official_rules(model: SMLPNet) -> Rules:
     k = 0
     for blocks in model.stages:
         for block in blocks:
-            tm, cm = block.token_mixing, block.channel_mixing
+            token_mixing, channel_mixing = block.token_mixing, block.channel_mixing
             t, c = f"token_mix.{k}", f"channel_mix.{k}"
-            rules.update(_batch_norm(f"{t}.0.conv_merge.BN", tm.dw_norm))
-            rules[f"{t}.0.conv_merge.Conv.weight"] = (tm.dw_conv.kernel, CONV)
-            rules.update(_batch_norm(f"{t}.1.BN", tm.smlp_norm))
-            rules[f"{t}.1.proj_h.weight"] = (tm.smlp.mix_w.kernel, CONV1X1_AS_DENSE)
-            rules[f"{t}.1.proj_h.bias"] = (tm.smlp.mix_w.bias, COPY)
-            rules[f"{t}.1.proh_w.weight"] = (tm.smlp.mix_h.kernel, CONV1X1_AS_DENSE)
-            rules[f"{t}.1.proh_w.bias"] = (tm.smlp.mix_h.bias, COPY)
-            rules[f"{t}.1.fuse.weight"] = (tm.smlp.fuse.kernel, CONV1X1_AS_DENSE)
-            rules[f"{c}.1.weight"] = (cm.norm.scale, COPY)
-            rules[f"{c}.1.bias"] = (cm.norm.bias, COPY)
-            rules[f"{c}.2.net.0.weight"] = (cm.mlp.fc1.kernel, LINEAR)
-            rules[f"{c}.2.net.0.bias"] = (cm.mlp.fc1.bias, COPY)
-            rules[f"{c}.2.net.3.weight"] = (cm.mlp.fc2.kernel, LINEAR)
-            rules[f"{c}.2.net.3.bias"] = (cm.mlp.fc2.bias, COPY)
+            rules.update(_batch_norm(f"{t}.0.conv_merge.BN", token_mixing.dw_norm))
+            rules[f"{t}.0.conv_merge.Conv.weight"] = (token_mixing.dw_conv.kernel, CONV)
+            rules.update(_batch_norm(f"{t}.1.BN", token_mixing.smlp_norm))
+            rules[f"{t}.1.proj_h.weight"] = (token_mixing.smlp.mix_w.kernel, CONV1X1_AS_DENSE)
+            rules[f"{t}.1.proj_h.bias"] = (token_mixing.smlp.mix_w.bias, COPY)
+            rules[f"{t}.1.proh_w.weight"] = (token_mixing.smlp.mix_h.kernel, CONV1X1_AS_DENSE)
+            rules[f"{t}.1.proh_w.bias"] = (token_mixing.smlp.mix_h.bias, COPY)
+            rules[f"{t}.1.fuse.weight"] = (token_mixing.smlp.fuse.kernel, CONV1X1_AS_DENSE)
+            rules[f"{c}.1.weight"] = (channel_mixing.norm.scale, COPY)
+            rules[f"{c}.1.bias"] = (channel_mixing.norm.bias, COPY)
+            rules[f"{c}.2.net.0.weight"] = (channel_mixing.mlp.fc1.kernel, LINEAR)
+            rules[f"{c}.2.net.0.bias"] = (channel_mixing.mlp.fc1.bias, COPY)
+            rules[f"{c}.2.net.3.weight"] = (channel_mixing.mlp.fc2.kernel, LINEAR)
+            rules[f"{c}.2.net.3.bias"] = (channel_mixing.mlp.fc2.bias, COPY)
             k += 1
     rules.update(_batch_norm("batch_norm", model.norm))
     rules["mlp_head.0.weight"] = (model.head.kernel, LINEAR)

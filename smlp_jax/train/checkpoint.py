@@ -20,21 +20,19 @@ Retention: the last `keep` steps plus the one with the best `eval/top1`. Orbax's
 `best_fn` + `max_to_keep` keeps the best N instead, so this uses a preservation policy,
 `AnyPreservationPolicy([LatestN(keep), BestN(n=1)])`.
 
-Preemption: `PreemptionGuard` turns SIGTERM into a flag the loop polls (one process), or
-defers to JAX's preemption sync point (several processes; see its docstring).
+`smlp_jax.train.init_from.load_for_init` reads the `state/` of these steps for
+`config.init_from`, through the same key-data conversion and `newest_restorable` fall-back.
 """
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import os
-import signal
-import threading
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
@@ -50,9 +48,10 @@ __all__ = [
     "CheckpointError",
     "CheckpointFallbackWarning",
     "Checkpointer",
-    "PreemptionGuard",
-    "load_for_init",
+    "newest_restorable",
 ]
+
+T = TypeVar("T")
 
 
 class CheckpointError(RuntimeError):
@@ -93,9 +92,34 @@ def _failed_anywhere(failed_here: bool) -> bool:
     return bool(np.max(multihost_utils.process_allgather(np.int32(failed_here))))
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """`Type: first line of the message` (at most 300 characters), for one-line reports."""
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0][:300] if text else ''}"
+
+
+def newest_restorable(
+    steps: Iterable[int], restore_step: Callable[[int], T]
+) -> tuple[int | None, T | None, list[tuple[int, BaseException]]]:
+    """Tries `restore_step` on `steps`, newest first, until one succeeds on every process.
+
+    -> `(step, result, failed)`: the step restored and what `restore_step` returned, and the
+    newer steps that failed, as `(step, error)`; `step` is None when none restored. Every
+    process must call it with the same steps, and all end on the same step.
+    """
+    failed: list[tuple[int, BaseException]] = []
+    for step in sorted(steps, reverse=True):
+        error: BaseException | None = None
+        try:
+            result = restore_step(step)
+        except Exception as err:  # damage surfaces as many error types from Orbax/TensorStore
+            error = err
+        if _failed_anywhere(error is not None):
+            error = error or CheckpointError(f"step {step} failed on another process")
+            failed.append((step, error))
+            continue
+        return step, result, failed
+    return None, None, failed
 
 
 # --- pytree <-> what Orbax stores ------------------------------------------------------------
@@ -135,7 +159,7 @@ def _key_data_sharding(sharding: jax.sharding.Sharding, ndim: int) -> jax.shardi
     )
 
 
-def _abstract_key_data(abstract_state: Any) -> Any:
+def abstract_key_data(abstract_state: Any) -> Any:
     """The restore target: ShapeDtypeStructs with shardings (missing ones: replicated), PRNG
     key leaves replaced by their key-data shape and dtype."""
 
@@ -155,7 +179,7 @@ def _abstract_key_data(abstract_state: Any) -> Any:
     return jax.tree.map(convert, abstract_state)
 
 
-def _data_to_keys(restored: Any, abstract_state: Any) -> Any:
+def data_to_keys(restored: Any, abstract_state: Any) -> Any:
     """Inverse of `_keys_to_data`: key data back into keys of the abstract leaf's key dtype."""
 
     def convert(leaf, target):
@@ -180,34 +204,28 @@ def _metrics_to_json(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def _encode_data_state(data_state: Any) -> dict[str, Any]:
-    """Input-iterator state -> JSON: bytes (grain's DataLoader) as base64, dicts (grain's
-    dataset iterators) as they are; checked here, not in Orbax's background thread."""
+def _encode_data_state(data_state: dict[str, Any] | None) -> dict[str, Any]:
+    """The input iterator's state (`TrainIterator.get_state()`, a dict of ints) -> the JSON
+    of `data/process_<i>.json`; checked here, not in Orbax's background thread."""
     if data_state is None:
         return {"kind": "none"}
-    if isinstance(data_state, bytes):
-        return {"kind": "bytes", "base64": base64.b64encode(data_state).decode("ascii")}
-    if isinstance(data_state, str):
-        return {"kind": "str", "value": data_state}
-    if isinstance(data_state, dict):
-        try:
-            same = json.loads(json.dumps(data_state)) == data_state
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"data_state must be JSON-serialisable: {err}") from None
-        if not same:
-            raise TypeError(
-                "data_state would not survive JSON unchanged (tuples, non-string keys?): "
-                "use lists and string keys, or pass bytes."
-            )
-        return {"kind": "dict", "value": data_state}
-    raise TypeError(f"data_state must be a dict, bytes, str or None, got {type(data_state)}.")
+    if not isinstance(data_state, dict):
+        raise TypeError(f"data_state must be a dict or None, got {type(data_state).__name__}.")
+    try:
+        same = json.loads(json.dumps(data_state)) == data_state
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"data_state must be JSON-serialisable: {err}") from None
+    if not same:
+        raise TypeError(
+            "data_state would not survive JSON unchanged (tuples, non-string keys?): "
+            "use lists and string keys."
+        )
+    return {"kind": "dict", "value": data_state}
 
 
-def _decode_data_state(stored: dict[str, Any]) -> Any:
+def _decode_data_state(stored: dict[str, Any]) -> dict[str, Any] | None:
     kind = stored.get("kind")
-    if kind == "bytes":
-        return base64.b64decode(stored["base64"])
-    if kind in ("str", "dict"):
+    if kind == "dict":
         return stored["value"]
     if kind == "none":
         return None
@@ -293,7 +311,7 @@ class Checkpointer:
         step: int,
         state: Any,
         *,
-        data_state: dict | bytes | str | None = None,
+        data_state: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
         force: bool = False,
     ) -> bool:
@@ -338,21 +356,15 @@ class Checkpointer:
         nothing is moved (then the cause is more likely a changed model than damage).
         """
         self._manager.wait_until_finished()
-        failed: list[tuple[int, BaseException]] = []
-        for step in sorted(self._manager.all_steps(), reverse=True):
-            error: BaseException | None = None
-            try:
-                result = self._restore_step(step, abstract_state)
-            except Exception as err:  # damage surfaces as many error types from Orbax/TensorStore
-                error = err
-            if _failed_anywhere(error is not None):
-                failed.append((step, error or CheckpointError("failed on another process")))
-                continue
+        step, result, failed = newest_restorable(
+            self._manager.all_steps(), lambda step: self._restore_step(step, abstract_state)
+        )
+        if step is not None:
             if failed:
                 self._set_aside(failed, fallback_step=step)
-            return result
+            return (step, *result)
         if failed:
-            details = "; ".join(f"step {s}: {_first_line(e)}" for s, e in failed)
+            details = "; ".join(f"step {s}: {first_line(e)}" for s, e in failed)
             raise CheckpointError(
                 f"None of the checkpoints in {self.directory} could be restored into the "
                 f"requested state ({details}). If the model or optimiser changed, use a new "
@@ -361,16 +373,16 @@ class Checkpointer:
             ) from failed[0][1]
         return None
 
-    def _restore_step(self, step: int, abstract_state: Any) -> tuple[int, Any, Any]:
+    def _restore_step(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
         # One collective Orbax restore of what all processes share...
         restored = self._manager.restore(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(_abstract_key_data(abstract_state)),
+                state=ocp.args.StandardRestore(abstract_key_data(abstract_state)),
                 meta=ocp.args.JsonRestore(),
             ),
         )
-        state = _data_to_keys(restored["state"], abstract_state)
+        state = data_to_keys(restored["state"], abstract_state)
         saved_processes = restored["meta"].get("process_count", 1)
         if saved_processes != jax.process_count():
             warnings.warn(
@@ -378,14 +390,14 @@ class Checkpointer:
                 f"processes but this run has {jax.process_count()}: the input pipeline starts "
                 "from its beginning.",
                 CheckpointFallbackWarning,
-                stacklevel=3,
+                stacklevel=5,  # the caller of `restore`, past `newest_restorable`
             )
-            return step, state, None
+            return state, None
         # ...then this process's own iterator state, read outside Orbax: damage to one
         # process's file fails that process only, past Orbax's barriers, where `restore` can
         # still agree with the others on a fallback.
         data_file = self.directory / str(step) / "data" / f"process_{jax.process_index()}.json"
-        return step, state, _decode_data_state(json.loads(data_file.read_text()))
+        return state, _decode_data_state(json.loads(data_file.read_text()))
 
     def _set_aside(self, failed: list[tuple[int, BaseException]], fallback_step: int) -> None:
         for step, err in failed:
@@ -405,7 +417,7 @@ class Checkpointer:
                 action = f"Moved it aside to {target.name}"
             warnings.warn(
                 f"Checkpoint step {step} in {self.directory} could not be restored "
-                f"({_first_line(err)}). {action} and resumed from step {fallback_step} instead.",
+                f"({first_line(err)}). {action} and resumed from step {fallback_step} instead.",
                 CheckpointFallbackWarning,
                 stacklevel=3,
             )
@@ -426,150 +438,3 @@ class Checkpointer:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-
-def load_for_init(path: str | os.PathLike, abstract_state: Any, *, partial: bool = False) -> Any:
-    """Loads the train state (only) from one of our checkpoints, for `config.init_from`.
-
-    `path` is a step directory (`.../checkpoints/<step>`), a `checkpoints` directory, or a
-    workdir (then its newest good step is used; damaged steps are skipped with a warning
-    but left in place, since the run is someone else's). With `partial=True`,
-    `abstract_state` may name only a part of the saved tree (e.g. without the optimiser
-    state, or without the classifier head when the class count changes).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"init_from={str(path)!r} does not exist.")
-    if (path / "state").is_dir():
-        return _load_step_dir(path, abstract_state, partial)
-    root = path / CHECKPOINTS_SUBDIR if (path / CHECKPOINTS_SUBDIR).is_dir() else path
-    steps = sorted(
-        (int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir()), reverse=True
-    )
-    if not steps:
-        raise CheckpointError(
-            f"init_from={str(path)!r} holds no checkpoint: expected a step directory with a "
-            f"'state' folder, or a directory of step directories (like WORKDIR/checkpoints)."
-        )
-    failed: list[tuple[int, BaseException]] = []
-    for step in steps:
-        error: CheckpointError | None = None
-        try:
-            state = _load_step_dir(root / str(step), abstract_state, partial)
-        except CheckpointError as err:
-            error = err
-        if _failed_anywhere(error is not None):  # every process must use the same step
-            failed.append((step, error or CheckpointError(f"step {step} failed elsewhere")))
-            continue
-        for bad_step, err in failed:
-            warnings.warn(
-                f"init_from: skipped checkpoint step {bad_step} in {root} ({_first_line(err)});"
-                f" using step {step}.",
-                CheckpointFallbackWarning,
-                stacklevel=2,
-            )
-        return state
-    raise CheckpointError("; ".join(str(e) for _, e in failed)) from failed[0][1]
-
-
-def _shape_mismatches(saved: Any, target: Any) -> list[str]:
-    """`'path' is (saved shape) in the checkpoint, (target shape) here` for each target leaf
-    that the saved tree (Orbax metadata) holds with another shape; keys missing from
-    `saved` are left to the restore to report."""
-
-    def by_path(tree: Any) -> dict[str, Any]:
-        leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
-        # Orbax stores every key as a string (list indices too): compare as strings.
-        return {"/".join(str(_path_key(e)) for e in path): leaf for path, leaf in leaves[0]}
-
-    saved_shapes = {k: tuple(v.shape) for k, v in by_path(saved).items() if hasattr(v, "shape")}
-    return [
-        f"'{name}' is {saved_shapes[name]} in the checkpoint, {tuple(leaf.shape)} here"
-        for name, leaf in by_path(target).items()
-        if name in saved_shapes and saved_shapes[name] != tuple(leaf.shape)
-    ]
-
-
-def _path_key(entry: Any) -> Any:
-    """The key of one pytree path entry (dict key, sequence index or attribute name)."""
-    for attr in ("key", "idx", "name"):
-        if hasattr(entry, attr):
-            return getattr(entry, attr)
-    return entry
-
-
-def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:
-    try:
-        target = _abstract_key_data(abstract_state)
-        handler = ocp.PyTreeCheckpointHandler()
-        # Shapes are compared from the metadata first: a restore that fails on a shape
-        # leaves Orbax's pending reads behind, and the message names the arrays.
-        saved = handler.metadata((step_dir / "state").absolute())
-        mismatches = _shape_mismatches(getattr(saved, "tree", saved), target)
-        if mismatches:
-            raise ValueError(
-                f"{len(mismatches)} array(s) differ in shape: " + "; ".join(mismatches[:3])
-            )
-        with ocp.Checkpointer(handler) as checkpointer:
-            restored = checkpointer.restore(
-                (step_dir / "state").absolute(),
-                args=ocp.args.PyTreeRestore(
-                    item=target,
-                    restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-                    partial_restore=partial,
-                ),
-            )
-        return _data_to_keys(restored, abstract_state)
-    except Exception as err:  # damage or a mismatch surfaces as many error types
-        raise CheckpointError(
-            f"Could not load init_from checkpoint {step_dir}: {_first_line(err)}. Check that it "
-            "was written for this model (partial=True loads a sub-tree) and is not damaged."
-        ) from err
-
-
-class PreemptionGuard:
-    """Turns a preemption notice (SIGTERM) into a stop request the training loop polls.
-
-    One process: entering installs a SIGTERM handler that sets `should_stop` (the previous
-    handler comes back on exit). The loop then saves with `force=True`, `wait()`s and exits.
-
-    Several processes (`jax.distributed`): JAX's preemption service already catches SIGTERM
-    in C++ and agrees on a step at which every process stops, so no Python handler is
-    installed (it would replace JAX's). Call `should_stop_at(step)` at every step on every
-    process; it returns True on all of them at the same step.
-    """
-
-    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM,)):
-        self._signals = signals
-        self._previous: dict[int, Any] = {}
-        self._stop = False
-        self.signal_received: str | None = None
-
-    @property
-    def should_stop(self) -> bool:
-        """True once a stop was requested (a signal here, or the multi-process sync point)."""
-        return self._stop
-
-    def should_stop_at(self, step: int) -> bool:
-        """Whether to save and stop after `step`; collective when there are several processes."""
-        if jax.process_count() > 1 and not self._stop:
-            self._stop = multihost_utils.reached_preemption_sync_point(int(step))
-        return self._stop
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        del frame
-        self._stop = True
-        self.signal_received = signal.Signals(signum).name
-
-    def __enter__(self) -> PreemptionGuard:
-        # Python only lets the main thread install handlers; elsewhere (e.g. a notebook
-        # worker thread) the guard stays passive rather than failing.
-        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-            for signum in self._signals:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous.clear()

@@ -5,25 +5,36 @@ the optimiser starts fresh, as for fine-tuning. When the classifier's class coun
 (fine-tuning on another dataset) the head keeps its fresh initialisation and a line says
 so; every other shape must match.
 
-- our checkpoint: a workdir, its `checkpoints/` folder, or one `checkpoints/<step>` folder;
+- our checkpoint: a workdir, its `checkpoints/` folder, or one `checkpoints/<step>` folder,
+  read by `load_for_init` (the train state only, any sub-tree of it);
 - official weights: a file (`.pth`, `.npz`, `.safetensors`) read by `smlp_jax.convert`.
 """
 
 from __future__ import annotations
 
-import importlib
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 from flax import nnx
 
-from smlp_jax.convert import load_pretrained, read_weights
-from smlp_jax.convert.assign import Layout
+from smlp_jax.convert import load_pretrained, read_weights, rules_for
 from smlp_jax.models.registry import get_entry
-from smlp_jax.train import checkpoint
+from smlp_jax.train.checkpoint import (
+    CHECKPOINTS_SUBDIR,
+    CheckpointError,
+    CheckpointFallbackWarning,
+    abstract_key_data,
+    data_to_keys,
+    first_line,
+    newest_restorable,
+)
 from smlp_jax.train.metrics import console
+from smlp_jax.train.sharding import path_name
 from smlp_jax.train.state import HEAD, build_model, split
 
 
@@ -44,32 +55,113 @@ def load_model_weights(config: Any, state: dict, abstract: dict, num_classes: in
     return state
 
 
+# --- our checkpoints ------------------------------------------------------------------------
+
+
+def load_for_init(path: str | os.PathLike, abstract_state: Any, *, partial: bool = False) -> Any:
+    """Loads the train state (only) from one of our checkpoints.
+
+    `path` is a step directory (`.../checkpoints/<step>`), a `checkpoints` directory, or a
+    workdir (then its newest good step is used; damaged steps are skipped with a warning
+    but left in place, since the run is someone else's). With `partial=True`,
+    `abstract_state` may name only a part of the saved tree (e.g. without the optimiser
+    state, or without the classifier head when the class count changes).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"init_from={str(path)!r} does not exist.")
+    if (path / "state").is_dir():
+        return _load_step_dir(path, abstract_state, partial)
+    root = path / CHECKPOINTS_SUBDIR if (path / CHECKPOINTS_SUBDIR).is_dir() else path
+    steps = [int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir()]
+    if not steps:
+        raise CheckpointError(
+            f"init_from={str(path)!r} holds no checkpoint: expected a step directory with a "
+            f"'state' folder, or a directory of step directories (like WORKDIR/checkpoints)."
+        )
+    step, state, failed = newest_restorable(
+        steps, lambda step: _load_step_dir(root / str(step), abstract_state, partial)
+    )
+    if step is None:
+        raise CheckpointError("; ".join(str(e) for _, e in failed)) from failed[0][1]
+    for bad_step, err in failed:
+        warnings.warn(
+            f"init_from: skipped checkpoint step {bad_step} in {root} "
+            f"({first_line(err)}); using step {step}.",
+            CheckpointFallbackWarning,
+            stacklevel=2,
+        )
+    return state
+
+
+def _shape_mismatches(saved: Any, target: Any) -> list[str]:
+    """`'path' is (saved shape) in the checkpoint, (target shape) here` for each target leaf
+    that the saved tree (Orbax metadata) holds with another shape; keys missing from
+    `saved` are left to the restore to report."""
+
+    def by_path(tree: Any) -> dict[str, Any]:
+        leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
+        # Orbax stores every key as a string (list indices too): compare as strings.
+        return {path_name(path): leaf for path, leaf in leaves[0]}
+
+    saved_shapes = {k: tuple(v.shape) for k, v in by_path(saved).items() if hasattr(v, "shape")}
+    return [
+        f"'{name}' is {saved_shapes[name]} in the checkpoint, {tuple(leaf.shape)} here"
+        for name, leaf in by_path(target).items()
+        if name in saved_shapes and saved_shapes[name] != tuple(leaf.shape)
+    ]
+
+
+def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:
+    try:
+        target = abstract_key_data(abstract_state)
+        handler = ocp.PyTreeCheckpointHandler()
+        # Shapes are compared from the metadata first: a restore that fails on a shape
+        # leaves Orbax's pending reads behind, and the message names the arrays.
+        saved = handler.metadata((step_dir / "state").absolute())
+        mismatches = _shape_mismatches(getattr(saved, "tree", saved), target)
+        if mismatches:
+            raise ValueError(
+                f"{len(mismatches)} array(s) differ in shape: " + "; ".join(mismatches[:3])
+            )
+        with ocp.Checkpointer(handler) as checkpointer:
+            restored = checkpointer.restore(
+                (step_dir / "state").absolute(),
+                args=ocp.args.PyTreeRestore(
+                    item=target,
+                    restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                    partial_restore=partial,
+                ),
+            )
+        return data_to_keys(restored, abstract_state)
+    except Exception as err:  # damage or a mismatch surfaces as many error types
+        raise CheckpointError(
+            f"Could not load init_from checkpoint {step_dir}: {first_line(err)}. "
+            "Check that it was written for this model (partial=True loads a sub-tree) and is "
+            "not damaged."
+        ) from err
+
+
 def _from_checkpoint(path: str, abstract: dict, fresh_params: dict) -> tuple[dict, dict]:
     target = {"params": abstract["params"], "model_state": abstract["model_state"]}
     try:
-        loaded = checkpoint.load_for_init(path, target, partial=True)
+        loaded = load_for_init(path, target, partial=True)
         return loaded["params"], loaded["model_state"]
-    except checkpoint.CheckpointError as err:
+    except CheckpointError as err:
         if HEAD not in abstract["params"]:
             raise
         full_error = err
     # Retry without the head: a checkpoint trained for another class count.
     headless = {**target, "params": {k: v for k, v in target["params"].items() if k != HEAD}}
     try:
-        loaded = checkpoint.load_for_init(path, headless, partial=True)
-    except checkpoint.CheckpointError:
+        loaded = load_for_init(path, headless, partial=True)
+    except CheckpointError:
         raise full_error from None
     console(f"init_from {path}: class count differs; the '{HEAD}' layer starts fresh.")
     return {**loaded["params"], HEAD: fresh_params[HEAD]}, loaded["model_state"]
 
 
-def _to_official(layout: Layout, array: np.ndarray) -> np.ndarray:
-    """Inverse of `Layout.to_ours`."""
-    if layout.perm is not None:
-        array = np.transpose(array, np.argsort(layout.perm))
-    if layout.squeeze_1x1:
-        array = array.reshape(array.shape + (1, 1))
-    return array
+# --- official weights -----------------------------------------------------------------------
 
 
 def official_head_keys(model: Any, rules: dict) -> list[str]:
@@ -88,11 +180,9 @@ def official_head_keys(model: Any, rules: dict) -> list[str]:
 
 def _from_official(config: Any, path: str, num_classes: int, abstract: dict) -> tuple[dict, dict]:
     model = build_model(config, num_classes, config.seed)
-    entry = get_entry(config.model)
-    converter = importlib.import_module(f"smlp_jax.convert.{entry.family}")
+    family = get_entry(config.model).family
     weights = dict(read_weights(path))
-    rules_for = getattr(converter, "rules_for_weights", None)
-    rules = rules_for(model, weights) if rules_for else converter.official_rules(model)
+    rules = rules_for(model, weights, family=family)
     # A head for another class count is swapped for this model's fresh head (in the
     # official layout), so the shape checks of load_pretrained pass for everything else.
     head_keys = set(official_head_keys(model, rules))
@@ -100,12 +190,12 @@ def _from_official(config: Any, path: str, num_classes: int, abstract: dict) -> 
     for key, (variable, layout) in rules.items():
         ours = tuple(layout.official_shape(variable.shape))
         if key in head_keys and key in weights and np.shape(weights[key]) != ours:
-            weights[key] = _to_official(layout, np.asarray(variable[...]))
+            weights[key] = layout.to_official(np.asarray(variable[...]))
             replaced.append(key)
     load_pretrained(
         model,
         weights,
-        family=entry.family,
+        family=family,
         model_name=config.model,
         resample_to_grid=config.init_resample_to_grid,
     )

@@ -18,7 +18,7 @@ import optax
 
 from smlp_jax import data
 from smlp_jax.models import moe
-from smlp_jax.train import checkpoint, init_from, optim, sharding
+from smlp_jax.train import checkpoint, init_from, optim, preemption, sharding
 from smlp_jax.train.errors import ConfigError, NonFiniteError
 from smlp_jax.train.metrics import (
     MetricWriter,
@@ -210,7 +210,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
     window, first_bad = None, jnp.asarray(NO_BAD_STEP)
     step = start_step
     try:
-        with checkpoint.PreemptionGuard() as guard:
+        with preemption.PreemptionGuard() as guard:
             while step < total_steps:
                 batch = sharding.global_batch(next(train_iter), mesh)
                 state, step_metrics, bad = train_step(state, batch)

@@ -1,6 +1,5 @@
 """Weight resampling for fine-tuning at a new resolution (`resample_to_grid=True`)."""
 
-import importlib
 import json
 import os
 
@@ -11,12 +10,11 @@ import pytest
 from flax import nnx
 
 import smlp_jax
-from smlp_jax.convert import WeightsMismatchError
+from smlp_jax.convert import WeightsMismatchError, converter
 from smlp_jax.convert.resample import (
     axial_bias,
     axial_kernel,
     dynamixer_generate_kernel,
-    to_official_layout,
 )
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
@@ -107,8 +105,8 @@ def test_dynamixer_generate_kernel_keeps_reduced_dim():
 
 def _official_weights(model, family):
     """`model`'s weights in its family's official layout (the inverse of the importer)."""
-    rules = importlib.import_module(f"smlp_jax.convert.{family}").official_rules(model)
-    return {k: to_official_layout(layout, np.asarray(v[...])) for k, (v, layout) in rules.items()}
+    rules = converter(family).official_rules(model)
+    return {k: layout.to_official(np.asarray(v[...])) for k, (v, layout) in rules.items()}
 
 
 def test_smlpnet_axial_weights_are_interpolated():

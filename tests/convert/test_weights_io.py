@@ -14,6 +14,7 @@ import pytest
 
 import smlp_jax
 from smlp_jax.convert import WeightsFileError, WeightsMismatchError, load_pretrained, read_weights
+from smlp_jax.convert.assign import CONV, CONV1X1_AS_DENSE, COPY, LINEAR
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "smlpnet_tiny.npz")
 TINY = dict(num_classes=10, dim=8, depths=(2, 2, 2, 2))
@@ -32,6 +33,20 @@ def model():
 
 def head(model):
     return np.asarray(model.head.kernel[...]).copy()
+
+
+@pytest.mark.parametrize("layout", [COPY, LINEAR, CONV, CONV1X1_AS_DENSE])
+def test_layout_to_official_inverts_to_ours(layout):
+    official_shape = {
+        COPY: (3, 5),
+        LINEAR: (3, 5),
+        CONV: (6, 2, 3, 5),
+        CONV1X1_AS_DENSE: (6, 2, 1, 1),
+    }
+    official = np.random.default_rng(0).normal(size=official_shape[layout]).astype(np.float32)
+    ours = layout.to_ours(official)
+    assert layout.official_shape(ours.shape) == official.shape
+    np.testing.assert_array_equal(layout.to_official(ours), official)
 
 
 def test_missing_and_unexpected_keys_are_named(model, weights):

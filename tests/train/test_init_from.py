@@ -1,7 +1,6 @@
 """`config.init_from` with official weights for another class count: the classifier is
 found in every family's official layout and starts fresh; everything else is imported."""
 
-import importlib
 import json
 
 import jax
@@ -10,6 +9,7 @@ import pytest
 from flax import nnx
 
 import smlp_jax
+from smlp_jax.convert import converter
 from smlp_jax.convert import mixer as mixer_convert
 from smlp_jax.models.registry import get_entry
 from smlp_jax.train import init_from, trainer
@@ -23,8 +23,7 @@ FAMILIES_WITH_WEIGHTS = sorted(
 def _classifier_keys(family: str, rules_of=None) -> tuple[list[str], set[int], object]:
     name = smlp_jax.list_models(family)[0]
     model = nnx.eval_shape(lambda: smlp_jax.create_model(name, num_classes=7, rngs=0))
-    converter = importlib.import_module(f"smlp_jax.convert.{family}")
-    rules = (rules_of or converter.official_rules)(model)
+    rules = (rules_of or converter(family).official_rules)(model)
     keys = init_from.official_head_keys(model, rules)
     return keys, {id(rules[k][0]) for k in keys}, model
 

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from smlp_jax.train import checkpoint, cli, init_from, trainer
+from smlp_jax.train import cli, init_from, trainer
 from tests.train.tiny import (
     REPO,
     grey_class_folder,
@@ -176,7 +176,7 @@ def test_init_from_checkpoint_with_another_class_count(demo_run, demo_data_dir, 
     assert "class count differs; the 'head' layer starts fresh" in capsys.readouterr().out
 
     headless = {k: v for k, v in abstract["params"].items() if k != init_from.HEAD}
-    saved = checkpoint.load_for_init(
+    saved = init_from.load_for_init(
         workdir, {"params": headless, "model_state": abstract["model_state"]}, partial=True
     )
     same = jax.tree.map(np.array_equal, saved["params"], {k: state["params"][k] for k in headless})

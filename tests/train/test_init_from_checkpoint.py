@@ -1,0 +1,55 @@
+"""`init_from.load_for_init`: the train state (or a sub-tree) from one of our checkpoints,
+given a workdir, its checkpoints folder or one step; damaged steps skipped but left alone;
+errors that say what is wrong. Small pytrees on the 1 CPU device."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from smlp_jax.train import checkpoint, init_from
+from tests.train.checkpoint_trees import (
+    IGNORE_CLOSED_LOOP,
+    abstract_of,
+    assert_bit_equal,
+    damage,
+    tiny_state,
+)
+
+
+@IGNORE_CLOSED_LOOP
+def test_load_for_init(tmp_path):
+    state = tiny_state(seed=4)
+    with checkpoint.Checkpointer(tmp_path / "run", async_save=False) as ckpt:
+        ckpt.save(1, tiny_state(seed=1))
+        ckpt.save(2, state)
+    full = abstract_of(state)
+    for where in ("run", "run/checkpoints", "run/checkpoints/2"):
+        assert_bit_equal(state, init_from.load_for_init(tmp_path / where, full))
+    # Fine-tuning: only the model, not the optimiser-like rest.
+    model_only = init_from.load_for_init(tmp_path / "run", {"model": full["model"]}, partial=True)
+    assert_bit_equal({"model": state["model"]}, model_only)
+    # A damaged newest step is skipped (with a warning) but left in place: not our run.
+    damage(tmp_path / "run/checkpoints/2", "truncated_arrays")
+    with pytest.warns(checkpoint.CheckpointFallbackWarning, match="skipped checkpoint step 2"):
+        assert_bit_equal(tiny_state(seed=1), init_from.load_for_init(tmp_path / "run", full))
+    assert sorted(os.listdir(tmp_path / "run/checkpoints")) == ["1", "2"]
+
+
+def test_load_for_init_errors(tmp_path):
+    abstract = {"w": jax.ShapeDtypeStruct((2,), jnp.float32)}
+    with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
+        init_from.load_for_init(tmp_path / "nowhere", abstract)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(checkpoint.CheckpointError, match="holds no checkpoint"):
+        init_from.load_for_init(tmp_path / "empty", abstract)
+    with checkpoint.Checkpointer(tmp_path / "run", async_save=False) as ckpt:
+        ckpt.save(1, {"w": jnp.zeros(3)})
+    with pytest.raises(checkpoint.CheckpointError, match=r"'w' is \(3,\) in the checkpoint"):
+        init_from.load_for_init(tmp_path / "run/checkpoints/1", abstract)
+    # A workdir whose every step fails names each of them.
+    with checkpoint.Checkpointer(tmp_path / "run", async_save=False) as ckpt:
+        ckpt.save(2, {"w": jnp.zeros(3)})
+    with pytest.raises(checkpoint.CheckpointError, match="checkpoints/2: .*checkpoints/1: "):
+        init_from.load_for_init(tmp_path / "run", abstract)
