@@ -24,7 +24,9 @@ that holds it:
 - RandomResizedCrop (0.08, 1), flip 0.5, AUTO_AUGMENT rand-m9-mstd0.5-inc1,
   INTERPOLATION bicubic, REPROB 0.25 pixel, RECOUNT 1 -> input.* (the "imagenet"
   preset; COLOR_JITTER 0.4 is unused beside RandAugment).
-- TEST.CROP: Resize(256, bicubic) + CenterCrop(224) -> input.crop_pct 0.875.
+- TEST.CROP: Resize(256, bicubic) + CenterCrop(224), IMAGENET_DEFAULT_MEAN/STD ->
+  input.crop_pct 0.875, eval_interpolation "bicubic", mean / std (from the model's
+  pretrained configuration, `smlp_jax.models.pretrained_cfg`).
 - DROP_PATH_RATE 0.2 / 0.3 / 0.5 -> model_kwargs.drop_path_rate.
 - no EMA; DistributedSampler with drop_last (1251 updates an epoch) -> ema.decay 0,
   eval_every 1251.
@@ -62,7 +64,7 @@ def get_config(arg: str = "t"):
     config.model = f"asmlp_{arg}"
     config.model_kwargs.drop_path_rate = DROP_PATH[arg]
     config.dataset = "imagenet2012"
-    config.image_size = 224
+    common.input_from_pretrained(config)  # image_size 224 and the eval transform
     config.batch_size = 1024
     config.eval_batch_size = 1024
     config.total_epochs = 300.0

@@ -1,7 +1,9 @@
 """Every config key the trainer reads, with its default (one place to look them up).
 
 A family config starts from `base_config()` and overrides fields. Keys the data side
-owns (`config.input`, `config.mixup`) come from `smlp_jax.data` (docs/INTERFACES).
+owns (`config.input`, `config.mixup`) come from `smlp_jax.data` (docs/INTERFACES); the
+input size, normalisation and eval transform of a registered model come from its
+pretrained configuration (`input_from_pretrained`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-from smlp_jax import data
+from smlp_jax import data, models
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -98,3 +100,16 @@ def base_config() -> ml_collections.ConfigDict:
     config.init_from = ""
     config.init_resample_to_grid = False  # official weights made for another image size
     return config
+
+
+def input_from_pretrained(config: ml_collections.ConfigDict, like: str | None = None) -> None:
+    """Sets `image_size` and `input.mean/std/crop_pct/eval_interpolation` to the official
+    eval of `config.model` (or of the model `like`) (`smlp_jax.models.pretrained_cfg`), the
+    one place those values are written down; they stay keys, so
+    `--config.input.crop_pct=...` still overrides."""
+    cfg = models.pretrained_cfg(like or config.model)
+    config.image_size = cfg.image_size
+    config.input.mean = cfg.mean
+    config.input.std = cfg.std
+    config.input.crop_pct = cfg.crop_pct
+    config.input.eval_interpolation = cfg.interpolation

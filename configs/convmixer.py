@@ -22,8 +22,9 @@ it:
   `--train-interpolation` default "random" (bilinear or bicubic per resize and per
   geometric op) -> input.randaugment, input.interpolation "random".
 - `--reprob 0.25 --remode pixel`, recount 1 -> input.re_prob / re_mode / re_count.
-- eval: the model's default crop 0.96, bicubic -> input.crop_pct 0.96 (eval
-  interpolation bicubic).
+- eval: the model's default crop 0.96, bicubic -> input.crop_pct 0.96,
+  eval_interpolation "bicubic" (from the model's pretrained configuration,
+  `smlp_jax.models.pretrained_cfg`).
 - no `--model-ema`, no `--drop-path` -> ema.decay 0, no drop path.
 - one epoch: 128,117 images a GPU at 64, drop_last -> 2001 updates (eval_every).
 
@@ -40,8 +41,9 @@ tests/train/test_schedules.py checks the lr of every update of the official sche
 The paper reports 81.4 / 80.2 / 79.5 top-1 (1536/20, 768/32, 1024/20); not run for the
 full schedule here (no accelerator).
 
-`256_8` with `--config.dataset=cifar10 --config.image_size=32` is the locuslab CIFAR
-model; this file keeps the ImageNet recipe for it.
+`256_8` is the locuslab CIFAR-10 model (its pretrained configuration is that repo's input:
+32 px, CIFAR-10 mean / std, no crop); this file trains it with the ImageNet recipe and
+ImageNet's input, like the other sizes.
 
 `demo`: ConvMixer-64/2 (kernel 5, patch 4: an 8x8 map) on the 32x32 digits, plain AdamW,
 no mixup:
@@ -69,8 +71,8 @@ def get_config(arg: str = "1536_20"):
         )
     config.model = f"convmixer_{arg}"
     config.dataset = "imagenet2012"
-    config.image_size = 224
-    config.input.crop_pct = 0.96
+    # image_size 224, crop_pct 0.96, bicubic eval (256_8's own configuration is CIFAR-10's)
+    common.input_from_pretrained(config, like="convmixer_768_32" if arg == "256_8" else None)
     config.batch_size = 640
     config.eval_batch_size = 640
     config.total_epochs = EPOCHS[arg]

@@ -27,10 +27,12 @@ official setting and the key that holds it:
   "random" (`--color-jitter 0.4` is unused beside RandAugment).
 - `--reprob 0.25 --remode pixel`, recount 1 -> input.re_prob / re_mode / re_count.
 - eval: Resize(224 / crop_pct, bicubic) + CenterCrop with the model's default crop_pct
-  -> input.crop_pct (eval interpolation bicubic).
+  -> input.crop_pct, eval_interpolation "bicubic" (from the model's pretrained
+  configuration, `smlp_jax.models.pretrained_cfg`).
 - `--clip-grad` None, `--drop` 0 -> grad_clip 0.
 - torch's DistributedSampler (no repeated augmentation), drop_last -> shuffle.
-- DynaMixer's default crop_pct (S / M / L): 0.9 / 0.9 / 0.875 -> input.crop_pct.
+- DynaMixer's default crop_pct (S / M / L): 0.9 / 0.9 / 0.875 -> input.crop_pct (the
+  pretrained configuration's).
 - `--model-ema` (on by default) with decay 0.99996: timm's ModelEma after every update,
   over parameters and buffers, from the initial weights -> ema.decay 0.99996.
 - `--drop-path 0.1 / 0.1 / 0.3` -> model_kwargs.drop_path_rate.
@@ -61,9 +63,9 @@ from __future__ import annotations
 from configs import common
 
 VARIANTS = {
-    "s": dict(batch_size=2048, drop_path_rate=0.1, crop_pct=0.9),
-    "m": dict(batch_size=1024, drop_path_rate=0.1, crop_pct=0.9),
-    "l": dict(batch_size=512, drop_path_rate=0.3, crop_pct=0.875),
+    "s": dict(batch_size=2048, drop_path_rate=0.1),
+    "m": dict(batch_size=1024, drop_path_rate=0.1),
+    "l": dict(batch_size=512, drop_path_rate=0.3),
 }
 
 
@@ -77,8 +79,7 @@ def get_config(arg: str = "s"):
     config.model = f"dynamixer_{arg}"
     config.model_kwargs.drop_path_rate = variant["drop_path_rate"]
     config.dataset = "imagenet2012"
-    config.image_size = 224
-    config.input.crop_pct = variant["crop_pct"]
+    common.input_from_pretrained(config)  # image_size 224, crop_pct, bicubic eval
     config.batch_size = variant["batch_size"]
     config.eval_batch_size = 1024
     config.input.interpolation = "random"

@@ -27,7 +27,8 @@ commands (8 GPUs, `train.py --apex-amp --epochs 300 --warmup-epochs 20 --warmup-
   `--reprob 0.25 --remode pixel --recount 1` -> input.* (the "imagenet" preset;
   `--color-jitter 0.4` is unused beside RandAugment).
 - eval Resize(int(256 / 224 x 224), bicubic) + CenterCrop(224) (datasets.py; the model's
-  crop_pct 0.9 is never read) -> input.crop_pct 0.875.
+  crop_pct 0.9 is never read) -> input.crop_pct 0.875, eval_interpolation "bicubic"
+  (from the model's pretrained configuration, `smlp_jax.models.pretrained_cfg`).
 - `repeated_aug` (on by default): RASampler, 3 repeats over 8 replicas, each keeping
   floor(N // 256 x 256 / 8) samples an epoch (625 updates for T, 1251 for B) ->
   input.repeated_aug 3, repeated_aug_replicas 8.
@@ -76,8 +77,7 @@ def get_config(arg: str = "t"):
     config.model = f"hiremlp_{arg}"
     config.model_kwargs.drop_path_rate = VARIANTS[arg]["drop_path_rate"]
     config.dataset = "imagenet2012"
-    config.image_size = 224
-    config.input.crop_pct = 0.875
+    common.input_from_pretrained(config)  # image_size 224, crop_pct 0.875, bicubic eval
     config.input.repeated_aug = 3
     config.input.repeated_aug_replicas = 8
     config.batch_size = batch

@@ -24,7 +24,12 @@ used for every size. Each official setting and the key that holds it:
   (area 5-100%, aspect 0.75-1.33, bilinear) -> input.scale (0.05, 1), ratio (0.75, 1.33),
   interpolation "bilinear", hflip 0.5, randaugment "rand-m15-n2-mmax15" (two ops at
   level 15 of 10, not clipped), mean = std = 0.5.
-- pp_eval `resize_small(256)|central_crop(224)|value_range(-1, 1)` -> crop_pct 0.875.
+- pp_eval `resize_small(256)|central_crop(224)|value_range(-1, 1)` -> crop_pct 0.875 and
+  mean = std = 0.5 (from the model's pretrained configuration,
+  `smlp_jax.models.pretrained_cfg`), eval_interpolation "bilinear" (resize_small's
+  default is TF's "area" without antialiasing: PIL's antialiased bilinear is the nearest
+  filter here; the pretrained configuration's bicubic is timm's eval of the released
+  weights).
 - evals every 2500 steps, checkpoints every 1000 -> eval_every, checkpoint_every.
 
 Remaining differences, each named (big_vision's input pipeline is TensorFlow's, ours
@@ -80,16 +85,14 @@ def get_config(arg: str = "b16"):
     # Spelled out so that fine-tuning at a larger grid can override it from the command line.
     config.model_kwargs.tokens_mlp_dim = mixer.SIZES[arg[0]]["tokens_mlp_dim"]
     config.dataset = "imagenet2012"
-    config.image_size = 224
+    common.input_from_pretrained(config)  # image_size 224, mean = std = 0.5, crop 0.875
     config.input.train_split = "train[:99%]"
     config.input.scale = (0.05, 1.0)
     config.input.ratio = (0.75, 1.33)
     config.input.randaugment = "rand-m15-n2-mmax15"
     config.input.re_prob = 0.0
     config.input.interpolation = "bilinear"
-    config.input.mean = (0.5, 0.5, 0.5)  # value_range(-1, 1)
-    config.input.std = (0.5, 0.5, 0.5)
-    config.input.crop_pct = 0.875  # resize_small(256) | central_crop(224)
+    config.input.eval_interpolation = "bilinear"  # big_vision's resize_small, not timm's
     config.batch_size = 4096
     config.eval_batch_size = 1024
     config.total_epochs = 300.0

@@ -27,10 +27,12 @@ and the key that holds it:
   "random" (`--color-jitter 0.4` is unused beside RandAugment).
 - `--reprob 0.25 --remode pixel`, recount 1 -> input.re_prob / re_mode / re_count.
 - eval: Resize(224 / crop_pct, bicubic) + CenterCrop with the model's default crop_pct
-  -> input.crop_pct (eval interpolation bicubic).
+  -> input.crop_pct, eval_interpolation "bicubic" (from the model's pretrained
+  configuration, `smlp_jax.models.pretrained_cfg`).
 - `--clip-grad` None, `--drop` 0 -> grad_clip 0.
 - torch's DistributedSampler (no repeated augmentation), drop_last -> shuffle.
-- ViP's default crop_pct: 0.9 for S and M, 0.875 for L -> input.crop_pct.
+- ViP's default crop_pct: 0.9 for S and M, 0.875 for L (models/vip.py as last changed)
+  -> input.crop_pct (the pretrained configuration's).
 - no `--model-ema` (its default is off since the repo's "we don't use ema in vip"
   commit) -> ema.decay 0.
 - `--drop-path 0.1`; the README gives no command for M/7 and L/7: 0.1 and 0.3 (the
@@ -62,10 +64,10 @@ from __future__ import annotations
 from configs import common
 
 VARIANTS = {
-    "s14": dict(drop_path_rate=0.1, crop_pct=0.9),
-    "s7": dict(drop_path_rate=0.1, crop_pct=0.9),
-    "m7": dict(drop_path_rate=0.1, crop_pct=0.9),
-    "l7": dict(drop_path_rate=0.3, crop_pct=0.875),
+    "s14": dict(drop_path_rate=0.1),
+    "s7": dict(drop_path_rate=0.1),
+    "m7": dict(drop_path_rate=0.1),
+    "l7": dict(drop_path_rate=0.3),
 }
 
 
@@ -80,8 +82,7 @@ def get_config(arg: str = "s7"):
     config.model = f"vip_{arg}"
     config.model_kwargs.drop_path_rate = VARIANTS[arg]["drop_path_rate"]
     config.dataset = "imagenet2012"
-    config.image_size = 224
-    config.input.crop_pct = VARIANTS[arg]["crop_pct"]
+    common.input_from_pretrained(config)  # image_size 224, crop_pct, bicubic eval
     config.batch_size = 2048
     config.eval_batch_size = 1024
     config.input.interpolation = "random"

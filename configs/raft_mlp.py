@@ -19,7 +19,9 @@ in widths) with `configs/config.yaml`, run by its own PyTorch + ignite loop
   yaml's 1.0) -> mixup.mixup_alpha 0.8, cutmix_alpha 0.8.
 - drop path 0.1 on every block -> model_kwargs.drop_path_rate 0.1.
 - Resize/crop with torchvision's default bilinear filter, train and eval; eval
-  Resize(256) + CenterCrop(224) -> input.interpolation "bilinear", crop_pct 0.875.
+  Resize(256) + CenterCrop(224) -> input.interpolation "bilinear"; crop_pct 0.875,
+  eval_interpolation "bilinear" from the model's pretrained configuration
+  (`smlp_jax.models.pretrained_cfg`).
 - `cutout_p 0.25` -> input.re_prob 0.25.
 - no gradient clipping, no EMA, fp32, seed 42 -> grad_clip 0, ema.decay 0, seed 42.
 
@@ -60,7 +62,7 @@ def get_config(arg: str = "s"):
     config.model = f"raftmlp_{arg}"
     config.model_kwargs.drop_path_rate = 0.1
     config.dataset = "imagenet2012"
-    config.image_size = 224
+    common.input_from_pretrained(config)  # image_size 224, crop_pct 0.875, bilinear eval
     config.batch_size = 2048
     config.eval_batch_size = 1024
     config.total_epochs = 305.0

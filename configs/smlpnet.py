@@ -25,7 +25,9 @@ pinned). Each official setting and the key that holds it:
   `--train-interpolation bicubic`, `--reprob 0.25 --remode pixel --recount 1` -> input.*
   (the "imagenet" preset). `--color-jitter 0.4` is unused: timm applies it only
   without RandAugment.
-- eval Resize(int(256 / 224 * 224), bicubic) + CenterCrop(224) -> input.crop_pct 0.875.
+- eval Resize(int(256 / 224 * 224), bicubic) + CenterCrop(224), IMAGENET_DEFAULT_MEAN/STD
+  -> input.crop_pct 0.875, eval_interpolation "bicubic", mean / std (from the model's
+  pretrained configuration, `smlp_jax.models.pretrained_cfg`).
 - `--repeated-aug` (on by default): RASampler, 3 repeats over 8 replicas, order seeded by
   the epoch -> input.repeated_aug 3, repeated_aug_replicas 8.
 - `--model-ema` decay 0.99996: timm's ModelEma after every update, over the parameters
@@ -83,7 +85,7 @@ def get_config(arg: str = "t"):
     config.model = f"smlpnet_{arg}"
     config.model_kwargs.drop_path_rate = VARIANTS[arg]["drop_path_rate"]
     config.dataset = "imagenet2012"
-    config.image_size = 224
+    common.input_from_pretrained(config)  # image_size 224 and the eval transform
     config.batch_size = 1024
     config.eval_batch_size = 1024
     config.total_epochs = 300.0

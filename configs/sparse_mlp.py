@@ -40,7 +40,7 @@ def get_config(arg: str = "s"):
     config.model_kwargs.drop_path_rate = 0.1
     config.model_kwargs.capacity_factor = 1.25
     config.dataset = "imagenet2012"
-    config.image_size = 224
+    common.input_from_pretrained(config)  # image_size 224, DeiT's eval (our choice)
     config.batch_size = 1024
     config.eval_batch_size = 1024
     config.total_epochs = 300.0

@@ -15,6 +15,7 @@ from smlp_jax.models import (
     smlpnet,  # noqa: F401  (registers smlpnet_*)
     sparse_mlp,  # noqa: F401  (registers sparse_mlp_*)
 )
+from smlp_jax.models.pretrained_cfgs import PretrainedCfg
 from smlp_jax.models.registry import (
     ModelEntry,
     UnknownModelError,
@@ -22,15 +23,18 @@ from smlp_jax.models.registry import (
     get_entry,
     list_models,
     make_model,
+    pretrained_cfg,
     register_model,
 )
 
 __all__ = [
     "ModelEntry",
+    "PretrainedCfg",
     "UnknownModelError",
     "family_of",
     "get_entry",
     "list_models",
     "make_model",
+    "pretrained_cfg",
     "register_model",
 ]

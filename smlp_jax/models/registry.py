@@ -2,7 +2,10 @@
 
 Each family file registers its variants with `register_model`; the family name also
 names its weight converter, `smlp_jax.convert.<family>`, which maps the official
-release's state-dict keys onto the module (see `smlp_jax.convert`).
+release's state-dict keys onto the module (see `smlp_jax.convert`). Each entry carries
+its pretrained configuration (`PretrainedCfg`: input size, normalisation, eval crop and
+filter, head name, where the official weights are), given at registration or taken from
+the table in `smlp_jax.models.pretrained_cfgs`; `pretrained_cfg(name)` returns it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 import jax.numpy as jnp
 from flax import nnx
 
+from smlp_jax.models.pretrained_cfgs import PRETRAINED_CFGS, PretrainedCfg
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
@@ -23,22 +28,31 @@ class ModelEntry:
     family: str
     build: Callable[..., nnx.Module]  # build(num_classes=, image_size=, rngs=, dtype=, **kw)
     defaults: Mapping[str, Any]  # the variant's hyperparameters (official names)
+    pretrained_cfg: PretrainedCfg | None = None  # None: a model registered without one
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 class UnknownModelError(ValueError):
-    """Raised for a model name that is not registered."""
+    """Raised for a model name that is not registered (or, where its pretrained
+    configuration is asked for, registered without one)."""
 
 
 def register_model(
-    name: str, *, family: str, build: Callable[..., nnx.Module], **defaults: Any
+    name: str,
+    *,
+    family: str,
+    build: Callable[..., nnx.Module],
+    pretrained_cfg: PretrainedCfg | None = None,
+    **defaults: Any,
 ) -> None:
-    """Registers `name`; `defaults` are the variant's hyperparameters."""
+    """Registers `name`; `defaults` are the variant's hyperparameters. `pretrained_cfg`
+    defaults to the name's row of `smlp_jax.models.pretrained_cfgs.PRETRAINED_CFGS`."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
-    _REGISTRY[name] = ModelEntry(name, family, build, dict(defaults))
+    cfg = pretrained_cfg if pretrained_cfg is not None else PRETRAINED_CFGS.get(name)
+    _REGISTRY[name] = ModelEntry(name, family, build, dict(defaults), cfg)
 
 
 def list_models(family: str | None = None) -> list[str]:
@@ -54,6 +68,19 @@ def get_entry(name: str) -> ModelEntry:
             f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}."
         )
     return _REGISTRY[name]
+
+
+def pretrained_cfg(name: str) -> PretrainedCfg:
+    """The registered model's pretrained configuration (timm's `pretrained_cfg`): the input
+    size, mean/std, eval crop_pct and filter of its official weights, its head's name and
+    where the weights come from."""
+    cfg = get_entry(name).pretrained_cfg
+    if cfg is None:
+        raise UnknownModelError(
+            f"model {name!r} was registered without a pretrained configuration; pass "
+            "register_model(..., pretrained_cfg=PretrainedCfg(...)) (smlp_jax.models)."
+        )
+    return cfg
 
 
 def make_model(

@@ -154,6 +154,30 @@ def test_official_weights_use_imagenet_names_for_1000_classes(tmp_path, images, 
     assert "mlp_head" in err
 
 
+def test_model_defaults_are_its_pretrained_cfg_and_flags_override(images):
+    """--model: size, mean/std, crop_pct, filter and class count come from the model's
+    pretrained configuration (ConvMixer-256/8's: the CIFAR-10 setting, not ImageNet's)."""
+    from smlp_jax.data.randaugment import INTERPOLATIONS
+    from smlp_jax.models import pretrained_cfg
+
+    cfg = pretrained_cfg("convmixer_256_8")
+    args, _ = _args(images / "b.jpg", "--model", "convmixer_256_8")
+    _, transform, names = predict.build_classifier(args, [])
+    assert (transform.size, transform.scale_size) == (32, 32) == cfg.input_size[1:]
+    np.testing.assert_allclose(transform.normalize.offset, np.float32(cfg.mean) * 255)
+    np.testing.assert_allclose(transform.normalize.scale, 1 / (np.float32(cfg.std) * 255))
+    assert transform.resample == INTERPOLATIONS[cfg.interpolation]
+    assert names == [f"class {i}" for i in range(cfg.num_classes)]  # 10, no names file
+    overrides = ["--image-size", 64, "--crop-pct", 0.5, "--interpolation", "nearest"]
+    overrides += ["--mean", 0, 0, 0, "--std", 1, 1, 1, "--num-classes", 3]
+    args, _ = _args(images / "b.jpg", "--model", "convmixer_256_8", *overrides)
+    _, transform, names = predict.build_classifier(args, [])
+    assert (transform.size, transform.scale_size) == (64, 128) and len(names) == 3
+    assert transform.resample == INTERPOLATIONS["nearest"]
+    np.testing.assert_allclose(transform.normalize.offset, 0.0)
+    np.testing.assert_allclose(transform.normalize.scale, 1 / 255)
+
+
 def _cli_error(capsys, *argv) -> str:
     """Runs the CLI's main() in-process (no new interpreter, no recompiles): -> stderr."""
     assert predict.main([str(a) for a in argv]) == 1
