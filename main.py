@@ -10,6 +10,8 @@ Multi-host (TPU pod slice, SLURM): add --distributed (see README "Multi-host").
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 
 from absl import app, flags, logging
@@ -33,6 +35,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax/tfds INFO lines drown the progress
+    # lazy: after the flags and the huge-page re-exec, so neither waits for jax to import
     from smlp_jax.train import cli
 
     return cli.run(
@@ -73,9 +76,6 @@ def _reexec_with_hugepages() -> None:
     """Re-executes this command under glibc's huge-page tunable where it helps (see
     smlp_jax/tools/hugepages.py). Loaded by its path: importing the `smlp_jax` package
     would import jax before the re-exec."""
-    import importlib.util
-    import os
-
     here = os.path.dirname(os.path.abspath(__file__))
     path = os.path.join(here, "smlp_jax", "tools", "hugepages.py")
     spec = importlib.util.spec_from_file_location("_smlp_jax_hugepages", path)

@@ -65,3 +65,31 @@ def test_data_sources_share_types_through_base_only():
         assert (
             "smlp_jax.data.sources" not in text and "from smlp_jax.data import sources" not in text
         )
+
+
+def _function_level_imports(path: pathlib.Path) -> list[tuple[int, str]]:
+    """(line, module) of every import inside a function body."""
+    found = []
+    for func in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(func):
+            if isinstance(node, ast.Import):
+                found += [(node.lineno, a.name) for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                found.append((node.lineno, node.module or ""))
+    return sorted(set(found))
+
+
+def test_function_level_imports_are_lazy_on_purpose_and_say_why():
+    """Imports sit at the top of a module; the only ones inside functions are deliberately
+    lazy (heavy or optional packages), each with `# lazy: <reason>` on its line or the
+    line above."""
+    unexplained = []
+    for path in sorted([*ROOT.rglob("*.py"), ROOT.parent / "main.py"]):
+        lines = path.read_text().splitlines()
+        for lineno, module in _function_level_imports(path):
+            here = lines[lineno - 1] + (lines[lineno - 2] if lineno > 1 else "")
+            if "lazy:" not in here.lower():
+                unexplained.append(f"{path.relative_to(ROOT.parent)}:{lineno} imports {module}")
+    assert not unexplained, "function-level imports without a reason:\n" + "\n".join(unexplained)

@@ -26,6 +26,7 @@ import logging
 import math
 
 import grain
+import jax
 import numpy as np
 from absl import flags
 
@@ -44,8 +45,6 @@ def _warn_unreadable(name: str, error: Exception) -> None:
 
 def _processes(process_index, process_count) -> tuple[int, int]:
     if process_index is None or process_count is None:
-        import jax
-
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= process_index < process_count:
@@ -195,8 +194,6 @@ def _to_iterable(dataset: grain.MapDataset, cfg: dict) -> grain.IterDataset:
 
 def repeated_aug_replicas(config) -> int:
     """`input.repeated_aug_replicas`, 0 meaning one replica per process."""
-    import jax
-
     return int(config.input.repeated_aug_replicas) or jax.process_count()
 
 

@@ -54,10 +54,10 @@ def read_series(workdir: str | Path) -> dict[str, tuple[list[int], list[float]]]
 
 def plot_runs(workdirs: list[str], out: str | Path, labels: list[str] | None = None):
     """Draws every run's curves into `out` (PNG) and returns the matplotlib Figure."""
-    import matplotlib
+    import matplotlib  # lazy: an optional dependency, needed only to draw
 
     matplotlib.use("Agg")  # files only; no display needed (CI, ssh, TPU VMs)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the backend is chosen
 
     labels = labels or [Path(w).resolve().name for w in workdirs]
     if len(labels) != len(workdirs):

@@ -8,8 +8,12 @@ Official weights (`--pretrained`, read by `smlp_jax.convert`) or weights saved b
 trainer (`--checkpoint WORKDIR`, its newest good step; `--config FILE:ARG` names the model,
 image size and normalisation it was trained with, and `--config.KEY=VALUE` overrides
 fields as in main.py). Each image goes through the pipeline's eval transform
-(`smlp_jax.data.transforms.EvalTransform`: short side to floor(size / crop_pct) bicubic,
-centre crop, normalise), so predictions match `--mode=eval`.
+(`smlp_jax.data.transforms.EvalTransform`: short side to floor(size / crop_pct), centre
+crop, normalise), so predictions match `--mode=eval`. With `--model`, the image size,
+mean/std, crop_pct and resize filter are the model's pretrained configuration
+(`smlp_jax.models.pretrained_cfg(name)`: its official eval), `--image-size` overriding
+the size; with `--checkpoint`, the run's config. `--mean`, `--std`, `--crop-pct` and
+`--interpolation` override either.
 
 Class names: the 1000 ImageNet-1k names (`imagenet_classes.txt` beside this file: the first
 WordNet lemma of each ILSVRC-2012 synset in the standard index order, as torchvision and
@@ -30,9 +34,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
-from smlp_jax.data.config import IMAGENET_MEAN, IMAGENET_STD, default_input_config
+import smlp_jax
+from smlp_jax import data
+from smlp_jax.data.config import default_input_config
+from smlp_jax.data.transforms import UNREADABLE_ERRORS, EvalTransform
+from smlp_jax.train import checkpoint, init_from
+from smlp_jax.train.cli import USER_ERRORS
+from smlp_jax.train.state import build_model
 
 TOP_K = 5
 
@@ -124,16 +137,11 @@ def parse_model_args(items: list[str]) -> dict[str, Any]:
 
 def _load_checkpoint(model, path: str) -> None:
     """Fills `model`'s parameters and BatchNorm statistics from one of our checkpoints."""
-    import jax
-    from flax import nnx
-
-    from smlp_jax.train import checkpoint
-
     _, params, _, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
     target = {"params": nnx.to_pure_dict(params), "model_state": nnx.to_pure_dict(rest)}
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), target)
     try:
-        loaded = checkpoint.load_for_init(path, abstract, partial=True)
+        loaded = init_from.load_for_init(path, abstract, partial=True)
     except checkpoint.CheckpointError as err:
         raise PredictError(
             f"{err} (the model built from --config and --num-classes must be the one trained)"
@@ -145,20 +153,13 @@ def _load_checkpoint(model, path: str) -> None:
 
 def build_classifier(args: argparse.Namespace, config_overrides: list[str]):
     """-> (eval-mode model, EvalTransform, class names) from the command-line options."""
-    import smlp_jax
-    from smlp_jax.data.transforms import EvalTransform
-
     names = read_class_names(args.class_names) if args.class_names else None
     if args.checkpoint:
         if not args.config:
             raise PredictError("--checkpoint needs --config FILE:ARG (the run's config).")
-        from smlp_jax.train.state import build_model
-
         config = load_config(args.config, config_overrides)
         num_classes = args.num_classes or (len(names) if names else None)
         if num_classes is None:
-            from smlp_jax import data
-
             num_classes = data.get_dataset_info(config).num_classes
         model = build_model(config, num_classes, seed=0)
         _load_checkpoint(model, args.checkpoint)
@@ -168,8 +169,9 @@ def build_classifier(args: argparse.Namespace, config_overrides: list[str]):
             raise PredictError(f"{config_overrides[0]}: --config.KEY needs --checkpoint.")
         if not args.model:
             raise PredictError("give --model NAME (with --pretrained FILE) or --checkpoint.")
-        num_classes = args.num_classes or (len(names) if names else 1000)
-        image_size = args.image_size or 224
+        cfg = smlp_jax.models.pretrained_cfg(args.model)
+        num_classes = args.num_classes or (len(names) if names else cfg.num_classes)
+        image_size = args.image_size or cfg.image_size
         model = smlp_jax.create_model(
             args.model,
             num_classes=num_classes,
@@ -178,10 +180,14 @@ def build_classifier(args: argparse.Namespace, config_overrides: list[str]):
             **parse_model_args(args.model_arg),
         )
         input_cfg = dict(default_input_config("imagenet"))
-        input_cfg.update(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        input_cfg.update(
+            mean=cfg.mean, std=cfg.std, crop_pct=cfg.crop_pct, eval_interpolation=cfg.interpolation
+        )
     for key in ("crop_pct", "mean", "std"):
         if getattr(args, key) is not None:
             input_cfg[key] = getattr(args, key)
+    if args.interpolation is not None:
+        input_cfg["eval_interpolation"] = args.interpolation
     if names is None:
         names = imagenet_class_names() if num_classes == 1000 else None
         names = names or [f"class {i}" for i in range(num_classes)]
@@ -199,8 +205,6 @@ def build_classifier(args: argparse.Namespace, config_overrides: list[str]):
 
 def preprocess(transform, path: str) -> np.ndarray:
     """Image file -> float32 (S, S, 3), or PredictError naming the file."""
-    from smlp_jax.data.transforms import UNREADABLE_ERRORS
-
     try:
         return transform(Path(path).read_bytes())
     except UNREADABLE_ERRORS as err:
@@ -210,9 +214,6 @@ def preprocess(transform, path: str) -> np.ndarray:
 
 def predict(model, transform, names: list[str], paths: list[str]) -> list[Prediction]:
     """Softmax top-k (k = min(5, classes)) for each image, one batch through the model."""
-    import jax
-    import jax.numpy as jnp
-
     images = np.stack([preprocess(transform, p) for p in paths])
     probs = np.asarray(jax.nn.softmax(model(jnp.asarray(images)).astype(jnp.float32), axis=-1))
     k = min(TOP_K, probs.shape[-1])
@@ -232,7 +233,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--pretrained", help="official weights (.pth/.npz/.safetensors)")
     parser.add_argument("--checkpoint", help="our trainer's workdir or checkpoint step dir")
     parser.add_argument("--config", help="with --checkpoint: the run's FILE.py:ARG")
-    parser.add_argument("--num-classes", type=int, help="classes of the head (default 1000)")
+    parser.add_argument("--num-classes", type=int, help="classes of the head (the model's)")
     parser.add_argument("--class-names", help="file with one class name a line")
     parser.add_argument(
         "--model-arg",
@@ -241,10 +242,16 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         metavar="KEY=VALUE",
         help="a hyperparameter override for --model (repeatable), e.g. gelu_approximate=False",
     )
-    parser.add_argument("--image-size", type=int, help="input side for --model (224)")
-    parser.add_argument("--crop-pct", type=float, help="eval crop fraction (0.875 for --model)")
-    parser.add_argument("--mean", type=float, nargs=3, help="normalisation mean (ImageNet)")
-    parser.add_argument("--std", type=float, nargs=3, help="normalisation std (ImageNet)")
+    # Defaults: the --model's pretrained configuration, or the --checkpoint run's config.
+    parser.add_argument("--image-size", type=int, help="input side for --model (the model's)")
+    parser.add_argument("--crop-pct", type=float, help="eval crop fraction (the model's)")
+    parser.add_argument("--mean", type=float, nargs=3, help="normalisation mean (the model's)")
+    parser.add_argument("--std", type=float, nargs=3, help="normalisation std (the model's)")
+    parser.add_argument(
+        "--interpolation",
+        choices=("bicubic", "bilinear", "nearest"),
+        help="eval resize filter (the model's)",
+    )
     args, rest = parser.parse_known_args(argv)
     unknown = [a for a in rest if not a.startswith("--config.")]
     if unknown:
@@ -254,13 +261,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    from smlp_jax.train.errors import user_errors
-
     try:
         model, transform, names = build_classifier(args, overrides)
         for result in predict(model, transform, names, args.images):
             print("\n".join(result.lines()))
-    except (PredictError, TypeError, *user_errors()) as err:  # TypeError: a bad --model-arg
+    except (PredictError, TypeError, *USER_ERRORS) as err:  # TypeError: a bad --model-arg
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

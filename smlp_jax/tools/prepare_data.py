@@ -24,7 +24,7 @@ def prepare(name: str, data_dir: str | None, manual_dir: str | None = None) -> s
     returns the dataset's directory."""
     data_dir = sources.resolve_data_dir(data_dir)
     if name == sources.DEMO_NAME:
-        from smlp_jax.data import demo_dataset
+        from smlp_jax.data import demo_dataset  # lazy: imports tensorflow_datasets
 
         return demo_dataset.ensure_built(data_dir)
     if importlib.util.find_spec("tensorflow") is None:
@@ -33,7 +33,7 @@ def prepare(name: str, data_dir: str | None, manual_dir: str | None = None) -> s
             "Install the optional extra: pip install '.[prepare]' (training itself does not "
             "need TensorFlow)."
         )
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # lazy: heavy; after the TensorFlow check above
 
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
     builder.download_and_prepare(

@@ -14,7 +14,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
 def evaluate_only(config, workdir: str) -> dict[str, float]:
     """Evaluates `config.init_from` (or the workdir's latest checkpoint)."""
-    from smlp_jax.train import trainer
+    from smlp_jax.train import trainer  # lazy: as above
 
     return trainer.evaluate_only(config, workdir)
 

@@ -1,6 +1,6 @@
 """What `main.py` runs: multi-host set-up, the chosen mode, and one-line errors.
 
-Errors that mean "the input is wrong" (`errors.user_errors()`) become one line on stderr,
+Errors that mean "the input is wrong" (`USER_ERRORS`) become one line on stderr,
 `error: <message>`, and exit status 1; anything else is a bug and keeps its traceback.
 """
 
@@ -11,6 +11,23 @@ import sys
 from typing import Any
 
 import jax
+
+from smlp_jax.convert import WeightsFileError, WeightsMismatchError
+from smlp_jax.data import DataError
+from smlp_jax.models import UnknownModelError
+from smlp_jax.train import trainer
+from smlp_jax.train.checkpoint import CheckpointError
+from smlp_jax.train.errors import TrainError
+
+# The exception types whose message alone is a complete answer to the user.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    TrainError,
+    UnknownModelError,
+    WeightsFileError,
+    WeightsMismatchError,
+    CheckpointError,
+    DataError,
+)
 
 
 def initialize_distributed(
@@ -38,8 +55,6 @@ def run(
     process_id: int | None = None,
 ) -> int:
     """Runs `mode` and returns the exit status (0 ok, 1 bad input)."""
-    from smlp_jax.train import errors, trainer
-
     try:
         if distributed:
             initialize_distributed(coordinator_address, num_processes, process_id)
@@ -48,7 +63,7 @@ def run(
             trainer.train_and_evaluate(config, workdir)
         else:
             trainer.evaluate_only(config, workdir)
-    except errors.user_errors() as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 1
     return 0

@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 from clu import parameter_overview
+from tensorboardX import SummaryWriter
 
 
 def format_duration(seconds: float) -> str:
@@ -42,8 +43,6 @@ class MetricWriter:
             return
         Path(workdir).mkdir(parents=True, exist_ok=True)
         self._truncate(resume_step)
-        from tensorboardX import SummaryWriter
-
         self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
 
     def _truncate(self, resume_step: int | None) -> None:
