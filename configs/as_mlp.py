@@ -58,7 +58,7 @@ DROP_PATH = {"t": 0.2, "s": 0.3, "b": 0.5}
 def get_config(arg: str = "t"):
     config = common.base_config()
     if arg == "demo":
-        return demo_config(config)
+        return common.with_model_defaults(demo_config(config))
     if arg not in DROP_PATH:
         raise ValueError(f"configs/as_mlp.py: unknown variant {arg!r}; use t, s, b or demo.")
     config.model = f"asmlp_{arg}"
@@ -91,7 +91,7 @@ def get_config(arg: str = "t"):
     config.eval_every = 1251  # one epoch at batch 1024
     config.checkpoint_every = 1251
     config.lock()
-    return config
+    return common.with_model_defaults(config)
 
 
 def demo_config(config):

@@ -19,6 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Model: a registered name (smlp_jax.list_models()) and its hyperparameter overrides.
     config.model = "smlpnet_t"
     config.model_kwargs = ml_collections.ConfigDict()
+    config.model_kwargs_of = ""  # the model model_kwargs' values are for (with_model_defaults)
     config.dtype = "float32"  # computation dtype; parameters stay float32 ("bfloat16" on TPU)
 
     # Data (smlp_jax.data): "demo" | "folder:/abs/path" | a tfds name.
@@ -113,3 +114,18 @@ def input_from_pretrained(config: ml_collections.ConfigDict, like: str | None = 
     config.input.std = cfg.std
     config.input.crop_pct = cfg.crop_pct
     config.input.eval_interpolation = cfg.interpolation
+
+
+def with_model_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Fills `config.model_kwargs` with every hyperparameter of `config.model` at the value
+    the model uses (`smlp_jax.models.hyperparameters`), keeping the ones the config set,
+    so each is a key `--config.model_kwargs.<name>=...` can change (and a misspelt name
+    still fails). `model_kwargs_of` records the model they describe: when
+    `--config.model` names another model, only the keys that differ from that model's
+    values are passed on (`smlp_jax.train.state.model_kwargs`)."""
+    with config.unlocked():
+        for key, value in models.hyperparameters(config.model).items():
+            if key not in config.model_kwargs:
+                config.model_kwargs[key] = value
+        config.model_kwargs_of = config.model
+    return config

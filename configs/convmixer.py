@@ -64,7 +64,7 @@ EPOCHS = {"1536_20": 150.0, "768_32": 300.0, "1024_20": 150.0, "256_8": 150.0}
 def get_config(arg: str = "1536_20"):
     config = common.base_config()
     if arg == "demo":
-        return demo_config(config)
+        return common.with_model_defaults(demo_config(config))
     if arg not in EPOCHS:
         raise ValueError(
             f"configs/convmixer.py: unknown variant {arg!r}; use {', '.join(EPOCHS)} or demo."
@@ -96,7 +96,7 @@ def get_config(arg: str = "1536_20"):
     config.eval_every = 2001  # one epoch at batch 640
     config.checkpoint_every = 2001
     config.lock()
-    return config
+    return common.with_model_defaults(config)
 
 
 def demo_config(config):

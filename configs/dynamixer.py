@@ -72,7 +72,7 @@ VARIANTS = {
 def get_config(arg: str = "s"):
     config = common.base_config()
     if arg == "demo":
-        return demo_config(config)
+        return common.with_model_defaults(demo_config(config))
     if arg not in VARIANTS:
         raise ValueError(f"configs/dynamixer.py: unknown variant {arg!r}; use s, m, l or demo.")
     variant = VARIANTS[arg]
@@ -107,7 +107,7 @@ def get_config(arg: str = "s"):
     config.eval_every = steps_per_epoch
     config.checkpoint_every = steps_per_epoch
     config.lock()
-    return config
+    return common.with_model_defaults(config)
 
 
 def demo_config(config):

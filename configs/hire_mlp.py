@@ -70,7 +70,7 @@ VARIANTS = {
 def get_config(arg: str = "t"):
     config = common.base_config()
     if arg == "demo":
-        return demo_config(config)
+        return common.with_model_defaults(demo_config(config))
     if arg not in VARIANTS:
         raise ValueError(f"configs/hire_mlp.py: unknown variant {arg!r}; use t, s, b, l or demo.")
     batch = VARIANTS[arg]["batch_size"]
@@ -108,7 +108,7 @@ def get_config(arg: str = "t"):
     config.eval_every = 160_128 // (batch // 8)
     config.checkpoint_every = 160_128 // (batch // 8)
     config.lock()
-    return config
+    return common.with_model_defaults(config)
 
 
 def demo_config(config):

@@ -75,7 +75,7 @@ VARIANTS = ("s32", "s16", "b32", "b16", "l32", "l16")
 def get_config(arg: str = "b16"):
     config = common.base_config()
     if arg == "demo":
-        return demo_config(config)
+        return common.with_model_defaults(demo_config(config))
     if arg not in VARIANTS:
         raise ValueError(
             f"configs/mixer.py: unknown variant {arg!r}; use {', '.join(VARIANTS)} or demo."
@@ -112,7 +112,7 @@ def get_config(arg: str = "b16"):
     config.eval_every = 2500
     config.checkpoint_every = 1000
     config.lock()
-    return config
+    return common.with_model_defaults(config)
 
 
 def demo_config(config):

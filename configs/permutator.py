@@ -74,7 +74,7 @@ VARIANTS = {
 def get_config(arg: str = "s7"):
     config = common.base_config()
     if arg == "demo":
-        return demo_config(config)
+        return common.with_model_defaults(demo_config(config))
     if arg not in VARIANTS:
         raise ValueError(
             f"configs/permutator.py: unknown variant {arg!r}; use s14, s7, m7, l7 or demo."
@@ -109,7 +109,7 @@ def get_config(arg: str = "s7"):
     config.eval_every = 625  # one epoch at batch 2048
     config.checkpoint_every = 625
     config.lock()
-    return config
+    return common.with_model_defaults(config)
 
 
 def demo_config(config):

@@ -56,7 +56,7 @@ VARIANTS = ("s", "m", "l")
 def get_config(arg: str = "s"):
     config = common.base_config()
     if arg == "demo":
-        return demo_config(config)
+        return common.with_model_defaults(demo_config(config))
     if arg not in VARIANTS:
         raise ValueError(f"configs/raft_mlp.py: unknown variant {arg!r}; use s, m, l or demo.")
     config.model = f"raftmlp_{arg}"
@@ -85,7 +85,7 @@ def get_config(arg: str = "s"):
     config.eval_every = 625  # one epoch at batch 2048
     config.checkpoint_every = 625
     config.lock()
-    return config
+    return common.with_model_defaults(config)
 
 
 def demo_config(config):

@@ -79,7 +79,7 @@ VARIANTS = {
 def get_config(arg: str = "t"):
     config = common.base_config()
     if arg == "demo":
-        return demo_config(config)
+        return common.with_model_defaults(demo_config(config))
     if arg not in VARIANTS:
         raise ValueError(f"configs/smlpnet.py: unknown variant {arg!r}; use t, s, b or demo.")
     config.model = f"smlpnet_{arg}"
@@ -114,7 +114,7 @@ def get_config(arg: str = "t"):
     config.eval_every = 1251
     config.checkpoint_every = 1251
     config.lock()
-    return config
+    return common.with_model_defaults(config)
 
 
 def demo_config(config):

@@ -33,7 +33,7 @@ VARIANTS = ("s", "b", "l")
 def get_config(arg: str = "s"):
     config = common.base_config()
     if arg == "demo":
-        return demo_config(config)
+        return common.with_model_defaults(demo_config(config))
     if arg not in VARIANTS:
         raise ValueError(f"configs/sparse_mlp.py: unknown variant {arg!r}; use s, b, l or demo.")
     config.model = f"sparse_mlp_{arg}"
@@ -59,7 +59,7 @@ def get_config(arg: str = "s"):
     config.checkpoint_every = 1250
     _moe(config)
     config.lock()
-    return config
+    return common.with_model_defaults(config)
 
 
 def _moe(config):

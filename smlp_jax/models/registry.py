@@ -83,6 +83,27 @@ def pretrained_cfg(name: str) -> PretrainedCfg:
     return cfg
 
 
+# Constructor arguments that are not the architecture's hyperparameters.
+_NOT_HYPERPARAMETERS = ("self", "num_classes", "image_size", "in_chans", "dtype", "rngs")
+
+
+def hyperparameters(name: str) -> dict[str, Any]:
+    """Every hyperparameter `name`'s constructor takes, with the value `name` uses: the
+    variant's registered values over the constructor's defaults (arguments without a
+    default or defaulting to None are left out: they have no value to show)."""
+    entry = get_entry(name)
+    target = entry.build.__init__ if isinstance(entry.build, type) else entry.build
+    values = {
+        k: p.default
+        for k, p in inspect.signature(target).parameters.items()
+        if k not in _NOT_HYPERPARAMETERS
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and p.default is not inspect.Parameter.empty
+    }
+    values.update(entry.defaults)
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def make_model(
     name: str,
     *,

@@ -15,7 +15,7 @@ import jax
 from smlp_jax.convert import WeightsFileError, WeightsMismatchError
 from smlp_jax.data import DataError
 from smlp_jax.models import UnknownModelError
-from smlp_jax.train import trainer
+from smlp_jax.train import preemption, trainer
 from smlp_jax.train.checkpoint import CheckpointError
 from smlp_jax.train.errors import TrainError
 
@@ -54,13 +54,16 @@ def run(
     num_processes: int | None = None,
     process_id: int | None = None,
 ) -> int:
-    """Runs `mode` and returns the exit status (0 ok, 1 bad input)."""
+    """Runs `mode` and returns the exit status: 0 done, 1 bad input, 128 + the signal's
+    number when SIGTERM or Ctrl-C stopped training after a checkpoint (143 / 130)."""
     try:
         if distributed:
             initialize_distributed(coordinator_address, num_processes, process_id)
         workdir = os.path.abspath(workdir)
         if mode == "train":
-            trainer.train_and_evaluate(config, workdir)
+            final = trainer.train_and_evaluate(config, workdir)
+            if final.get("stopped_by"):
+                return preemption.exit_status(final["stopped_by"])
         else:
             trainer.evaluate_only(config, workdir)
     except USER_ERRORS as err:

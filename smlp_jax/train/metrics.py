@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -75,6 +74,21 @@ class MetricWriter:
             self._tb.close()
 
 
+def last_logged(workdir: str | os.PathLike, prefix: str) -> dict[str, float]:
+    """The scalars named `prefix...` of the last metrics.jsonl record that has any, or {}."""
+    path = Path(workdir) / "metrics.jsonl"
+    found: dict[str, float] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            scalars = {k: v for k, v in record.items() if k.startswith(prefix)}
+            found = scalars or found
+    return found
+
+
 def console(message: str) -> None:
     """One line on stdout from process 0, flushed (so piped logs show progress)."""
     if jax.process_index() == 0:
@@ -82,19 +96,25 @@ def console(message: str) -> None:
 
 
 class Progress:
-    """Throughput and ETA from the wall time between two logged steps."""
+    """Throughput and ETA from the wall time of the train steps between two logged steps
+    (`restart` leaves out what is not a train step: compilation, evaluation)."""
 
     def __init__(self, start_step: int, total_steps: int, batch_size: int):
         self.total_steps = total_steps
         self.batch_size = batch_size
-        self._step = start_step
-        self._time = time.perf_counter()
+        self.restart(start_step)
+
+    def restart(self, step: int) -> None:
+        """Measures from now, at `step`."""
+        self._step, self._time = step, time.perf_counter()
 
     def update(self, step: int) -> tuple[float, float]:
-        """-> (images per second since the last update, seconds left)."""
+        """-> (images per second since the last update, seconds left); (0, 0) when no
+        step ran since (the first line after compiling: nothing measured yet)."""
         now = time.perf_counter()
-        steps = max(step - self._step, 1)
-        seconds_per_step = (now - self._time) / steps
+        if step == self._step:
+            return 0.0, 0.0
+        seconds_per_step = (now - self._time) / (step - self._step)
         self._step, self._time = step, now
         return self.batch_size / max(seconds_per_step, 1e-9), seconds_per_step * (
             self.total_steps - step
@@ -102,11 +122,12 @@ class Progress:
 
 
 def train_line(step: int, total: int, scalars: dict[str, float], eta: float) -> str:
+    rate = scalars["train/img_per_sec"]
+    timing = f"{rate:.0f} img/s | ETA {format_duration(eta)}" if rate else "ETA next line"
     return (
         f"step {step}/{total} | loss {scalars['train/loss']:.4f} | "
         f"top1 {100 * scalars['train/top1']:.1f}% | lr {scalars['train/lr']:.2e} | "
-        f"grad {scalars['train/grad_norm']:.3f} | {scalars['train/img_per_sec']:.0f} img/s | "
-        f"ETA {format_duration(eta)}"
+        f"grad {scalars['train/grad_norm']:.3f} | {timing}"
     )
 
 
@@ -122,12 +143,22 @@ def eval_line(step: int, scalars: dict[str, float]) -> str:
     return " | ".join(parts)
 
 
-def log_parameter_overview(params: Any) -> None:
-    """clu's table of parameter names, shapes and sizes, plus the total, on the console."""
+def log_parameter_overview(params: Any, workdir: str | os.PathLike | None = None) -> None:
+    """clu's table of parameter names, shapes and sizes: with a `workdir`, into
+    `WORKDIR/parameters.txt` and one console line with the total (the table runs to
+    hundreds of lines); without, printed (a notebook's view)."""
     if jax.process_index() != 0:
         return
     overview = parameter_overview.get_parameter_overview(_numpy_tree(params), include_stats=False)
-    print(overview, file=sys.stdout, flush=True)
+    if workdir is None:
+        print(overview, flush=True)
+        return
+    path = Path(workdir) / "parameters.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(overview + "\n")
+    total = sum(math.prod(x.shape) for x in jax.tree.leaves(params))
+    arrays = len(jax.tree.leaves(params))
+    print(f"{total:,} parameters in {arrays} arrays (table: {path})", flush=True)
 
 
 def _numpy_tree(tree: Any) -> dict:

@@ -25,6 +25,7 @@ import optax
 from flax import nnx
 
 import smlp_jax
+from smlp_jax.models import registry
 from smlp_jax.train.errors import ConfigError
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -52,8 +53,29 @@ def build_model(config: Any, num_classes: int, seed: int) -> nnx.Module:
         image_size=config.image_size,
         rngs=seed,
         dtype=compute_dtype(config.dtype),
-        **dict(config.model_kwargs),
+        **model_kwargs(config),
     )
+
+
+def model_kwargs(config: Any) -> dict[str, Any]:
+    """The hyperparameters `config.model` is built with.
+
+    The config files fill `model_kwargs` with every hyperparameter of the model they name
+    (`model_kwargs_of`; configs/common.with_model_defaults). When `--config.model` names
+    another model, only the keys that differ from those filled-in values go on (the new
+    model's own values stand for the rest), and for another family only the ones it takes.
+    """
+    kwargs = dict(config.model_kwargs)
+    origin = config.get("model_kwargs_of", "")
+    if not origin or origin == config.model:
+        return kwargs
+    registry.get_entry(config.model)  # an unknown name: its own clear error first
+    filled = registry.hyperparameters(origin)
+    changed = {k: v for k, v in kwargs.items() if k not in filled or filled[k] != v}
+    if registry.get_entry(origin).family == registry.get_entry(config.model).family:
+        return changed
+    takes = registry.hyperparameters(config.model)
+    return {k: v for k, v in changed.items() if k in takes}
 
 
 def split(model: nnx.Module) -> tuple[Any, dict, dict, dict]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from smlp_jax import data
-from smlp_jax.models import moe
+from smlp_jax.models import moe, registry
 from smlp_jax.train import checkpoint, init_from, optim, preemption, sharding
 from smlp_jax.train.errors import ConfigError, NonFiniteError
 from smlp_jax.train.metrics import (
@@ -25,20 +27,32 @@ from smlp_jax.train.metrics import (
     Progress,
     console,
     eval_line,
+    last_logged,
     log_parameter_overview,
     train_line,
 )
-from smlp_jax.train.state import ModelGraphs, init_state, model_check, model_graphs
+from smlp_jax.train.state import (
+    ModelGraphs,
+    init_state,
+    model_check,
+    model_graphs,
+    model_kwargs,
+)
 from smlp_jax.train.step import NO_BAD_STEP, loss_function, make_eval_step, make_train_step
 
 
 def schedule_lengths(config: Any, num_train: int) -> tuple[int, int]:
     """-> (total_steps, steps_per_epoch); `total_steps` wins over `total_epochs`."""
     steps_per_epoch = data.train_steps_per_epoch(config, num_train)
-    if config.total_steps:
+    if config.total_steps is not None:
+        if int(config.total_steps) <= 0:
+            raise ConfigError(
+                f"config.total_steps={config.total_steps}: give a positive number of steps, "
+                f"or leave it unset to train config.total_epochs ({config.total_epochs})."
+            )
         return int(config.total_steps), steps_per_epoch
-    if not config.total_epochs:
-        raise ConfigError("Set config.total_steps or config.total_epochs.")
+    if not config.total_epochs or config.total_epochs <= 0:
+        raise ConfigError("Set config.total_steps or a positive config.total_epochs.")
     return int(round(config.total_epochs * steps_per_epoch)), steps_per_epoch
 
 
@@ -148,13 +162,32 @@ def evaluate(config: Any, eval_step, state: dict, mesh) -> dict[str, float]:
     return scalars
 
 
-def _check_finite(first_bad: jax.Array) -> None:
+def model_description(config: Any, params: Any) -> str:
+    """`smlpnet_t (dim=24, depths=(1, 1, 1, 1); 548,570 parameters)`: the registered name,
+    the hyperparameters that differ from it, and the size."""
+    registered = registry.hyperparameters(config.model)
+    changed = {k: v for k, v in model_kwargs(config).items() if registered.get(k) != v}
+    total = sum(math.prod(x.shape) for x in jax.tree.leaves(params))
+    what = ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
+    return f"{config.model} ({what + '; ' if what else ''}{total:,} parameters)"
+
+
+def _check_finite(first_bad: jax.Array, config: Any, ckpt: checkpoint.Checkpointer) -> None:
     bad = int(first_bad)
     if bad != int(NO_BAD_STEP):
+        ckpt.wait()  # a save in flight is of a step before the bad one: let it land
+        latest = ckpt.latest_step()
+        kept = (
+            f"the checkpoint of step {latest} is kept (rerun resumes from it)"
+            if latest is not None
+            else "no checkpoint had been saved yet"
+        )
+        fixes = ["lower config.optimizer.lr", "set config.grad_clip"]
+        if config.dtype != "float32":
+            fixes.append("use config.dtype='float32'")
         raise NonFiniteError(
-            f"the loss or gradient became NaN/inf at step {bad}; training stopped and the "
-            "last checkpoint was kept. Lower config.optimizer.lr, set config.grad_clip, or "
-            "use config.dtype='float32'."
+            f"the loss or gradient became NaN/inf at step {bad}; training stopped and {kept}. "
+            f"To fix it: {', or '.join(fixes)}."
         )
 
 
@@ -169,7 +202,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
         setup.info, setup.mesh, setup.total_steps, setup.abstract, setup.shardings
     )  # fmt: skip
     console(
-        f"{config.model} on {config.dataset} ({info.num_train} train / {info.num_eval} eval, "
+        f"{model_description(config, abstract['params'])} on {config.dataset} "
+        f"({info.num_train} train / {info.num_eval} eval, "
         f"{info.num_classes} classes); {jax.device_count()} devices, mesh {dict(mesh.shape)}, "
         f"{jax.process_count()} processes; {total_steps} steps of batch {config.batch_size}"
     )
@@ -181,13 +215,22 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
     data_state = None
     if restored is not None:
         start_step, state, data_state = restored
+        if start_step >= total_steps:
+            ckpt.close()
+            final = {**last_logged(workdir, "eval/"), "step": start_step}
+            console(
+                f"already finished: {ckpt.directory} holds step {start_step} of {total_steps}"
+                + (f"; its final {eval_line(start_step, final)}" if len(final) > 1 else "")
+                + " (a new --workdir, or a larger config.total_steps, trains again)"
+            )
+            return final
         console(f"resumed from {ckpt.directory}/{start_step}")
     else:
         start_step = 0
         state = create_state(setup.make_state, shardings)
         if config.init_from:
             state = init_from.load_model_weights(config, state, abstract, info.num_classes)
-    log_parameter_overview(state["params"])
+    log_parameter_overview(state["params"], workdir)
     # --- Input --------------------------------------------------------------------------
     train_iter = data.create_train_iterator(config)
     if data_state is not None:
@@ -213,13 +256,21 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
         with preemption.PreemptionGuard() as guard:
             while step < total_steps:
                 batch = sharding.global_batch(next(train_iter), mesh)
+                if step == start_step:
+                    console("compiling the train step...")
+                    compile_start = time.perf_counter()
                 state, step_metrics, bad = train_step(state, batch)
                 step += 1
+                if step == start_step + 1:
+                    jax.block_until_ready(step_metrics)
+                    took = time.perf_counter() - compile_start
+                    console(f"train step compiled and run once in {took:.1f}s")
+                    progress.restart(step)
                 window = step_metrics if window is None else window.merge(step_metrics)
                 first_bad = jnp.minimum(first_bad, bad)
                 last = step == total_steps
                 if step % config.log_every == 0 or last:
-                    _check_finite(first_bad)
+                    _check_finite(first_bad, config, ckpt)
                     scalars = {f"train/{k}": float(v) for k, v in window.compute().items()}
                     scalars["train/img_per_sec"], eta = progress.update(step)
                     writer.write(step, scalars)
@@ -232,10 +283,11 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
                     writer.write(step, eval_scalars)
                     console(eval_line(step, eval_scalars))
                     final.update(eval_scalars)
+                    progress.restart(step)  # the ETA counts train steps, not evaluation
                 stop = guard.should_stop_at(step)
                 every = config.checkpoint_every
                 if (every and step % every == 0) or last or stop:
-                    _check_finite(first_bad)  # never save a state after a NaN step
+                    _check_finite(first_bad, config, ckpt)  # never save after a NaN step
                     ckpt.save(
                         step,
                         state,
@@ -245,7 +297,11 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
                     )
                 if stop:
                     ckpt.wait()
-                    console(f"preempted: saved a checkpoint at step {step}; rerun to resume")
+                    console(
+                        f"stopped by {guard.signal_received}: saved a checkpoint at step "
+                        f"{step}; rerun the same command to resume"
+                    )
+                    final["stopped_by"] = guard.signal_received
                     break
     finally:
         ckpt.close()

@@ -74,3 +74,30 @@ def test_every_registered_model_is_in_the_table():
 @pytest.mark.parametrize("name", sorted(PARAM_COUNTS))
 def test_param_count(name):
     assert count_params(name) == PARAM_COUNTS[name]
+
+
+def _smallest_of_each_family() -> list[str]:
+    smallest = {}
+    for name, count in PARAM_COUNTS.items():
+        family = smlp_jax.models.registry.get_entry(name).family
+        if family not in smallest or count < PARAM_COUNTS[smallest[family]]:
+            smallest[family] = name
+    return sorted(smallest.values())
+
+
+@pytest.mark.parametrize("name", _smallest_of_each_family())
+def test_output_shape_at_the_default_input(name):
+    """The forward at the model's own input size (its pretrained configuration) gives
+    `(B, num_classes)` logits, traced with `jax.eval_shape` (no compute). One model a
+    family: the variants of a family differ only in widths and depths, and tracing every
+    full-size model measured 420 s, too long for the suite."""
+    cfg = smlp_jax.models.pretrained_cfg(name)
+    c, h, w = cfg.input_size
+
+    def forward():
+        model = smlp_jax.create_model(name, num_classes=7, image_size=h)
+        model.eval()
+        return model(jax.numpy.zeros((2, h, w, c)))
+
+    out = jax.eval_shape(forward)
+    assert out.shape == (2, 7) and out.dtype == jax.numpy.float32, (name, out)

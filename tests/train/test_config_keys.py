@@ -1,0 +1,130 @@
+"""Every model hyperparameter is a config key, typos get one line naming the known keys,
+and `--config.model` can switch to another model or family.
+
+In-process and abstract (`nnx.eval_shape`): nothing is compiled or trained.
+"""
+
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+import smlp_jax
+from smlp_jax.models import registry
+from smlp_jax.train import state
+from tests.train.tiny import REPO, apply_overrides, demo_config, official_config
+
+FAMILY_CONFIGS = [
+    ("smlpnet", ("t", "s", "b", "demo")),
+    ("mixer", ("s16", "b16", "demo")),
+    ("convmixer", ("768_32", "256_8", "demo")),
+    ("dynamixer", ("s", "demo")),
+    ("permutator", ("s7", "demo")),
+    ("as_mlp", ("t", "demo")),
+    ("hire_mlp", ("t", "demo")),
+    ("raft_mlp", ("s", "demo")),
+    ("sparse_mlp", ("s", "demo")),
+]
+
+
+def _params(config) -> int:
+    model = nnx.eval_shape(lambda: state.build_model(config, 10, 0))
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
+
+
+@pytest.mark.parametrize(("family", "variants"), FAMILY_CONFIGS)
+def test_every_hyperparameter_of_the_configs_model_is_a_key(family, variants):
+    for variant in variants:
+        config = official_config(family, variant)
+        defaults = registry.hyperparameters(config.model)
+        assert set(defaults) <= set(config.model_kwargs), (family, variant)
+        assert config.model_kwargs_of == config.model
+        # Keys the config file did not set hold the model's own values.
+        for key, value in defaults.items():
+            assert config.model_kwargs[key] == value or key in _set_by_file(family), (
+                family,
+                variant,
+                key,
+            )
+
+
+def _set_by_file(family: str) -> set[str]:
+    """model_kwargs keys the family's config file writes (its recipe's own values)."""
+    text = (REPO / "configs" / f"{family}.py").read_text()
+    return {
+        line.split("model_kwargs.")[1].split("=")[0].strip()
+        for line in text.splitlines()
+        if "config.model_kwargs." in line and "=" in line
+    }
+
+
+def test_a_hyperparameter_the_config_file_never_set_can_be_overridden():
+    """`:demo --config.model_kwargs.alpha=2` (sMLPNet's channel-MLP ratio) is a real change:
+    the channel MLPs shrink from 3x to 2x."""
+    base = demo_config("smlpnet", {})
+    assert "alpha" in base.model_kwargs and base.model_kwargs.alpha == 3
+    smaller = demo_config("smlpnet", {"model_kwargs.alpha": 2})
+    assert _params(smaller) < _params(base)
+
+
+def test_switching_the_model_from_the_command_line():
+    """Another variant of the family: its own sizes (the config's filled-in values of the
+    old variant are not carried over). Another family: only the keys it takes."""
+    config = official_config("smlpnet", "t")
+    with config.unlocked():
+        config.model = "smlpnet_b"
+    assert state.model_kwargs(config) == {}
+    config = demo_config("smlpnet", {"model": "mixer_s16"})
+    assert state.model_kwargs(config) == {}  # dim/depths are sMLPNet's; mixer_s16's own
+    config = demo_config("smlpnet", {"model": "mixer_s16", "model_kwargs.drop_path_rate": 0.1})
+    assert state.model_kwargs(config) == {"drop_path_rate": 0.1}
+    mixer_params = _params(demo_config("smlpnet", {"model": "mixer_s16"}))
+    want = smlp_jax.create_model("mixer_s16", num_classes=10, image_size=32, rngs=0)
+    got = int(sum(np.prod(x.shape) for x in jax.tree.leaves(nnx.state(want, nnx.Param))))
+    assert mixer_params == got
+
+
+def test_a_misspelt_key_still_fails():
+    with pytest.raises((AttributeError, KeyError)):
+        apply_overrides(demo_config("smlpnet", {}), {"model_kwargs.alhpa": 2})
+
+
+def _main_module():
+    sys.path.insert(0, str(REPO))
+    import main
+
+    return main
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        (
+            "--config.optimizer.learning_rate=8",
+            "unknown config key 'optimizer.learning_rate'; known keys under optimizer: b1,",
+        ),
+        (
+            "--config.optimzer.lr=8",
+            "unknown config key 'optimzer.lr' (did you mean 'optimizer.lr'?); known keys at "
+            "the top level:",
+        ),
+        (
+            "--config.model_kwargs.dimm=8",
+            "unknown config key 'model_kwargs.dimm' (did you mean 'model_kwargs.dim'?)",
+        ),
+    ],
+)
+def test_unknown_key_names_the_known_ones(arg, message):
+    main = _main_module()
+    argv = ["main.py", f"--config={REPO}/configs/smlpnet.py:demo", "--workdir=W", arg]
+    assert main._unknown_config_key(argv).startswith(message)
+
+
+def test_missing_config_file_is_one_line():
+    main = _main_module()
+    line = main._missing_config_file(["main.py", "--config=configs/nonexist.py:t"])
+    assert line.startswith("config file configs/nonexist.py not found; the configs are ")
+    assert "configs/smlpnet.py" in line and "common.py" not in line
+    assert main._missing_config_file(["main.py", f"--config={REPO}/configs/smlpnet.py:t"]) is None
