@@ -1,10 +1,8 @@
 """MLP-Mixer, ConvMixer and DynaMixer train through the trainer on the demo digits.
 
 Each family's `demo` config (configs/<family>.py), shortened to a few dozen steps: the
-training loss falls and the final evaluation runs.
+training loss falls and the final evaluation beats a top-1 threshold (learning, not only running).
 """
-
-import math
 
 import pytest
 
@@ -24,6 +22,11 @@ SHORT = {
 }
 
 
+# Eval top-1 the short run must beat (chance is 0.1): about two thirds of what it reached
+# when measured (2026-12-03: Mixer 0.66, ConvMixer 0.70, DynaMixer 0.30 on test[:200]).
+LEARNED = {"mixer": 0.4, "convmixer": 0.45, "dynamixer": 0.2}
+
+
 def _demo_config(family: str, data_dir: str):
     return demo_config(family, {**SHORT, "data_dir": data_dir})
 
@@ -36,4 +39,4 @@ def test_demo_config_trains_with_falling_loss(family, demo_data_dir, tmp_path):
     # DynaMixer's N(0, 0.02) init starts slowest; 0.9x is a clear fall for all three.
     assert losses[80] < 0.9 * losses[10], losses
     assert losses[80] < min(losses[10], losses[20], losses[30]), losses
-    assert final["step"] == 80 and math.isfinite(final["eval/loss"])
+    assert final["step"] == 80 and final["eval/top1"] > LEARNED[family], final

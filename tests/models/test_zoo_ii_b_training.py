@@ -25,6 +25,11 @@ SHORT = {
 }
 
 
+# Eval top-1 the short run must beat (chance is 0.1): about two thirds of what it reached
+# when measured (2026-12-03: RaftMLP 0.715, Sparse-MLP 0.395).
+LEARNED = {"raft_mlp": 0.45, "sparse_mlp": 0.25}
+
+
 def short_demo_config(family: str, data_dir: str):
     return demo_config(family, {**SHORT, "data_dir": data_dir})
 
@@ -36,7 +41,7 @@ def test_demo_config_trains_with_falling_loss(family, demo_data_dir, tmp_path):
     assert len(losses) == SHORT["total_steps"]
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.8 * first, losses
-    assert final["step"] == SHORT["total_steps"] and 0.0 <= final["eval/top1"] <= 1.0
+    assert final["step"] == SHORT["total_steps"] and final["eval/top1"] > LEARNED[family], final
 
 
 @pytest.mark.parametrize("family,variants", [("raft_mlp", "sml"), ("sparse_mlp", "sbl")])
