@@ -1,7 +1,7 @@
 """MLP-Mixer, ConvMixer and DynaMixer train through the trainer on the demo digits.
 
 Each family's `demo` config (configs/<family>.py), shortened to a few dozen steps: the
-training loss falls and the final evaluation beats a top-1 threshold (learning, not only running).
+training loss falls and the final evaluation beats a top-1 threshold (it learns).
 """
 
 import pytest
