@@ -35,7 +35,7 @@ from smlp_jax.train.checkpoint import (
 )
 from smlp_jax.train.metrics import console
 from smlp_jax.train.sharding import path_name
-from smlp_jax.train.state import HEAD, build_model, split
+from smlp_jax.train.state import build_model, head_name, split
 
 
 def is_our_checkpoint(path: str) -> bool:
@@ -46,7 +46,8 @@ def load_model_weights(config: Any, state: dict, abstract: dict, num_classes: in
     """Returns `state` with params/model_state (and EMA) taken from `config.init_from`."""
     path = config.init_from
     if is_our_checkpoint(path):
-        params, model_state = _from_checkpoint(path, abstract, state["params"])
+        head = head_name(config.model)
+        params, model_state = _from_checkpoint(path, abstract, state["params"], head)
     else:
         params, model_state = _from_official(config, path, num_classes, abstract)
     state = {**state, "params": params, "model_state": model_state}
@@ -142,37 +143,37 @@ def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:
         ) from err
 
 
-def _from_checkpoint(path: str, abstract: dict, fresh_params: dict) -> tuple[dict, dict]:
+def _from_checkpoint(path: str, abstract: dict, fresh_params: dict, head: str) -> tuple[dict, dict]:
     target = {"params": abstract["params"], "model_state": abstract["model_state"]}
     try:
         loaded = load_for_init(path, target, partial=True)
         return loaded["params"], loaded["model_state"]
     except CheckpointError as err:
-        if HEAD not in abstract["params"]:
+        if head not in abstract["params"]:
             raise
         full_error = err
     # Retry without the head: a checkpoint trained for another class count.
-    headless = {**target, "params": {k: v for k, v in target["params"].items() if k != HEAD}}
+    headless = {**target, "params": {k: v for k, v in target["params"].items() if k != head}}
     try:
         loaded = load_for_init(path, headless, partial=True)
     except CheckpointError:
         raise full_error from None
-    console(f"init_from {path}: class count differs; the '{HEAD}' layer starts fresh.")
-    return {**loaded["params"], HEAD: fresh_params[HEAD]}, loaded["model_state"]
+    console(f"init_from {path}: class count differs; the '{head}' layer starts fresh.")
+    return {**loaded["params"], head: fresh_params[head]}, loaded["model_state"]
 
 
 # --- official weights -----------------------------------------------------------------------
 
 
-def official_head_keys(model: Any, rules: dict) -> list[str]:
+def official_head_keys(model: Any, rules: dict, head: str = "head") -> list[str]:
     """The official weight names of `model`'s classifier, from a converter's `rules`
     (official key -> (our variable, layout)): the keys whose variable belongs to our
-    `head` module. The names differ by family ("head.weight", sMLPNet's
+    `head` module (`PretrainedCfg.classifier`). The names differ by family ("head.weight", sMLPNet's
     "mlp_head.0.weight", RaftMLP's "classifier.weight"), so they are not matched by name.
     """
     ours = {
         id(node)
-        for _, node in nnx.iter_graph(getattr(model, HEAD))
+        for _, node in nnx.iter_graph(getattr(model, head))
         if isinstance(node, nnx.Variable)
     }
     return [key for key, (variable, _) in rules.items() if id(variable) in ours]
@@ -185,7 +186,7 @@ def _from_official(config: Any, path: str, num_classes: int, abstract: dict) -> 
     rules = rules_for(model, weights, family=family)
     # A head for another class count is swapped for this model's fresh head (in the
     # official layout), so the shape checks of load_pretrained pass for everything else.
-    head_keys = set(official_head_keys(model, rules))
+    head_keys = set(official_head_keys(model, rules, head_name(config.model)))
     replaced = []
     for key, (variable, layout) in rules.items():
         ours = tuple(layout.official_shape(variable.shape))

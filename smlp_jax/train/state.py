@@ -107,28 +107,32 @@ def model_check(config: Any, num_classes: int) -> None:
     del model
 
 
-HEAD = "head"  # our classifier's attribute name in every model (official names vary)
+def head_name(model_name: str) -> str:
+    """The classifier's attribute (and params key) of `model_name`, from its pretrained
+    configuration (`PretrainedCfg.classifier`)."""
+    return registry.pretrained_cfg(model_name).classifier
 
 
-def with_head_bias(params: dict, value: float | None) -> dict:
-    """`params` with the classifier's bias set to `value` (big_vision's `head_bias_init`,
-    -6.9 ~ log(1/1000) for a sigmoid loss on 1000 classes); None leaves it as built."""
+def with_head_bias(params: dict, value: float | None, head: str = "head") -> dict:
+    """`params` with the classifier's bias (`params[head]`) set to `value` (big_vision's
+    `head_bias_init`, -6.9 ~ log(1/1000) for a sigmoid loss on 1000 classes); None leaves
+    it as built."""
     if value is None:
         return params
-    head = params.get(HEAD)
-    if not isinstance(head, dict) or "bias" not in head:
+    layer = params.get(head)
+    if not isinstance(layer, dict) or "bias" not in layer:
         raise ConfigError(
             "config.head_bias_init is set but this model's classifier has no bias "
-            f"(params['{HEAD}'] holds {sorted(head) if isinstance(head, dict) else head!r})."
+            f"(params['{head}'] holds {sorted(layer) if isinstance(layer, dict) else layer!r})."
         )
-    bias = head["bias"]
-    return {**params, HEAD: {**head, "bias": jnp.full(bias.shape, value, bias.dtype)}}
+    bias = layer["bias"]
+    return {**params, head: {**layer, "bias": jnp.full(bias.shape, value, bias.dtype)}}
 
 
 def init_state(config: Any, num_classes: int, tx: optax.GradientTransformation) -> dict:
     """A fresh train state (call under `jax.jit(out_shardings=...)` to create it sharded)."""
     _, params, rngs, model_state = split(build_model(config, num_classes, config.seed))
-    params = with_head_bias(params, config.head_bias_init)
+    params = with_head_bias(params, config.head_bias_init, head_name(config.model))
     state = {
         "step": jnp.zeros((), jnp.int32),
         "params": params,

@@ -178,7 +178,7 @@ def test_init_from_checkpoint_with_another_class_count(demo_run, demo_data_dir, 
     state = init_from.load_model_weights(config, fresh, abstract, info.num_classes)
     assert "class count differs; the 'head' layer starts fresh" in capsys.readouterr().out
 
-    headless = {k: v for k, v in abstract["params"].items() if k != init_from.HEAD}
+    headless = {k: v for k, v in abstract["params"].items() if k != "head"}
     saved = init_from.load_for_init(
         workdir, {"params": headless, "model_state": abstract["model_state"]}, partial=True
     )
