@@ -22,13 +22,26 @@ Retention: the last `keep` steps plus the one with the best `eval/top1`. Orbax's
 
 `smlp_jax.train.init_from.load_for_init` reads the `state/` of these steps for
 `config.init_from`, through the same key-data conversion and `newest_restorable` fall-back.
+
+A save the operating system refuses (disk full, quota, file-size limit) raises a one-line
+`CheckpointError`, `could not write checkpoint 40 to W/checkpoints: No space left on device;
+the checkpoint of step 20 is intact`: from `save` when synchronous, and for an asynchronous
+save from the next `save`, `wait`, `restore` or `close`. The failed step stays a temporary
+directory (never listed; the next writer removes it), and no older step is deleted for it.
+Orbax's own log records of such a failure (a traceback each, from several threads) are
+dropped: the error says it once.
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
+import logging
 import os
+import re
+import sys
+import traceback
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -55,7 +68,8 @@ T = TypeVar("T")
 
 
 class CheckpointError(RuntimeError):
-    """No usable checkpoint where one was required (missing, corrupt, or not matching)."""
+    """No usable checkpoint where one was required (missing, corrupt, or not matching), or a
+    checkpoint the OS would not let us write (disk full)."""
 
 
 class CheckpointFallbackWarning(UserWarning):
@@ -95,7 +109,84 @@ def _failed_anywhere(failed_here: bool) -> bool:
 def first_line(err: BaseException) -> str:
     """`Type: first line of the message` (at most 300 characters), for one-line reports."""
     text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:300] if text else ''}"
+    line = text[0].split(" See full TensorStore details")[0] if text else ""  # a spec dump
+    return f"{type(err).__name__}: {line[:300]}"
+
+
+def _os_error_reason(err: BaseException) -> str | None:
+    """The operating system's reason a write failed ("No space left on device"), from an
+    OSError in `err`'s chain or TensorStore's `[os_error_code='28']`; None if there is none."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno)
+        code = re.search(r"os_error_code='(\d+)'", str(seen))
+        if code:
+            return os.strerror(int(code.group(1)))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class _ReportedWriteFailures(logging.Filter):
+    """Drops the log records of a checkpoint write the OS refused: `Checkpointer` raises that
+    failure as one `CheckpointError` line, where Orbax logs a traceback for it from several
+    threads (through absl) and asyncio one for each other write that failed with it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None or _os_error_reason(error) is None:
+            return True
+        logged_by_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+        return not (logged_by_orbax or ".orbax-checkpoint-tmp" in str(error))
+
+
+_REPORTED_WRITE_FAILURES = _ReportedWriteFailures()
+
+
+class _FailedReadTasks(logging.Filter):
+    """Drops asyncio's "Task/Future exception was never retrieved" records for Orbax's reads of a
+    damaged step: the first failed read fails the restore (reported as one fall-back
+    warning); the reads still pending then fail the same way, unobserved, one traceback
+    each (thousands of lines for a truncated file)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        ours = ("async_deserialize", "OCDBT database", f"orbax{os.sep}checkpoint")
+        return not ("never retrieved" in message and any(m in message for m in ours))
+
+
+_FAILED_READ_TASKS = _FailedReadTasks()
+
+
+def _quiet_closed_loop(previous: Callable) -> Callable:
+    """An unraisable-exception hook that drops what Orbax's abandoned reads and writes leave
+    behind after a failed restore or write ("Event loop is closed" from TensorStore
+    callbacks, the same read error again from each coroutine closed unawaited) and passes
+    everything else to `previous`."""
+
+    def hook(unraisable) -> None:
+        err = unraisable.exc_value
+        where = "".join(traceback.format_tb(unraisable.exc_traceback)) + repr(unraisable.object)
+        from_orbax = f"orbax{os.sep}checkpoint" in where or "_read_array_index" in where
+        closed_loop = isinstance(err, RuntimeError) and "Event loop is closed" in str(err)
+        if from_orbax or (closed_loop and ("tensorstore" in where or "asyncio" in where)):
+            return
+        previous(unraisable)
+
+    hook.quiets_closed_loop = True
+    return hook
+
+
+def _quiet_orbax_noise() -> None:
+    """Installs the two filters above once per process (idempotent)."""
+    asyncio_log = logging.getLogger("asyncio")
+    if _FAILED_READ_TASKS not in asyncio_log.filters:
+        asyncio_log.addFilter(_FAILED_READ_TASKS)
+    absl_log = logging.getLogger("absl")
+    if _FAILED_READ_TASKS not in absl_log.filters:
+        absl_log.addFilter(_FAILED_READ_TASKS)
+    if not getattr(sys.unraisablehook, "quiets_closed_loop", False):
+        sys.unraisablehook = _quiet_closed_loop(sys.unraisablehook)
 
 
 def newest_restorable(
@@ -107,6 +198,7 @@ def newest_restorable(
     newer steps that failed, as `(step, error)`; `step` is None when none restored. Every
     process must call it with the same steps, and all end on the same step.
     """
+    _quiet_orbax_noise()
     failed: list[tuple[int, BaseException]] = []
     for step in sorted(steps, reverse=True):
         error: BaseException | None = None
@@ -114,6 +206,7 @@ def newest_restorable(
             result = restore_step(step)
         except Exception as err:  # damage surfaces as many error types from Orbax/TensorStore
             error = err
+            gc.collect()  # the failed step's abandoned reads go now, their noise filtered
         if _failed_anywhere(error is not None):
             error = error or CheckpointError(f"step {step} failed on another process")
             failed.append((step, error))
@@ -292,6 +385,10 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_handlers=_item_handlers()
         )
+        self._in_flight: int | None = None  # the step an asynchronous save may be writing
+        if not read_only:
+            for logger in ("absl", "asyncio"):  # Orbax logs through absl
+                logging.getLogger(logger).addFilter(_REPORTED_WRITE_FAILURES)
 
     def _rank(self, metrics: dict[str, Any]) -> float:
         """Checkpoints without a finite `best_metric` rank lowest (BestN breaks ties by recency)."""
@@ -319,11 +416,13 @@ class Checkpointer:
 
         A step that is already saved is skipped; so is a step older than the latest one
         unless `force`. Returns whether a save was started. Call `wait()` before relying on
-        the files (or before the process exits).
+        the files (or before the process exits). Raises `CheckpointError` when the OS refuses
+        the write (disk full), for this step or for an asynchronous save still in flight.
         """
         if self.read_only:
             raise CheckpointError(f"This Checkpointer of {self.directory} is read-only.")
         step = int(step)
+        self.wait()  # an earlier save that failed is reported as its own step, not this one
         latest = self.latest_step()
         if step in self._manager.all_steps() or (
             not force and latest is not None and step < latest
@@ -341,10 +440,39 @@ class Checkpointer:
             data=ocp.args.JsonSave(_encode_data_state(data_state)),
             meta=ocp.args.JsonSave(meta),
         )
-        # force=True: the trainer decides when to save, not Orbax's save-interval policy.
-        return self._manager.save(
-            step, args=args, metrics=(metrics_json or {}) if self._keep_best else None, force=True
+        try:
+            # force=True: the trainer decides when to save, not Orbax's save-interval policy.
+            started = self._manager.save(
+                step,
+                args=args,
+                metrics=(metrics_json or {}) if self._keep_best else None,
+                force=True,
+            )
+        except Exception as err:
+            failure = self._write_failed(step, err)
+            if failure is None:
+                raise
+            raise failure from err
+        self._in_flight = step if started else None
+        return started
+
+    def _write_failed(self, step: int | None, err: Exception) -> CheckpointError | None:
+        """A one-line `CheckpointError` for a write the OS refused; None for anything else
+        (a bug, which keeps its traceback)."""
+        reason = _os_error_reason(err)
+        if reason is None:
+            return None
+        # Orbax's in-memory list already lacks the steps it meant to delete after this save;
+        # the directory says what is really there.
+        self._manager.reload()
+        kept = self._manager.latest_step()
+        intact = (
+            f"the checkpoint of step {kept} is intact"
+            if kept is not None
+            else "there is no earlier checkpoint"
         )
+        which = "a checkpoint" if step is None else f"checkpoint {step}"
+        return CheckpointError(f"could not write {which} to {self.directory}: {reason}; {intact}")
 
     def restore(self, abstract_state: Any) -> tuple[int, Any, Any] | None:
         """Restores the latest good checkpoint as `(step, state, data_state)`; None if none.
@@ -355,7 +483,7 @@ class Checkpointer:
         once an older one has restored; if none restores, a `CheckpointError` is raised and
         nothing is moved (then the cause is more likely a changed model than damage).
         """
-        self._manager.wait_until_finished()
+        self.wait()
         step, result, failed = newest_restorable(
             self._manager.all_steps(), lambda step: self._restore_step(step, abstract_state)
         )
@@ -426,12 +554,21 @@ class Checkpointer:
 
     def wait(self) -> None:
         """Blocks until every started save is committed to disk."""
-        self._manager.wait_until_finished()
+        step, self._in_flight = self._in_flight, None
+        try:
+            self._manager.wait_until_finished()
+        except Exception as err:
+            failure = self._write_failed(step, err)
+            if failure is None:
+                raise
+            raise failure from err
 
     def close(self) -> None:
         """Waits for pending saves and releases Orbax's threads."""
-        self._manager.wait_until_finished()
-        self._manager.close()
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
 
     def __enter__(self) -> Checkpointer:
         return self

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 import jax
@@ -18,6 +19,17 @@ from smlp_jax.models import UnknownModelError
 from smlp_jax.train import preemption, trainer
 from smlp_jax.train.checkpoint import CheckpointError
 from smlp_jax.train.errors import TrainError
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Our own warnings (a damaged checkpoint passed over, ...) as one `warning:` line;
+    everyone else's as Python formats them."""
+    if category.__module__.startswith("smlp_jax"):
+        return f"warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
 
 # The exception types whose message alone is a complete answer to the user.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -56,6 +68,7 @@ def run(
 ) -> int:
     """Runs `mode` and returns the exit status: 0 done, 1 bad input, 128 + the signal's
     number when SIGTERM or Ctrl-C stopped training after a checkpoint (143 / 130)."""
+    warnings.formatwarning = _format_warning
     try:
         if distributed:
             initialize_distributed(coordinator_address, num_processes, process_id)

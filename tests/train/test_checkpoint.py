@@ -3,6 +3,7 @@ N plus the best, fallback from a damaged latest step, half-written steps, sharde
 read-only readers, and two processes (with their preemption stop). Small pytrees on the 1 CPU
 device."""
 
+import json
 import os
 import shutil
 import socket
@@ -191,15 +192,16 @@ def test_bad_arguments_get_clear_errors(tmp_path):
 
 
 _TWO_PROCESS_SCRIPT = """
-import os, signal, sys, time, warnings
+import json, os, signal, sys, time, warnings
 sys.path.insert(0, {repo!r})
 import jax, jax.numpy as jnp, numpy as np
-process, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+process, port, workdir, report_path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 jax.distributed.initialize(f"localhost:{{port}}", num_processes=2, process_id=process)
 from smlp_jax.train import checkpoint, preemption
 mesh = jax.make_mesh((2,), ("data",))
 sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
 abstract = {{"w": jax.ShapeDtypeStruct((4,), jnp.float32, sharding=sharding)}}
+report = {{"process": process}}
 with checkpoint.Checkpointer(workdir) as ckpt:
     for step in (1, 2, 3):
         w = jax.make_array_from_callback((4,), sharding, lambda i: np.arange(4.0)[i] + step)
@@ -212,24 +214,30 @@ with checkpoint.Checkpointer(workdir) as ckpt:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         step, state, data_state = ckpt.restore(abstract)
-    shard = [np.asarray(s.data).tolist() for s in state["w"].addressable_shards]
-    print("RESTORED", process, step, data_state["process"], data_state["step"], shard,
-          sorted(os.listdir(ckpt.directory)), len(caught), flush=True)
+    report["restored"] = {{
+        "step": step,
+        "data_state": data_state,
+        "shards": [np.asarray(s.data).tolist() for s in state["w"].addressable_shards],
+        "steps_on_disk": sorted(os.listdir(ckpt.directory)),
+        "warnings": [[w.category.__name__, str(w.message)] for w in caught],
+    }}
 with preemption.PreemptionGuard() as guard:
     for step in range(1, 400):
         if process == 1 and step == 3:
             os.kill(os.getpid(), signal.SIGTERM)
         if guard.should_stop_at(step):
-            print("STOPPED", process, step, flush=True)
+            report["stopped_at"] = step
             break
         time.sleep(0.02)
+with open(report_path, "w") as f:
+    json.dump(report, f)
 """
 
 
 def test_two_processes_keep_their_own_data_state_and_stop_together(tmp_path):
     """jax.distributed with 2 CPU processes: per-process data-iterator files, a sharded restore,
     the damaged-step fallback with its barrier, and SIGTERM to one process stopping both at
-    the same step through JAX's preemption sync point."""
+    the same step through JAX's preemption sync point. Each process writes a JSON report."""
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
@@ -237,9 +245,17 @@ def test_two_processes_keep_their_own_data_state_and_stop_together(tmp_path):
     script.write_text(_TWO_PROCESS_SCRIPT.format(repo=str(REPO)))
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
+    reports = [tmp_path / f"report_{i}.json" for i in range(2)]
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), str(i), str(port), str(tmp_path / "run")],
+            [
+                sys.executable,
+                str(script),
+                str(i),
+                str(port),
+                str(tmp_path / "run"),
+                str(reports[i]),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -254,12 +270,21 @@ def test_two_processes_keep_their_own_data_state_and_stop_together(tmp_path):
             p.kill()
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
-    lines = [line.split(" ", 1)[1] for out, _ in outputs for line in out.splitlines()]
-    steps_left = "['1', '2', '3.corrupt']"
-    assert f"0 2 0 2 [[2.0, 3.0]] {steps_left} 1" in lines
-    assert f"1 2 1 2 [[4.0, 5.0]] {steps_left} 1" in lines
-    stops = sorted(line for line in lines if line.startswith(("0 ", "1 ")) and "[" not in line)
-    assert len(stops) == 2 and stops[0].split()[1] == stops[1].split()[1], stops
+    for process, path in enumerate(reports):
+        report = json.loads(path.read_text())
+        restored = report["restored"]
+        assert report["process"] == process
+        # Step 3's data file of process 1 was damaged: both fall back to step 2, each with
+        # its own iterator state and its own half of the array.
+        assert restored["step"] == 2
+        assert restored["data_state"] == {"process": process, "step": 2}
+        assert restored["shards"] == [[2.0 + 2 * process, 3.0 + 2 * process]]
+        assert restored["steps_on_disk"] == ["1", "2", "3.corrupt"]
+        assert [category for category, _ in restored["warnings"]] == [
+            "CheckpointFallbackWarning"
+        ], restored["warnings"]
+    stops = [json.loads(path.read_text()).get("stopped_at") for path in reports]
+    assert stops[0] is not None and stops[0] == stops[1], stops
 
 
 @IGNORE_CLOSED_LOOP

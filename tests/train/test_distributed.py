@@ -5,6 +5,7 @@ accumulation and EMA, so the comparison covers the whole step. The child runs st
 first and run while this process computes the references.
 """
 
+import json
 import socket
 import subprocess
 from pathlib import Path
@@ -133,5 +134,8 @@ def test_one_device_eight_devices_and_two_processes_agree(demo_data_dir, tmp_pat
     np.testing.assert_allclose(_losses(two), _losses(one_as_two), atol=1e-5)
     for key in ("eval/loss", "eval/ema_loss", "eval/top1"):
         assert _eval(two)[key] == pytest.approx(_eval(one_as_two)[key], abs=1e-5), key
-    log = (tmp_path / "two_processes_p0.log").read_text()
-    assert "2 processes" in log
+    # The final checkpoint says how many processes wrote it, each its own iterator file.
+    final = two / "checkpoints" / str(FEATURES["total_steps"])
+    assert json.loads((final / "meta" / "meta.json").read_text())["process_count"] == 2
+    for i in range(2):
+        assert json.loads((final / "data" / f"process_{i}.json").read_text())["kind"] == "dict"

@@ -1,0 +1,147 @@
+"""A checkpoint the disk will not take: the previous step stays intact and restores bit for
+bit, the failed step is never committed, and the user gets one line, not a traceback.
+
+The full disk is a file-size limit (`RLIMIT_FSIZE`) on a child process: writes past it fail
+with EFBIG ("File too large") in Orbax's Python and TensorStore's C++ threads alike, as they
+would with ENOSPC on a full disk (Python ignores SIGXFSZ, so the write returns the error).
+No root or small filesystem needed, and the limit stays in the child.
+"""
+
+import errno
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+import pytest
+
+from smlp_jax.train import checkpoint
+from tests.train.checkpoint_trees import abstract_of, assert_bit_equal
+from tests.train.tiny import REPO, main_command, subprocess_env
+
+LIMIT = 64 * 1024  # bytes a file may grow to; every checkpoint's array data file is larger
+REFUSED = os.strerror(errno.EFBIG)
+
+
+def _state():
+    """A train-state-like pytree whose arrays alone take 256 KiB (> LIMIT), with a PRNG key."""
+    return {"w": jnp.arange(65536, dtype=jnp.float32), "key": jax.random.key(3)}
+
+
+# Per mode: step 20 saved, the limit set, step 40 saved (and, asynchronously, step 60 started:
+# it must report the failed 40, not itself). The report is JSON; nothing is read from stdout.
+_CHILD = """
+import json, logging, resource, sys
+sys.path.insert(0, {repo!r})
+from smlp_jax.train import checkpoint
+from tests.train.test_disk_full import LIMIT, _state
+
+records = []
+handler = logging.Handler()
+handler.emit = records.append
+logging.getLogger().addHandler(handler)
+reports = {{}}
+for mode in ("sync", "async"):
+    report = reports[mode] = {{"calls": []}}
+    ckpt = checkpoint.Checkpointer(f"{{sys.argv[1]}}/{{mode}}", keep=1, async_save=mode == "async")
+    ckpt.save(20, _state(), data_state={{"pos": 20}})
+    ckpt.wait()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, resource.RLIM_INFINITY))
+    try:
+        for step in (40, 60) if mode == "async" else (40,):
+            report["calls"].append(["save", step, ckpt.save(step, _state())])
+        report["calls"].append(["wait"])
+        ckpt.wait()
+    except checkpoint.CheckpointError as err:
+        report["error"] = str(err)
+    report["steps"] = ckpt.all_steps()
+    ckpt.close()  # the failure was reported once: closing does not raise it again
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+reports["logged_tracebacks"] = [r.getMessage()[:300] for r in records if r.exc_info]
+with open(sys.argv[2], "w") as f:
+    json.dump(reports, f)
+"""
+
+
+def test_failed_save_keeps_the_previous_checkpoint_and_says_so(tmp_path):
+    script, report_path = tmp_path / "child.py", tmp_path / "report.json"
+    script.write_text(_CHILD.format(repo=str(REPO)))
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(report_path)],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = json.loads(report_path.read_text())
+    # The Checkpointer raises the failure once, as one line; Orbax's own reports of it (a
+    # traceback each, from several threads) are not logged besides.
+    assert reports.pop("logged_tracebacks") == []
+    for mode, report in reports.items():
+        directory = tmp_path / mode / "checkpoints"
+        assert report["error"] == (
+            f"could not write checkpoint 40 to {directory}: {REFUSED}; "
+            "the checkpoint of step 20 is intact"
+        ), mode
+        # Synchronous: save(40) raises. Asynchronous: save(40) starts, save(60) reports it.
+        calls = [] if mode == "sync" else [["save", 40, True]]
+        assert report["calls"] == calls and report["steps"] == [20], mode
+        # keep=1 would have deleted step 20 once 40 was committed; 40 never was.
+        assert sorted(os.listdir(directory)) == ["20", "40.orbax-checkpoint-tmp"], mode
+        with checkpoint.Checkpointer(tmp_path / mode, read_only=True) as reader:
+            step, restored, data_state = reader.restore(abstract_of(_state()))
+        assert (step, data_state) == (20, {"pos": 20}), mode
+        assert_bit_equal(_state(), restored)
+        # With space again, the resumed run saves step 40; the leftover is gone by then.
+        with checkpoint.Checkpointer(tmp_path / mode, keep=1) as ckpt:
+            assert ckpt.save(40, _state())
+        assert sorted(os.listdir(directory)) == ["40"], mode
+
+
+# Reading the intact state back without a target (plain numpy) is what we want here.
+@pytest.mark.filterwarnings("ignore:Sharding info not provided:UserWarning")
+def test_main_py_ends_with_one_line_when_the_disk_is_full(demo_data_dir, tmp_path):
+    """`main.py` on the tiny demo (checkpoints at 4, 8, 12): the file-size limit is set on the
+    running child once step 4 is committed, so a later save fails, and the run exits 1 with
+    the `error:` line last on stderr, naming the failed step and the intact one."""
+    workdir = tmp_path / "run"
+    proc = subprocess.Popen(
+        main_command(workdir, demo_data_dir),
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (workdir / "checkpoints" / "4").is_dir():
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    committed = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    failed = [int(p.name.split(".")[0]) for p in (workdir / "checkpoints").glob("*.orbax-*")]
+    assert len(failed) == 1 and failed[0] not in committed, (committed, failed)
+    assert last == (
+        f"error: could not write checkpoint {failed[0]} to {workdir / 'checkpoints'}: "
+        f"{REFUSED}; the checkpoint of step {committed[-1]} is intact"
+    )
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [last]
+    assert committed[-1] < failed[0]
+    # What it says is intact reads back (every array; bit-exactness: the test above).
+    state_dir = (workdir / "checkpoints" / str(committed[-1]) / "state").absolute()
+    with ocp.PyTreeCheckpointer() as reader:
+        assert jax.tree.leaves(reader.restore(state_dir))
