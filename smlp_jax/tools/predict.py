@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from PIL import Image
 
 import smlp_jax
 from smlp_jax import data
@@ -208,8 +209,26 @@ def preprocess(transform, path: str) -> np.ndarray:
     try:
         return transform(Path(path).read_bytes())
     except UNREADABLE_ERRORS as err:
-        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
-        raise PredictError(f"cannot read image {path}: {reason}") from None
+        raise PredictError(f"cannot read image {path}: {_reason(err)}") from None
+
+
+def _reason(err: BaseException) -> str:
+    """Why an image could not be read, in words (PIL names the stream object it read)."""
+    reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+    if "cannot identify image file" in reason:
+        return "not an image file PIL can decode (JPEG, PNG, ...)"
+    return reason
+
+
+def check_images(paths: list[str]) -> None:
+    """A PredictError for the first path that is missing or not a decodable image, before
+    any model is built (building one takes seconds)."""
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except UNREADABLE_ERRORS as err:
+            raise PredictError(f"cannot read image {path}: {_reason(err)}") from None
 
 
 def predict(model, transform, names: list[str], paths: list[str]) -> list[Prediction]:
@@ -262,6 +281,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        check_images(args.images)
         model, transform, names = build_classifier(args, overrides)
         for result in predict(model, transform, names, args.images):
             print("\n".join(result.lines()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -95,6 +96,11 @@ class Setup:
 
 def build(config: Any) -> Setup:
     """Everything but the state: dataset info, mesh, steps' ingredients, shardings."""
+    if config.init_from and not os.path.exists(config.init_from):
+        raise ConfigError(
+            f"config.init_from={config.init_from!r} does not exist; give one of our workdirs "
+            "(or its checkpoints/<step>) or an official weights file (.pth, .npz, .safetensors)."
+        )
     info = data.get_dataset_info(config)
     mesh = sharding.make_mesh(config.mesh)
     check_batch_sizes(config, mesh)

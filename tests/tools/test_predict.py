@@ -222,3 +222,19 @@ def test_model_weights_mismatch_is_one_line(trained, images, capsys):
     assert "Could not load init_from checkpoint" in err and "must be the one trained" in err
     # Checked from the metadata before any read: the line names an array and both shapes.
     assert "differ in shape" in err and "in the checkpoint" in err and "24" in err
+
+
+def test_a_non_image_is_refused_before_a_model_is_built(images, tmp_path, capsys, monkeypatch):
+    """The check comes first (a model takes seconds to build) and names no stream object."""
+
+    def no_model(*args):
+        raise AssertionError("a model was built for an input that cannot be read")
+
+    monkeypatch.setattr(predict, "build_classifier", no_model)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    err = _cli_error(capsys, images / "a.png", text, "--model", "smlpnet_t")
+    reason = "not an image file PIL can decode (JPEG, PNG, ...)"
+    assert err == f"error: cannot read image {text}: {reason}"
+    err = _cli_error(capsys, tmp_path / "missing.png", "--model", "smlpnet_t")
+    assert "missing.png" in err and "BytesIO" not in err

@@ -97,11 +97,15 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(demo_run, demo_data_dir, 
             "has no CutMix: set config.mixup.cutmix_alpha=0",
         ),
         ({"input.interpolation": "area"}, "config.input.interpolation='area'; use one of"),
+        ({"init_from": "/nonexistent.pth"}, "config.init_from='/nonexistent.pth' does not exist"),
+        ({"total_steps": 0}, "config.total_steps=0: give a positive number of steps"),
     ],
 )
 def test_bad_input_is_one_line(demo_data_dir, tmp_path, capsys, changes, expected):
     err = _one_line_error(capsys, tiny_config(demo_data_dir, **changes), tmp_path)
     assert expected in err
+    if "init_from" in changes or "total_steps" in changes:  # refused before anything is written
+        assert not (tmp_path / "checkpoints").exists()
 
 
 def test_config_typo_fails_in_main(demo_data_dir, tmp_path):
