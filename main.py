@@ -2,7 +2,8 @@ r"""Train or evaluate from a config file.
 
     python main.py --config=configs/smlpnet.py:demo --workdir=workdirs/demo
     python main.py --config=configs/smlpnet.py:t --workdir=DIR --config.batch_size=512
-    python main.py --config=configs/smlpnet.py:t --mode=eval --config.init_from=smlp_t.pth
+    python main.py --config=configs/smlpnet.py:s --workdir=DIR --mode=eval \
+        --config.init_from=smlp_s.pth
 
 Re-running the same command with the same --workdir resumes from its latest checkpoint.
 Multi-host (TPU pod slice, SLURM): add --distributed (see README "Multi-host").
