@@ -1,7 +1,7 @@
 """Every config key the trainer reads, with its default (one place to look them up).
 
 A family config starts from `base_config()` and overrides fields. Keys the data side
-owns (`config.input`, `config.mixup`) come from `smlp_jax.data` (docs/INTERFACES); the
+owns (`config.input`, `config.mixup`) come from `smlp_jax.data` (`smlp_jax/data/config.py`); the
 input size, normalisation and eval transform of a registered model come from its
 pretrained configuration (`input_from_pretrained`).
 """

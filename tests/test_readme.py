@@ -1,5 +1,6 @@
-"""The README's "Your own training loop" block runs as written (both nnx.jit and the
-functional jax.jit style, with BatchNorm), in a fresh interpreter."""
+"""The README's Python snippets run as written, each in a fresh interpreter: "Use the
+models" and "Your own training loop" (both nnx.jit and the functional jax.jit style,
+with BatchNorm)."""
 
 import re
 import subprocess
@@ -14,9 +15,9 @@ def _block(heading: str) -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_own_training_loop_block_runs():
+def _run(code: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-c", _block("Your own training loop")],
+        [sys.executable, "-c", code],
         env=subprocess_env(1),
         capture_output=True,
         text=True,
@@ -24,7 +25,22 @@ def test_own_training_loop_block_runs():
         cwd=REPO,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    last = out.stdout.strip().splitlines()[-1]
+    return out.stdout
+
+
+def test_every_python_snippet_is_tested_here():
+    text = (REPO / "README.md").read_text()
+    assert text.count("```python") == 2  # a new snippet needs a test below
+
+
+def test_use_the_models_block_runs():
+    code = (REPO / "README.md").read_text().split("## Use the models\n", 1)[1]
+    code = re.search(r"```python\n(.*?)```", code, re.S).group(1)
+    _run(code + "\nassert logits.shape == (8, 1000), logits.shape\n")
+
+
+def test_own_training_loop_block_runs():
+    last = _run(_block("Your own training loop")).strip().splitlines()[-1]
     loss = float(last.split()[1])
     assert 0.0 < loss < 2.3, last  # 6 steps on 8 fixed images: well below chance's ln 10
     assert len(last.split("predictions")[1].split(",")) == 8

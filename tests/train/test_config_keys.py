@@ -5,6 +5,7 @@ In-process and abstract (`nnx.eval_shape`): nothing is compiled or trained.
 """
 
 import sys
+from unittest import mock
 
 import jax
 import numpy as np
@@ -128,3 +129,39 @@ def test_missing_config_file_is_one_line():
     assert line.startswith("config file configs/nonexist.py not found; the configs are ")
     assert "configs/smlpnet.py" in line and "common.py" not in line
     assert main._missing_config_file(["main.py", f"--config={REPO}/configs/smlpnet.py:t"]) is None
+
+
+OVERRIDES = {  # one hyperparameter a family, set from the command line, changes the model
+    "smlpnet": "alpha=2",
+    "mixer": "channels_mlp_dim=64",
+    "convmixer": "kernel_size=3",
+    "dynamixer": "mlp_ratio=2.0",
+    "permutator": "mlp_ratios=2.0",
+    "as_mlp": "mlp_ratio=2.0",
+    "hire_mlp": "mlp_ratios=(2,2,2,2)",
+    "raft_mlp": "channel_expansion_factor=2",
+    "sparse_mlp": "num_channel_experts=2",
+}
+
+
+def _parse(argv: list[str]):
+    """main.py's flag parsing (ml_collections' config flag, locked), on fresh flags."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True)
+    # ml_collections reads the override flags from sys.argv itself.
+    with mock.patch.object(sys, "argv", ["main.py", *argv]):
+        values(["main.py", *argv])
+    return values.config
+
+
+@pytest.mark.parametrize("family", sorted(OVERRIDES))
+def test_every_familys_hyperparameters_are_overridable_on_the_command_line(family):
+    config_file = f"--config={REPO}/configs/{family}.py:demo"
+    base = _parse([config_file])
+    changed = _parse([config_file, f"--config.model_kwargs.{OVERRIDES[family]}"])
+    key = OVERRIDES[family].split("=")[0]
+    assert changed.model_kwargs[key] != base.model_kwargs[key]
+    assert _params(changed) != _params(base), family

@@ -64,31 +64,51 @@ def test_a_second_ctrl_c_exits_at_once():
     assert "Traceback" not in out.stderr
 
 
-def test_ctrl_c_in_main_saves_exits_130_and_a_finished_rerun_says_so(demo_data_dir, tmp_path):
+def test_ctrl_c_in_main_saves_resumes_exactly_and_a_finished_rerun_says_so(demo_data_dir, tmp_path):
     """Ctrl-C through main.py: one line, a checkpoint at the step it stopped, status 130, no
-    KeyboardInterrupt traceback. Rerun with that step as the length: "already finished"."""
-    workdir = tmp_path / "run"
-    command = main_command(workdir, demo_data_dir, total_steps=400, checkpoint_every=0)
-    proc = subprocess.Popen(
-        command, env=subprocess_env(1), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    KeyboardInterrupt traceback; the same command then finishes with the uninterrupted
+    run's every logged loss; once more, it says the run is finished."""
+    cache = str(tmp_path / "cache")
+    run = {"total_steps": 30, "checkpoint_every": 0, "log_every": 1}
+    workdir, reference = tmp_path / "run", tmp_path / "reference"
+
+    def start(where):
+        return subprocess.Popen(
+            main_command(where, demo_data_dir, **run),
+            env=subprocess_env(1, cache_dir=cache),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    uninterrupted, proc = start(reference), start(workdir)
     try:
         deadline = time.monotonic() + 240
         while not (workdir / "metrics.jsonl").exists() or len(read_metrics(workdir)) < 3:
             assert proc.poll() is None and time.monotonic() < deadline, proc.poll()
-            time.sleep(0.05)
+            time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         out, err = (s.decode() for s in proc.communicate(timeout=120))
+        assert uninterrupted.wait(timeout=240) == 0
     finally:
         proc.kill()
+        uninterrupted.kill()
     assert proc.returncode == 130, (out, err)
     assert "KeyboardInterrupt" not in err and "Traceback" not in err, err
     stopped = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert f"stopped by SIGINT: saved a checkpoint at step {stopped}" in out, out
-    assert stopped < 400
+    assert stopped < run["total_steps"]
 
-    again = run_main(workdir, demo_data_dir, total_steps=stopped, checkpoint_every=0)
+    def losses(where):
+        return [(e["step"], e["train/loss"]) for e in read_metrics(where) if "train/loss" in e]
+
+    resumed = run_main(workdir, demo_data_dir, **run)
+    assert resumed.returncode == 0, resumed.stderr
+    assert losses(workdir) == losses(reference)
+
+    again = run_main(workdir, demo_data_dir, **run)
     assert again.returncode == 0, again.stderr
-    assert f"already finished: {workdir / 'checkpoints'} holds step {stopped} of {stopped}" in (
+    total = run["total_steps"]
+    assert f"already finished: {workdir / 'checkpoints'} holds step {total} of {total}" in (
         again.stdout
     ), again.stdout
