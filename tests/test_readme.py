@@ -44,3 +44,23 @@ def test_own_training_loop_block_runs():
     loss = float(last.split()[1])
     assert 0.0 < loss < 2.3, last  # 6 steps on 8 fixed images: well below chance's ln 10
     assert len(last.split("predictions")[1].split(",")) == 8
+
+
+def test_the_predict_examples_digit_is_written(tmp_path):
+    """README "Tools": the one-liner that writes digit.png for the predict example."""
+    line = next(x for x in (REPO / "README.md").read_text().splitlines() if "save_test_digit" in x)
+    command = line.split('python -c "', 1)[1].rsplit('"', 1)[0]
+    out = subprocess.run(
+        [sys.executable, "-c", command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(1),
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(tmp_path / "digit.png") as image:
+        assert image.size == (28, 28) and image.mode == "L"
+    assert 0 <= int(out.stdout.strip()) <= 9

@@ -12,16 +12,19 @@ from smlp_jax.data.mixup import (
     mixup_cutmix,
     one_hot_smoothed,
 )
+from smlp_jax.data.mixup import check_mode as check_mixup_mode
 from smlp_jax.data.pipeline import (
     EvalIterable,
     TrainIterator,
     create_eval_iterator,
     create_train_iterator,
+    local_batch_size,
     train_steps_per_epoch,
 )
 from smlp_jax.data.sources import get_dataset_info
 
 __all__ = [
+    "check_mixup_mode",
     "DataError",
     "MIXUP_MODES",
     "apply_mix",
@@ -32,6 +35,7 @@ __all__ = [
     "TrainIterator",
     "create_eval_iterator",
     "create_train_iterator",
+    "local_batch_size",
     "default_input_config",
     "default_mixup_config",
     "get_dataset_info",

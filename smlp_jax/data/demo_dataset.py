@@ -74,6 +74,16 @@ def split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
     return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test))}
 
 
+def save_test_digit(path: str, index: int = 0) -> int:
+    """Writes test digit `index` (of 1,000) as a 28x28 grey PNG at `path` and returns its
+    label: an image for `smlp_jax.tools.predict` that the demo model never trained on."""
+    images, labels = load_digits()
+    row = split_indices(labels)["test"][index]
+    with open(path, "wb") as f:
+        f.write(_png(images[row]))
+    return int(labels[row])
+
+
 def _png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image, mode="L").save(buffer, format="PNG")

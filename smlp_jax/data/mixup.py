@@ -22,6 +22,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from smlp_jax.data.base import DataError
+
 
 def one_hot_smoothed(labels: jax.Array, num_classes: int, label_smoothing: float = 0.0):
     """(B,) int -> (B, num_classes) float32, rows summing to 1 (timm's smoothing)."""
@@ -94,6 +96,16 @@ def apply_mix(images: jax.Array, targets: jax.Array, draws: dict) -> tuple[jax.A
 MODES = ("timm", "big_vision")
 
 
+def check_mode(mode: str, cutmix_alpha: float) -> None:
+    """A DataError (one line) for a mixup mode that does not exist or cannot do CutMix."""
+    if mode not in MODES:
+        raise DataError(f"config.mixup.mode={mode!r}; use one of {', '.join(MODES)}.")
+    if mode == "big_vision" and cutmix_alpha > 0:
+        raise DataError(
+            "config.mixup.mode='big_vision' has no CutMix: set config.mixup.cutmix_alpha=0."
+        )
+
+
 def big_vision_mixup(
     rng: jax.Array, images: jax.Array, targets: jax.Array, alpha: float, groups: int = 1
 ) -> tuple[jax.Array, jax.Array]:
@@ -135,14 +147,9 @@ def mixup_cutmix(
     float32 targets. The hyper-parameters are static Python numbers; with both alphas 0 (or
     prob 0) the images come back unchanged with smoothed one-hot targets. `groups`: the
     batch's parts for `mode="big_vision"` (see `big_vision_mixup`)."""
-    if mode not in MODES:
-        raise ValueError(f"config.mixup.mode={mode!r}; use one of {', '.join(MODES)}.")
+    check_mode(mode, cutmix_alpha)
     targets = one_hot_smoothed(labels, num_classes, label_smoothing)
     if mode == "big_vision":
-        if cutmix_alpha > 0:
-            raise ValueError(
-                "config.mixup.mode='big_vision' has no CutMix: set config.mixup.cutmix_alpha=0."
-            )
         if mixup_alpha <= 0:
             return images, targets
         return big_vision_mixup(rng, images, targets, mixup_alpha, groups)

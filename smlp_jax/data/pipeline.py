@@ -52,9 +52,11 @@ def _processes(process_index, process_count) -> tuple[int, int]:
     return int(process_index), int(process_count)
 
 
-def _local_batch(global_batch: int, process_count: int, key: str) -> int:
+def local_batch_size(global_batch: int, process_count: int, key: str) -> int:
+    """This process's share of a global batch (the one check of that divisibility; the
+    trainer checks the device and micro-batch split)."""
     if global_batch <= 0 or global_batch % process_count:
-        raise ValueError(
+        raise DataError(
             f"config.{key}={global_batch} must be a positive multiple of the number of "
             f"processes ({process_count}): each process loads {key} // process_count examples."
         )
@@ -220,7 +222,7 @@ def _shard_stream(config, source, process_index, process_count):
 def create_train_iterator(config, *, process_index=None, process_count=None) -> TrainIterator:
     """Infinite iterator of this process's train batches; see the module docstring."""
     process_index, process_count = _processes(process_index, process_count)
-    batch = _local_batch(int(config.batch_size), process_count, "batch_size")
+    batch = local_batch_size(int(config.batch_size), process_count, "batch_size")
     cfg = input_settings(config)
     source = sources.open_split(config, sources.train_split(config))
     if len(source) < process_count:
@@ -309,7 +311,7 @@ class EvalIterable:
 def create_eval_iterator(config, *, process_index=None, process_count=None) -> EvalIterable:
     """This process's eval shard exactly once, padded; see the module docstring."""
     process_index, process_count = _processes(process_index, process_count)
-    batch = _local_batch(int(config.eval_batch_size), process_count, "eval_batch_size")
+    batch = local_batch_size(int(config.eval_batch_size), process_count, "eval_batch_size")
     cfg = input_settings(config)
     source = sources.open_split(config, sources.eval_split(config))
     if len(source) == 0:

@@ -27,6 +27,7 @@ import optax
 
 from smlp_jax.train.errors import ConfigError
 from smlp_jax.train.schedules import learning_rate_schedule, peak_learning_rate
+from smlp_jax.train.sharding import path_name
 
 __all__ = [
     "DECAY_RULES",
@@ -37,10 +38,6 @@ __all__ = [
 ]
 
 DECAY_RULES = ("timm", "kernels", "all")
-
-
-def _path_name(path) -> str:
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
 def decay_mask(params: Any, rule: str = "timm", no_decay: tuple[str, ...] = ()) -> Any:
@@ -55,7 +52,7 @@ def decay_mask(params: Any, rule: str = "timm", no_decay: tuple[str, ...] = ()) 
         raise ConfigError(f"config.optimizer.no_decay: bad regular expression ({err}).") from None
 
     def decays(path, p) -> bool:
-        name = _path_name(path)
+        name = path_name(path)
         leaf = name.rsplit("/", 1)[-1]
         if any(pattern.fullmatch(name) for pattern in patterns):
             return False

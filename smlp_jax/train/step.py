@@ -88,14 +88,7 @@ def make_train_step(
     seed = int(config.seed)
     aux_loss_weight = float(config.aux_loss_weight)
     task_loss = loss_function(config.loss)
-    if mix.mode not in data.MIXUP_MODES:
-        raise ConfigError(
-            f"config.mixup.mode={mix.mode!r}; use one of {', '.join(data.MIXUP_MODES)}."
-        )
-    if mix.mode == "big_vision" and mix.cutmix_alpha > 0:
-        raise ConfigError(
-            "config.mixup.mode='big_vision' has no CutMix: set config.mixup.cutmix_alpha=0."
-        )
+    data.check_mixup_mode(mix.mode, float(mix.cutmix_alpha))
 
     # big_vision mixes within each device's shard of the batch (the batch is split over all
     # devices here too).

@@ -58,8 +58,11 @@ def schedule_lengths(config: Any, num_train: int) -> tuple[int, int]:
 
 
 def check_batch_sizes(config: Any, mesh: jax.sharding.Mesh) -> None:
-    """Batch sizes must split evenly over processes, devices and micro-batches."""
+    """Batch sizes must split evenly over processes (the input pipeline's check, run here
+    before anything is built), devices and micro-batches."""
     devices = sharding.data_parallel_size(mesh)
+    for key in ("batch_size", "eval_batch_size"):  # over processes: the pipeline's check
+        data.local_batch_size(int(config[key]), jax.process_count(), key)
     accum = int(config.grad_accum_steps)
     if accum < 1:
         raise ConfigError(f"config.grad_accum_steps={accum}; use 1 or more.")
@@ -72,10 +75,10 @@ def check_batch_sizes(config: Any, mesh: jax.sharding.Mesh) -> None:
         ),
         ("eval_batch_size", config.eval_batch_size, devices, f"{devices} devices"),
     ):
-        if size <= 0 or size % parts or size % jax.process_count():
+        if size <= 0 or size % parts:
             raise ConfigError(
-                f"config.{key}={size} is not divisible by the data-parallel size ({what}, "
-                f"{jax.process_count()} processes); use a multiple of {parts}."
+                f"config.{key}={size} is not divisible by the data-parallel size ({what}); "
+                f"use a multiple of {parts}."
             )
 
 
@@ -106,6 +109,7 @@ def build(config: Any) -> Setup:
     check_batch_sizes(config, mesh)
     model_check(config, info.num_classes)
     loss_function(config.loss)  # an unknown loss name fails here, before any state exists
+    data.check_mixup_mode(config.mixup.mode, float(config.mixup.cutmix_alpha))
     total_steps, steps_per_epoch = schedule_lengths(config, info.num_train)
     schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
     tx = optim.make_optimizer(config, schedule)
