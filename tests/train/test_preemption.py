@@ -98,6 +98,15 @@ def test_ctrl_c_in_main_saves_resumes_exactly_and_a_finished_rerun_says_so(demo_
     stopped = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert f"stopped by SIGINT: saved a checkpoint at step {stopped}" in out, out
     assert stopped < run["total_steps"]
+    # The console a person reads: the variant, what differs from it and its size; the
+    # parameter table in the workdir (one line here); compile announced and timed.
+    lines = out.splitlines()
+    assert lines[0].startswith("smlpnet_t (depths=(1, 1), dim=32; "), lines[0]
+    assert " parameters) on demo " in lines[0]
+    assert any(x.endswith(f"(table: {workdir / 'parameters.txt'})") for x in lines), out
+    assert "Total:" not in out and (workdir / "parameters.txt").read_text().count("\n") > 10
+    assert "compiling the train step..." in lines
+    assert any(x.startswith("train step compiled and run once in ") for x in lines), out
 
     def losses(where):
         return [(e["step"], e["train/loss"]) for e in read_metrics(where) if "train/loss" in e]
