@@ -76,3 +76,4 @@ def test_notebook_runs_top_to_bottom(path, kernel_env):
         assert "Running on CPU" in outputs
         assert f"logged train steps: {list(range(1, STEPS + 1))}" in outputs
         assert "held-out top-1" in outputs
+        assert "predictions [" in outputs  # section 9, the own-loop block ran
