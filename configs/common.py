@@ -99,7 +99,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Start from weights: our workdir/checkpoint dir, or an official file (.pth/.npz).
     config.init_from = ""
-    config.init_resample_to_grid = False  # official weights made for another image size
+    config.init_resample_to_grid = False  # init_from made for another image size (ours or official)
     return config
 
 

@@ -6,7 +6,10 @@ the optimiser starts fresh, as for fine-tuning. When the classifier's class coun
 so; every other shape must match.
 
 - our checkpoint: a workdir, its `checkpoints/` folder, or one `checkpoints/<step>` folder,
-  read by `load_for_init` (the train state only, any sub-tree of it);
+  read by `load_for_init` (the train state only, any sub-tree of it). With
+  `config.init_resample_to_grid`, a checkpoint trained at another image size: its weights
+  are read at their saved shapes, written in the official layout (`convert.export`) and
+  loaded like official weights, so the grid-tied ones are resampled the same way;
 - official weights: a file (`.pth`, `.npz`, `.safetensors`) read by `smlp_jax.convert`.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from smlp_jax.convert import load_pretrained, read_weights, rules_for
+from smlp_jax.convert import (
+    WeightsMismatchError,
+    converter,
+    load_pretrained,
+    read_weights,
+    rules_for,
+)
+from smlp_jax.convert.export import flatten_arrays, official_arrays
 from smlp_jax.models.registry import get_entry
 from smlp_jax.train.checkpoint import (
     CHECKPOINTS_SUBDIR,
@@ -45,11 +56,14 @@ def is_our_checkpoint(path: str) -> bool:
 def load_model_weights(config: Any, state: dict, abstract: dict, num_classes: int) -> dict:
     """Returns `state` with params/model_state (and EMA) taken from `config.init_from`."""
     path = config.init_from
-    if is_our_checkpoint(path):
+    if is_our_checkpoint(path) and config.init_resample_to_grid:
+        weights = _checkpoint_as_official(config, path, num_classes)
+        params, model_state = _from_official(config, weights, num_classes, abstract, path)
+    elif is_our_checkpoint(path):
         head = head_name(config.model)
         params, model_state = _from_checkpoint(path, abstract, state["params"], head)
     else:
-        params, model_state = _from_official(config, path, num_classes, abstract)
+        params, model_state = _from_official(config, path, num_classes, abstract, path)
     state = {**state, "params": params, "model_state": model_state}
     if "ema" in state:
         state["ema"] = {"params": params, "model_state": model_state}
@@ -59,7 +73,12 @@ def load_model_weights(config: Any, state: dict, abstract: dict, num_classes: in
 # --- our checkpoints ------------------------------------------------------------------------
 
 
-def load_for_init(path: str | os.PathLike, abstract_state: Any, *, partial: bool = False) -> Any:
+def load_for_init(
+    path: str | os.PathLike,
+    abstract_state: Any | Callable[[Any], Any],
+    *,
+    partial: bool = False,
+) -> Any:
     """Loads the train state (only) from one of our checkpoints.
 
     `path` is a step directory (`.../checkpoints/<step>`), a `checkpoints` directory, or a
@@ -67,6 +86,8 @@ def load_for_init(path: str | os.PathLike, abstract_state: Any, *, partial: bool
     but left in place, since the run is someone else's). With `partial=True`,
     `abstract_state` may name only a part of the saved tree (e.g. without the optimiser
     state, or without the classifier head when the class count changes).
+    `abstract_state` may also be a function of the saved tree's metadata (Orbax
+    `ArrayMetadata` leaves) returning the target: to read arrays at their saved shapes.
     """
     path = Path(path)
     if not path.exists():
@@ -115,14 +136,17 @@ def _shape_mismatches(saved: Any, target: Any) -> list[str]:
 
 def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:
     try:
-        target = abstract_key_data(abstract_state)
         handler = ocp.PyTreeCheckpointHandler()
         # Shapes are compared from the metadata first: a restore that fails on a shape
         # leaves Orbax's pending reads behind, and the message names the arrays.
         saved = handler.metadata((step_dir / "state").absolute())
-        mismatches = _shape_mismatches(getattr(saved, "tree", saved), target)
+        saved = getattr(saved, "tree", saved)
+        if callable(abstract_state):
+            abstract_state = abstract_state(saved)
+        target = abstract_key_data(abstract_state)
+        mismatches = _shape_mismatches(saved, target)
         if mismatches:
-            raise ValueError(
+            raise _ShapeMismatch(
                 f"{len(mismatches)} array(s) differ in shape: " + "; ".join(mismatches[:3])
             )
         with ocp.Checkpointer(handler) as checkpointer:
@@ -135,12 +159,22 @@ def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:
                 ),
             )
         return data_to_keys(restored, abstract_state)
+    except _ShapeMismatch as err:
+        raise CheckpointError(
+            f"Could not load init_from checkpoint {step_dir}: {err}. If it was trained at "
+            "another image size, set config.init_resample_to_grid=True to resample the "
+            "grid-tied weights; otherwise check that config.model and config.model_kwargs "
+            "are the checkpoint's."
+        ) from None
     except Exception as err:  # damage or a mismatch surfaces as many error types
         raise CheckpointError(
             f"Could not load init_from checkpoint {step_dir}: {first_line(err)}. "
-            "Check that it was written for this model (partial=True loads a sub-tree) and is "
-            "not damaged."
+            "Check that it was written for this model and is not damaged."
         ) from err
+
+
+class _ShapeMismatch(ValueError):
+    pass
 
 
 def _from_checkpoint(path: str, abstract: dict, fresh_params: dict, head: str) -> tuple[dict, dict]:
@@ -162,6 +196,38 @@ def _from_checkpoint(path: str, abstract: dict, fresh_params: dict, head: str) -
     return {**loaded["params"], head: fresh_params[head]}, loaded["model_state"]
 
 
+def _saved_weights_target(saved: dict) -> dict:
+    """The restore target for a checkpoint's weights at their saved shapes (replicated)."""
+    missing = [k for k in ("params", "model_state") if k not in saved]
+    if missing:
+        raise ValueError(f"the checkpoint holds no {' or '.join(missing)}")
+    as_struct = lambda leaf: jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype)
+    return {k: jax.tree.map(as_struct, saved[k]) for k in ("params", "model_state")}
+
+
+def _checkpoint_as_official(config: Any, path: str, num_classes: int) -> dict[str, np.ndarray]:
+    """Our checkpoint's weights, at whatever image size it was trained, as the official
+    state dict of `config.model`'s family (for `init_resample_to_grid`)."""
+    loaded = load_for_init(path, _saved_weights_target, partial=True)
+    arrays = {**flatten_arrays(loaded["params"]), **flatten_arrays(loaded["model_state"])}
+    model = nnx.eval_shape(lambda: build_model(config, num_classes, 0))
+    try:
+        rules = converter(get_entry(config.model).family).official_rules(model)
+    except WeightsMismatchError:
+        raise CheckpointError(
+            f"config.init_resample_to_grid is not available for {config.model}: its family "
+            "has no official weight layout to resample in. Fine-tune it at the image size "
+            "it was trained at."
+        ) from None
+    try:
+        return official_arrays(model, rules, arrays, model_name=config.model)
+    except WeightsMismatchError as err:
+        raise CheckpointError(
+            f"init_from {path}: {err} Check that config.model and config.model_kwargs are "
+            "the checkpoint's (only the image size may differ)."
+        ) from None
+
+
 # --- official weights -----------------------------------------------------------------------
 
 
@@ -179,10 +245,14 @@ def official_head_keys(model: Any, rules: dict, head: str = "head") -> list[str]
     return [key for key, (variable, _) in rules.items() if id(variable) in ours]
 
 
-def _from_official(config: Any, path: str, num_classes: int, abstract: dict) -> tuple[dict, dict]:
+def _from_official(
+    config: Any, source: Any, num_classes: int, abstract: dict, path: str
+) -> tuple[dict, dict]:
+    """Official weights (`source`: a file, or a state dict read from `path`) into a fresh
+    model of `config`, with a fresh head for another class count."""
     model = build_model(config, num_classes, config.seed)
     family = get_entry(config.model).family
-    weights = dict(read_weights(path))
+    weights = dict(read_weights(source))
     rules = rules_for(model, weights, family=family)
     # A head for another class count is swapped for this model's fresh head (in the
     # official layout), so the shape checks of load_pretrained pass for everything else.
