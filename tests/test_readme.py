@@ -15,14 +15,14 @@ def _block(heading: str) -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def _run(code: str) -> str:
+def _run(code: str, cwd=REPO) -> str:
     out = subprocess.run(
         [sys.executable, "-c", code],
         env=subprocess_env(1),
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=REPO,
+        cwd=cwd,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
@@ -30,13 +30,26 @@ def _run(code: str) -> str:
 
 def test_every_python_snippet_is_tested_here():
     text = (REPO / "README.md").read_text()
-    assert text.count("```python") == 2  # a new snippet needs a test below
+    assert text.count("```python") == 3  # a new snippet needs a test below
 
 
 def test_use_the_models_block_runs():
     code = (REPO / "README.md").read_text().split("## Use the models\n", 1)[1]
     code = re.search(r"```python\n(.*?)```", code, re.S).group(1)
     _run(code + "\nassert logits.shape == (8, 1000), logits.shape\n")
+
+
+def test_export_block_runs(tmp_path):
+    """README "Export": the artifact folder it writes (in a scratch directory) loads back."""
+    code = (REPO / "README.md").read_text().split("## Export\n", 1)[1]
+    code = re.search(r"```python\n(.*?)```", code, re.S).group(1)
+    last = _run(code, cwd=tmp_path).strip().splitlines()[-1]
+    assert last.startswith("(4, 10) [0.4914, 0.4822, 0.4465]"), last
+    assert sorted(p.name for p in (tmp_path / "served" / "convmixer").iterdir()) == [
+        "forward.jaxexport",
+        "serving.json",
+        "weights.npz",
+    ]
 
 
 def test_own_training_loop_block_runs():
