@@ -30,7 +30,7 @@ def _run(code: str, cwd=REPO) -> str:
 
 def test_every_python_snippet_is_tested_here():
     text = (REPO / "README.md").read_text()
-    assert text.count("```python") == 3  # a new snippet needs a test below
+    assert text.count("```python") == 4  # a new snippet needs a test below
 
 
 def test_use_the_models_block_runs():
@@ -50,6 +50,12 @@ def test_export_block_runs(tmp_path):
         "serving.json",
         "weights.npz",
     ]
+
+
+def test_features_block_runs():
+    strides, final = _run(_block("Features")).strip().splitlines()
+    assert strides == "[4, 8] [(2, 8, 8, 8), (2, 4, 4, 16)]", strides
+    assert final == "(2, 4, 4, 16) (2, 16)", final
 
 
 def test_own_training_loop_block_runs():

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
 from smlp_jax.models.layers import (
     DropPath,
     Linear,
@@ -159,12 +160,19 @@ class PatchMerging(nnx.Module):
         return self.reduction(self.norm(x))
 
 
-class ASMLP(nnx.Module):
+class ASMLP(FeatureInterface, nnx.Module):
     """AS-MLP: `(B, H, W, in_chans)` -> `(B, num_classes)`; official hyperparameter names.
 
     `image_size` only checks that the default input size fits the patch and merges: the
     model itself takes any side divisible by `patch_size * 2**(len(depths) - 1)`.
+    timm's interface (`smlp_jax.models.features`): a feature index a stage (its blocks'
+    output, before the patch merge; `stages.i`); `forward_features` is the normalised
+    last grid.
     """
+
+    # The official `_init_weights` re-initialises only nn.Linear (the head); the 1x1
+    # convolutions keep PyTorch's default, as ours do.
+    head_init = trunc_normal_init(0.02)
 
     def __init__(
         self,
@@ -219,13 +227,14 @@ class ASMLP(nnx.Module):
                 merges.append(PatchMerging(dim, dtype=dtype, rngs=rngs))
         self.stages = nnx.List(stages)
         self.merges = nnx.List(merges)
+        self._feature_info = feature_specs(
+            [embed_dim * 2**i for i in range(num_stages)],
+            [patch_size * 2**i for i in range(num_stages)],
+            [f"stages.{i}" for i in range(num_stages)],
+        )
         num_features = embed_dim * 2 ** (num_stages - 1)
         self.norm = GroupNorm1(num_features, dtype=dtype)
-        # The official `_init_weights` re-initialises only nn.Linear (the head); the
-        # 1x1 convolutions keep PyTorch's default, as ours do.
-        self.head = Linear(
-            num_features, num_classes, kernel_init=trunc_normal_init(0.02), dtype=dtype, rngs=rngs
-        )
+        self._init_classifier(num_features, num_classes, rngs)
 
     def _check_size(self, height: int, width: int) -> None:
         if height % self.reduction or width % self.reduction:
@@ -235,8 +244,7 @@ class ASMLP(nnx.Module):
                 f"{self.reduction}; got {height}x{width}. Resize or pad the input."
             )
 
-    def features(self, x: Array) -> Array:
-        """`(B, H, W, in_chans)` -> the last stage's normalised grid `(B, h, w, 8 C)`."""
+    def _forward_stem(self, x: Array) -> Array:
         if x.ndim != 4 or x.shape[-1] != self.in_chans:
             raise ValueError(
                 f"AS-MLP expects NHWC images (B, H, W, {self.in_chans}); got {x.shape}."
@@ -245,17 +253,12 @@ class ASMLP(nnx.Module):
         x = self.patch_embed(x)
         if self.patch_norm is not None:
             x = self.patch_norm(x)
-        for i, blocks in enumerate(self.stages):
-            for block in blocks:
-                x = block(x)
-            if i < len(self.merges):
-                x = self.merges[i](x)
-        return self.norm(x)
+        return x
 
-    def __call__(self, x: Array) -> Array:
-        x = self.features(x)
-        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        return self.head(x).astype(jnp.float32)
+    def _feature_stages(self):
+        # Stage i: the patch merge after stage i - 1 (if any), then its blocks.
+        merges = [None, *self.merges]
+        return [sequential(merge, *blocks) for merge, blocks in zip(merges, self.stages)]
 
 
 for _variant, _hparams in VARIANTS.items():

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from smlp_jax.models.features import FeatureInterface, feature_specs
 from smlp_jax.models.layers import BatchNorm, DepthwiseConv, Linear, PatchConv, gelu
 from smlp_jax.models.registry import register_model
 
@@ -50,11 +51,13 @@ class ConvMixerBlock(nnx.Module):
         return self.pointwise_norm(self.activation(self.pointwise(x)))
 
 
-class ConvMixer(nnx.Module):
+class ConvMixer(FeatureInterface, nnx.Module):
     """ConvMixer-`dim`/`depth`: `(B, H, W, in_chans)` -> `(B, num_classes)`.
 
     Resolution-free: any H, W divisible by `patch_size`. `image_size` is accepted for a
     uniform `create_model` signature and only checked against the patch size.
+    timm's interface (`smlp_jax.models.features`): a feature index a block (`blocks.i`,
+    stride `patch_size`); `forward_features` is the last block's map (no final norm).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class ConvMixer(nnx.Module):
             )
         self.in_chans = in_chans
         self.patch_size = patch_size
+        self.dtype = dtype
         self.activation = _ACTIVATIONS[activation]
         self.stem = PatchConv(in_chans, dim, patch_size, use_bias=True, dtype=dtype, rngs=rngs)
         self.stem_norm = BatchNorm(dim, dtype=dtype)
@@ -91,10 +95,14 @@ class ConvMixer(nnx.Module):
                 for _ in range(depth)
             ]
         )
-        self.head = Linear(dim, num_classes, dtype=dtype, rngs=rngs)
+        self._feature_info = feature_specs(
+            [dim] * depth, [patch_size] * depth, [f"blocks.{i}" for i in range(depth)]
+        )
+        self.norm = None  # the official network has no final norm
+        self._init_classifier(dim, num_classes, rngs)
 
-    def features(self, x: Array) -> Array:
-        """`(B, H, W, in_chans)` -> the last block's map `(B, H // p, W // p, dim)`."""
+    def _forward_stem(self, x: Array) -> Array:
+        """`(B, H, W, in_chans)` -> the embedded patches `(B, H // p, W // p, dim)`."""
         if x.ndim != 4 or x.shape[-1] != self.in_chans:
             raise ValueError(
                 f"ConvMixer expects NHWC images (B, H, W, {self.in_chans}); got {x.shape}."
@@ -105,14 +113,10 @@ class ConvMixer(nnx.Module):
                 f"ConvMixer with patch_size={p} needs image sides divisible by {p}; got "
                 f"{x.shape[1]}x{x.shape[2]}. Resize or crop the input."
             )
-        x = self.stem_norm(self.activation(self.stem(x)))
-        for block in self.blocks:
-            x = block(x)
-        return x
+        return self.stem_norm(self.activation(self.stem(x)))
 
-    def __call__(self, x: Array) -> Array:
-        x = jnp.mean(self.features(x).astype(jnp.float32), axis=(1, 2))
-        return self.head(x).astype(jnp.float32)
+    def _feature_stages(self):
+        return list(self.blocks)
 
 
 for _variant, _hparams in VARIANTS.items():

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -181,14 +182,18 @@ class VisionBlock(nnx.Module):
         return residual(x, lambda y: self.mlp(self.norm2(y)), self.drop_path, self.skip_lam)
 
 
-class DynaMixer(nnx.Module):
+class DynaMixer(FeatureInterface, nnx.Module):
     """DynaMixer: `(B, image_size, image_size, in_chans)` -> `(B, num_classes)`.
 
     Hyperparameters keep the official names. `network` holds, in the official order,
     each stage (a list of blocks) and the `Downsample` convolutions between stages, so
     the official `network.{n}` indices map one to one. The per-stage grid sizes (the
     official `resolutions`) follow from `image_size`, `patch_size` and `transitions`.
+    timm's interface (`smlp_jax.models.features`): a feature index a stage (its blocks'
+    output, `network.{n}`); `forward_features` is the normalised last grid.
     """
+
+    head_init = trunc_normal_init(0.02)  # the official `_init_weights`, as `_linear`
 
     def __init__(
         self,
@@ -222,12 +227,13 @@ class DynaMixer(nnx.Module):
             )
         self.image_size = image_size
         self.in_chans = in_chans
+        self.dtype = dtype
         self.stem = PatchConv(
             in_chans, embed_dims[0], patch_size, use_bias=True, dtype=dtype, rngs=rngs
         )
         rates = iter(drop_path_rates(sum(layers), drop_path_rate))
         resolution = image_size // patch_size
-        network = []
+        network, modules, reductions = [], [], []
         for i, depth in enumerate(layers):
             blocks = [
                 VisionBlock(
@@ -243,6 +249,8 @@ class DynaMixer(nnx.Module):
                 )
                 for _ in range(depth)
             ]
+            modules.append(f"network.{len(network)}")
+            reductions.append(image_size // resolution)
             network.append(nnx.List(blocks))
             if i == len(layers) - 1:
                 break
@@ -260,24 +268,24 @@ class DynaMixer(nnx.Module):
                 )
                 resolution //= patch
         self.network = nnx.List(network)
+        self._feature_info = feature_specs(embed_dims, reductions, modules)
         self.norm = LayerNorm(embed_dims[-1], epsilon=1e-5, dtype=dtype)
-        self.head = _linear(embed_dims[-1], num_classes, rngs.params(), dtype=dtype)
+        self._init_classifier(embed_dims[-1], num_classes, rngs)
 
-    def features(self, x: Array) -> Array:
-        """`(B, H, W, in_chans)` -> the normalised last grid `(B, h, w, embed_dims[-1])`."""
+    def _forward_stem(self, x: Array) -> Array:
         check_input(x, name="DynaMixer", image_size=self.image_size, in_chans=self.in_chans)
-        x = self.stem(x)
+        return self.stem(x)
+
+    def _feature_stages(self):
+        # Stage i: the Downsample before it (if any), then its blocks.
+        stages, downsample = [], None
         for module in self.network:
             if isinstance(module, nnx.List):
-                for block in module:
-                    x = block(x)
+                stages.append(sequential(downsample, *module))
+                downsample = None
             else:
-                x = module(x)
-        return self.norm(x)
-
-    def __call__(self, x: Array) -> Array:
-        x = jnp.mean(self.features(x).astype(jnp.float32), axis=(1, 2))
-        return self.head(x).astype(jnp.float32)
+                downsample = module
+        return stages
 
 
 for _variant, _hparams in VARIANTS.items():

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
 from smlp_jax.models.layers import (
     BatchNorm,
     DropPath,
@@ -192,13 +193,18 @@ class HireBlock(nnx.Module):
         return residual(x, lambda y: self.mlp(self.norm2(y)), self.drop_path)
 
 
-class HireMLPNet(nnx.Module):
+class HireMLPNet(FeatureInterface, nnx.Module):
     """Hire-MLP: `(B, H, W, in_chans)` -> `(B, num_classes)`; official hyperparameter names.
 
     Block j of stage i uses `step = (j % step_stride[i]) * step_dilation[i]`, so blocks
     alternate between unshifted and shifted regions. `image_size` is only checked: the
     model takes any input size its 7x7 / stride-4 stem accepts (3 pixels or more).
+    timm's interface (`smlp_jax.models.features`): a feature index a stage (its blocks'
+    output, before the downsample; `stages.i`, strides 4, 8, 16, 32, exact for sides
+    divisible by 32); `forward_features` is the normalised last grid.
     """
+
+    head_init = INIT
 
     def __init__(
         self,
@@ -218,6 +224,7 @@ class HireMLPNet(nnx.Module):
     ):
         num_stages = len(layers)
         self.in_chans = in_chans
+        self.dtype = dtype
         self.min_size = 3  # the 7x7 stem with padding 2 needs H + 4 >= 7
         self._check_size(image_size, image_size)
         rates = drop_path_rates(sum(layers), drop_path_rate)
@@ -247,8 +254,13 @@ class HireMLPNet(nnx.Module):
                 )
         self.stages = nnx.List(stages)
         self.downsamples = nnx.List(downsamples)
+        self._feature_info = feature_specs(
+            embed_dims,
+            [4 * 2**i for i in range(num_stages)],
+            [f"stages.{i}" for i in range(num_stages)],
+        )
         self.norm = BatchNorm(embed_dims[-1], dtype=dtype)
-        self.head = Linear(embed_dims[-1], num_classes, kernel_init=INIT, dtype=dtype, rngs=rngs)
+        self._init_classifier(embed_dims[-1], num_classes, rngs)
 
     def _check_size(self, height: int, width: int) -> None:
         if min(height, width) < self.min_size:
@@ -257,25 +269,18 @@ class HireMLPNet(nnx.Module):
                 f"7x7 stem has padding 2); got {height}x{width}."
             )
 
-    def features(self, x: Array) -> Array:
-        """`(B, H, W, in_chans)` -> the last stage's normalised grid `(B, h, w, C)`."""
+    def _forward_stem(self, x: Array) -> Array:
         if x.ndim != 4 or x.shape[-1] != self.in_chans:
             raise ValueError(
                 f"Hire-MLP expects NHWC images (B, H, W, {self.in_chans}); got {x.shape}."
             )
         self._check_size(x.shape[1], x.shape[2])
-        x = self.patch_embed(x)
-        for i, blocks in enumerate(self.stages):
-            for block in blocks:
-                x = block(x)
-            if i < len(self.downsamples):
-                x = self.downsamples[i](x)
-        return self.norm(x)
+        return self.patch_embed(x)
 
-    def __call__(self, x: Array) -> Array:
-        x = self.features(x)
-        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        return self.head(x).astype(jnp.float32)
+    def _feature_stages(self):
+        # Stage i: the downsample after stage i - 1 (if any), then its blocks.
+        downsamples = [None, *self.downsamples]
+        return [sequential(down, *blocks) for down, blocks in zip(downsamples, self.stages)]
 
 
 for _variant, _hparams in VARIANTS.items():

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from smlp_jax.models.features import FeatureInterface, feature_specs
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -48,11 +49,9 @@ VARIANTS = {
 }
 
 
-def _flax_linear(
-    in_features: int, out_features: int, *, zero_kernel: bool = False, dtype, rngs: nnx.Rngs
-) -> Linear:
-    """A `Linear` initialised as Flax's `nn.Dense`: LeCun-normal (or zero) kernel, zero bias."""
-    init = nnx.initializers.zeros if zero_kernel else nnx.initializers.lecun_normal()
+def _flax_linear(in_features: int, out_features: int, *, dtype, rngs: nnx.Rngs) -> Linear:
+    """A `Linear` initialised as Flax's `nn.Dense`: LeCun-normal kernel, zero bias."""
+    init = nnx.initializers.lecun_normal()
     return Linear(in_features, out_features, kernel_init=init, dtype=dtype, rngs=rngs)
 
 
@@ -105,13 +104,20 @@ class MixerBlock(nnx.Module):
         return jnp.swapaxes(self.token_mixing(y), 1, 2)
 
 
-class MlpMixer(nnx.Module):
+class MlpMixer(FeatureInterface, nnx.Module):
     """MLP-Mixer: `(B, image_size, image_size, in_chans)` -> `(B, num_classes)`.
 
     Hyperparameters keep the official names. `drop_path_rate` is big_vision's
     `stoch_depth` (linear in depth, 0 at the first block); the kept samples are scaled by
     1/(1-p) as in timm, whereas big_vision does not rescale.
+    timm's interface (`smlp_jax.models.features`), as timm's Mixer: a feature index a
+    block (`blocks.i`, stride `patch_size`); `forward_features` gives the normalised tokens
+    `(B, S, hidden_dim)`, `forward_intermediates` each block's tokens on the grid.
     """
+
+    head_init = nnx.initializers.zeros  # vit_jax: the head's kernel starts at zero
+    token_features = True
+    norm_every_intermediate = True
 
     def __init__(
         self,
@@ -162,22 +168,23 @@ class MlpMixer(nnx.Module):
                 for rate in drop_path_rates(num_blocks, drop_path_rate)
             ]
         )
+        self._feature_info = feature_specs(
+            [hidden_dim] * num_blocks,
+            [patch_size] * num_blocks,
+            [f"blocks.{i}" for i in range(num_blocks)],
+        )
         self.norm = LayerNorm(hidden_dim, epsilon=1e-6, dtype=dtype)  # `pre_head_layer_norm`
-        self.head = _flax_linear(hidden_dim, num_classes, zero_kernel=True, dtype=dtype, rngs=rngs)
+        self._init_classifier(hidden_dim, num_classes, rngs)
 
-    def features(self, x: Array) -> Array:
-        """`(B, H, W, in_chans)` -> the normalised tokens `(B, S, hidden_dim)`."""
+    def _forward_stem(self, x: Array) -> Array:
+        """`(B, H, W, in_chans)` -> the patch tokens `(B, S, hidden_dim)`, row-major."""
         check_input(x, name="MLP-Mixer", image_size=self.image_size, in_chans=self.in_chans)
         x = self.stem(x)
         b, h, w, c = x.shape
-        x = x.reshape(b, h * w, c)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
+        return x.reshape(b, h * w, c)
 
-    def __call__(self, x: Array) -> Array:
-        x = jnp.mean(self.features(x).astype(jnp.float32), axis=1)
-        return self.head(x).astype(jnp.float32)
+    def _feature_stages(self):
+        return list(self.blocks)
 
 
 for _variant, _hparams in VARIANTS.items():

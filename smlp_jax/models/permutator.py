@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -172,11 +173,16 @@ class PermutatorBlock(nnx.Module):
         return residual(x, lambda y: self.mlp(self.norm2(y)), self.drop_path, self.skip_lam)
 
 
-class VisionPermutator(nnx.Module):
+class VisionPermutator(FeatureInterface, nnx.Module):
     """ViP: `(B, image_size, image_size, in_chans)` -> `(B, num_classes)`.
 
     Hyperparameters keep the official names (`layers` are the blocks per stage).
+    timm's interface (`smlp_jax.models.features`): a feature index a stage (its blocks'
+    output, before the Downsample; `stages.i`); `forward_features` is the normalised
+    last grid.
     """
+
+    head_init = LINEAR_INIT
 
     def __init__(
         self,
@@ -205,6 +211,7 @@ class VisionPermutator(nnx.Module):
             mlp_ratios = (mlp_ratios,) * num_stages
         self.image_size = image_size
         self.in_chans = in_chans
+        self.dtype = dtype
         grid = image_size // patch_size
         grids = []
         for i in range(num_stages):
@@ -259,26 +266,22 @@ class VisionPermutator(nnx.Module):
             )
         self.stages = nnx.List(stages)
         self.downsamples = nnx.List(downsamples)
-        self.norm = LayerNorm(embed_dims[-1], dtype=dtype)
-        self.head = Linear(
-            embed_dims[-1], num_classes, kernel_init=LINEAR_INIT, dtype=dtype, rngs=rngs
+        self._feature_info = feature_specs(
+            embed_dims,
+            [image_size // side for side in grids],
+            [f"stages.{i}" for i in range(num_stages)],
         )
+        self.norm = LayerNorm(embed_dims[-1], dtype=dtype)
+        self._init_classifier(embed_dims[-1], num_classes, rngs)
 
-    def features(self, x: Array) -> Array:
-        """`(B, H, W, in_chans)` -> the last stage's normalised grid `(B, h, w, C)`."""
+    def _forward_stem(self, x: Array) -> Array:
         check_input(x, name="Vision Permutator", image_size=self.image_size, in_chans=self.in_chans)
-        x = self.patch_embed(x)
-        for i, blocks in enumerate(self.stages):
-            for block in blocks:
-                x = block(x)
-            if i < len(self.downsamples) and self.downsamples[i] is not None:
-                x = self.downsamples[i](x)
-        return self.norm(x)
+        return self.patch_embed(x)
 
-    def __call__(self, x: Array) -> Array:
-        x = self.features(x)
-        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        return self.head(x).astype(jnp.float32)
+    def _feature_stages(self):
+        # Stage i: the Downsample after stage i - 1 (if any), then its blocks.
+        downsamples = [None, *self.downsamples]
+        return [sequential(down, *blocks) for down, blocks in zip(downsamples, self.stages)]
 
 
 for _variant, _hparams in VARIANTS.items():

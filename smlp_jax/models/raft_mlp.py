@@ -31,6 +31,7 @@ linear schedule); so does this one.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -39,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from smlp_jax.models.features import FeatureInterface, feature_specs
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -243,12 +245,15 @@ class RaftBlock(nnx.Module):
         return residual(x, lambda y: self.channel_mlp(self.channel_norm(y)), self.drop_path)
 
 
-class RaftMLP(nnx.Module):
+class RaftMLP(FeatureInterface, nnx.Module):
     """RaftMLP: `(B, image_size, image_size, in_chans)` -> `(B, num_classes)`.
 
     Hyperparameters follow the official layer list: level i has `dims[i]` channels,
     `depths[i]` blocks, patch size `patch_sizes[i]` and cross-scale embedding kernels
     `embedding_kernels[i]`.
+    timm's interface (`smlp_jax.models.features`): a feature index a level (`levels.i`,
+    stride `patch_sizes[0] * ... * patch_sizes[i]`); `forward_features` is the normalised
+    last grid.
     """
 
     def __init__(
@@ -285,6 +290,7 @@ class RaftMLP(nnx.Module):
             raise ValueError(f"RaftMLP channels {bad} are not divisible by raft_size={raft_size}")
         self.image_size, self.in_chans = image_size, in_chans
         self.patch_sizes = tuple(patch_sizes)
+        self.dtype = dtype
         self.resize_to_trained_grid = resize_to_trained_grid
         embeddings, levels = [], []
         grid, channels_in = image_size, in_chans
@@ -312,11 +318,15 @@ class RaftMLP(nnx.Module):
             channels_in = dim
         self.embeddings = nnx.List(embeddings)
         self.levels = nnx.List(levels)
+        self._feature_info = feature_specs(
+            dims,
+            [math.prod(patch_sizes[: i + 1]) for i in range(len(dims))],
+            [f"levels.{i}" for i in range(len(dims))],
+        )
         self.norm = LayerNorm(dims[-1], dtype=dtype)
-        self.head = Linear(dims[-1], num_classes, dtype=dtype, rngs=rngs)
+        self._init_classifier(dims[-1], num_classes, rngs)
 
-    def features(self, x: Array) -> Array:
-        """`(B, H, W, in_chans)` -> the last level's normalised grid `(B, h, w, dims[-1])`."""
+    def _forward_stem(self, x: Array) -> Array:
         check_input(x, name="RaftMLP", image_size=None, in_chans=self.in_chans)
         if not self.resize_to_trained_grid and x.shape[1:3] != (self.image_size,) * 2:
             raise ValueError(
@@ -325,19 +335,21 @@ class RaftMLP(nnx.Module):
                 f"the model with image_size={x.shape[1]}, or keep image_size (the trained grid) "
                 f"and pass resize_to_trained_grid=True to resample the tokens bicubically."
             )
-        for patch, embedding, blocks in zip(self.patch_sizes, self.embeddings, self.levels):
-            h, w = x.shape[1:3]
-            # Official Level: a size that is not a multiple of the patch is resized up to one.
-            x = resize_grid(x, -(-h // patch) * patch, -(-w // patch) * patch)
-            x = embedding(x)
-            for block in blocks:
-                x = block(x)
-        return self.norm(x)
+        return x
 
-    def __call__(self, x: Array) -> Array:
-        x = self.features(x)
-        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        return self.head(x).astype(jnp.float32)
+    def _feature_stages(self):
+        return [functools.partial(self._level, i) for i in range(len(self.levels))]
+
+    def _level(self, i: int, x: Array) -> Array:
+        """Level i: resize to its patch size's multiple, cross-scale embedding, blocks."""
+        patch = self.patch_sizes[i]
+        h, w = x.shape[1:3]
+        # Official Level: a size that is not a multiple of the patch is resized up to one.
+        x = resize_grid(x, -(-h // patch) * patch, -(-w // patch) * patch)
+        x = self.embeddings[i](x)
+        for block in self.levels[i]:
+            x = block(x)
+        return x
 
 
 for _variant, _hparams in VARIANTS.items():

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
 from smlp_jax.models.layers import (
     BatchNorm,
     DepthwiseConv,
@@ -142,10 +143,12 @@ class SMLPBlock(nnx.Module):
         return residual(x, self.channel_mixing, self.drop_path)
 
 
-class SMLPNet(nnx.Module):
+class SMLPNet(FeatureInterface, nnx.Module):
     """sMLPNet: `(B, image_size, image_size, in_chans)` -> `(B, num_classes)`.
 
     Hyperparameters keep the official names; `drop_path_rate` is the official `dp_rate`.
+    timm's interface (`smlp_jax.models.features`): a feature index a stage (`stages.i`,
+    8 dim channels at stride 32 last); `forward_features` is the normalised last grid.
     """
 
     def __init__(
@@ -195,23 +198,22 @@ class SMLPNet(nnx.Module):
             stages.append(nnx.List(blocks))
         self.stems = nnx.List(stems)
         self.stages = nnx.List(stages)
+        self._feature_info = feature_specs(
+            [dim * 2**i for i in range(num_stages)],
+            [patch_size * 2**i for i in range(num_stages)],
+            [f"stages.{i}" for i in range(num_stages)],
+        )
         final = dim * 2 ** (num_stages - 1)
         self.norm = BatchNorm(final, dtype=dtype)
-        self.head = Linear(final, num_classes, dtype=dtype, rngs=rngs)
+        self._init_classifier(final, num_classes, rngs)
 
-    def features(self, x: Array) -> Array:
-        """`(B, H, W, in_chans)` -> the last stage's normalised grid `(B, h, w, 8 dim)`."""
+    def _forward_stem(self, x: Array) -> Array:
         check_input(x, name="sMLPNet", image_size=self.image_size, in_chans=self.in_chans)
-        for stem, blocks in zip(self.stems, self.stages):
-            x = stem(x)
-            for block in blocks:
-                x = block(x)
-        return self.norm(x)
+        return x
 
-    def __call__(self, x: Array) -> Array:
-        x = self.features(x)
-        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        return self.head(x).astype(jnp.float32)
+    def _feature_stages(self):
+        # Stage i: its patch embedding / merging (`stems[i]`), then its blocks.
+        return [sequential(stem, *blocks) for stem, blocks in zip(self.stems, self.stages)]
 
 
 for _variant, _hparams in VARIANTS.items():

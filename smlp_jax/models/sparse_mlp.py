@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from smlp_jax.models.features import FeatureInterface, feature_specs
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -163,11 +164,17 @@ class SparseBlock(nnx.Module):
         return jnp.swapaxes(y, 1, 2)
 
 
-class SparseMLP(nnx.Module):
+class SparseMLP(FeatureInterface, nnx.Module):
     """Sparse-MLP: `(B, image_size, image_size, in_chans)` -> `(B, num_classes)`.
 
     Blocks listed in `sparse_blocks` (0-based) are Sparse blocks, the rest Mixer blocks.
+    timm's interface (`smlp_jax.models.features`) as MLP-Mixer's: a feature index a block
+    (`blocks.i`, stride `patch_size`); `forward_features` gives the normalised tokens
+    `(B, S, hidden_dim)`, `forward_intermediates` each block's tokens on the grid.
     """
+
+    token_features = True
+    norm_every_intermediate = True
 
     def __init__(
         self,
@@ -200,6 +207,7 @@ class SparseMLP(nnx.Module):
         if bad:
             raise ValueError(f"sparse_blocks {bad} are outside 0..{num_blocks - 1}")
         self.image_size, self.in_chans = image_size, in_chans
+        self.dtype = dtype
         num_tokens = (image_size // patch_size) ** 2
         represent_tokens = max(1, round(num_tokens * represent_tokens_factor))
         represent_channels = max(1, round(hidden_dim * represent_channels_factor))
@@ -225,22 +233,23 @@ class SparseMLP(nnx.Module):
                 block = MixerBlock(*dims, gelu_approximate=False, dtype=dtype, rngs=rngs)
             blocks.append(block)
         self.blocks = nnx.List(blocks)
+        self._feature_info = feature_specs(
+            [hidden_dim] * num_blocks,
+            [patch_size] * num_blocks,
+            [f"blocks.{i}" for i in range(num_blocks)],
+        )
         self.norm = LayerNorm(hidden_dim, epsilon=1e-6, dtype=dtype)
-        self.head = Linear(hidden_dim, num_classes, dtype=dtype, rngs=rngs)
+        self._init_classifier(hidden_dim, num_classes, rngs)
 
-    def features(self, x: Array) -> Array:
-        """`(B, H, W, in_chans)` -> the normalised tokens `(B, S, hidden_dim)`."""
+    def _forward_stem(self, x: Array) -> Array:
+        """`(B, H, W, in_chans)` -> the patch tokens `(B, S, hidden_dim)`, row-major."""
         check_input(x, name="Sparse-MLP", image_size=self.image_size, in_chans=self.in_chans)
         x = self.stem(x)
         b, h, w, c = x.shape
-        x = x.reshape(b, h * w, c)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
+        return x.reshape(b, h * w, c)
 
-    def __call__(self, x: Array) -> Array:
-        x = jnp.mean(self.features(x).astype(jnp.float32), axis=1)
-        return self.head(x).astype(jnp.float32)
+    def _feature_stages(self):
+        return list(self.blocks)
 
 
 for _variant, _hparams in VARIANTS.items():

@@ -13,7 +13,7 @@ TINY = dict(dim=16, depth=2, kernel_size=3, patch_size=4)
 
 # One jitted forward: far fewer compilations than running the model op by op.
 forward = nnx.jit(lambda model, x: model(x))
-features = nnx.jit(lambda model, x: model.features(x))
+features = nnx.jit(lambda model, x: model.forward_features(x))
 
 
 def _tiny(**kw):
