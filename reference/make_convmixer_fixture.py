@@ -6,11 +6,13 @@ Two tiny ConvMixers (dim 16, depth 2; GELU with kernel 5 and ReLU with an even k
 4, so PyTorch's asymmetric 'same' padding is covered), every weight and BatchNorm
 statistic randomised, in eval mode. For each, tests/fixtures/ gets
   convmixer_<act>_timm.npz    timm's state dict, as `model.state_dict()` names it
-and convmixer_logits.npz holds the NHWC images, the logits and the configs.
+and convmixer_logits.npz holds the NHWC images, the logits and the configs, and each
+block's output `blocks_<act>/<i>` (NHWC) for `forward_intermediates`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -52,6 +54,12 @@ def randomise(model: torch.nn.Module) -> None:
                 b.copy_(0.5 + torch.rand_like(b))
 
 
+def record(store: dict, key: str, module, args, output) -> None:
+    """A forward hook: `store[key]` = the module's output, NHWC (returns None, so the
+    forward is unchanged)."""
+    store[key] = output.permute(0, 2, 3, 1).numpy()
+
+
 def main() -> None:
     torch.manual_seed(0)
     images = torch.randn(2, 3, 32, 32)
@@ -60,8 +68,14 @@ def main() -> None:
         model = build(config)
         randomise(model)
         model.eval()
+        hooks = [
+            block.register_forward_hook(functools.partial(record, out, f"blocks_{act}/{i}"))
+            for i, block in enumerate(model.blocks)
+        ]
         with torch.no_grad():
             out[f"logits_{act}"] = model(images).numpy()
+        for hook in hooks:
+            hook.remove()
         sd = {k: v.numpy() for k, v in model.state_dict().items()}
         np.savez(os.path.join(OUT, f"convmixer_{act}_timm.npz"), **sd)
         out[f"config_{act}"] = np.array(json.dumps(config))

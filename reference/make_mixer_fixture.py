@@ -9,7 +9,9 @@ land in tests/fixtures/:
   mixer_vit_jax.npz  the same weights as the official vit_jax Flax tree
                      (`stem/kernel`, `MixerBlock_0/token_mixing/Dense_0/kernel`, ...)
   mixer_logits.npz   NHWC images, timm's logits with exact GELU (timm's default) and
-                     with tanh GELU (the official Flax `nn.gelu`), and the config
+                     with tanh GELU (the official Flax `nn.gelu`), and the config;
+                     `blocks_exact_gelu/<i>`, block i's output tokens `(B, N, C)`, and
+                     `features_exact_gelu`, the final norm's, for `forward_intermediates`
 """
 
 from __future__ import annotations
@@ -81,6 +83,28 @@ def to_vit_jax(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def block_outputs(model: torch.nn.Module, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """One forward of timm's Mixer, recording each block's output tokens and the final
+    norm's (`forward_intermediates(..., output_fmt="NLC")` and `forward_features`)."""
+    seen: dict[str, np.ndarray] = {}
+
+    def record(name):
+        def hook(module, args, output):  # returns None: the forward is unchanged
+            seen[name] = output.numpy()
+
+        return hook
+
+    hooks = [
+        b.register_forward_hook(record(f"blocks_exact_gelu/{i}"))
+        for i, b in enumerate(model.blocks)
+    ]
+    hooks.append(model.norm.register_forward_hook(record("features_exact_gelu")))
+    model(images)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
 def main() -> None:
     torch.manual_seed(0)
     exact = build(torch.nn.GELU)
@@ -98,6 +122,7 @@ def main() -> None:
     with torch.no_grad():
         logits_exact = exact(images).numpy()
         logits_tanh = tanh(images).numpy()
+        activations = block_outputs(exact, images)
     sd = {k: v.numpy() for k, v in exact.state_dict().items()}
 
     os.makedirs(OUT, exist_ok=True)
@@ -109,6 +134,7 @@ def main() -> None:
         logits_exact_gelu=logits_exact,
         logits_tanh_gelu=logits_tanh,
         config=np.array(json.dumps(CONFIG)),
+        **activations,
     )
     print("tanh vs exact GELU logits differ by", float(np.abs(logits_exact - logits_tanh).max()))
 

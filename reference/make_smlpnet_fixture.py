@@ -4,8 +4,10 @@ Run: .venv-ref/bin/python reference/make_smlpnet_fixture.py
 Keys: `config` (JSON), `input` (NHWC), `logits` (eval mode), `train_output` (one
 train-mode forward, drop path 0, batch statistics), `weights/<official key>` (every
 entry of the state dict, BN statistics and affines randomised so a mis-mapped norm
-shows), and `after_train/<key>` (BN running statistics after that train-mode forward:
-checks the momentum and the unbiased running variance).
+shows), `after_train/<key>` (BN running statistics after that train-mode forward:
+checks the momentum and the unbiased running variance), and, from the eval forward,
+`stages/<i>` (stage i's output, NHWC: the input of the next patch merge, or of the final
+BatchNorm) and `features` (that BatchNorm's output, NHWC) for `forward_intermediates`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,30 @@ def randomise_norms(model: torch.nn.Module, gen: torch.Generator) -> None:
             m.running_var.data = 0.5 + torch.rand(m.running_var.shape, generator=gen)
 
 
+def stage_outputs(model: SMLPNetReference, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """One forward of `model`, recording what enters each later patch merge and the final
+    BatchNorm (the stage outputs), and that BatchNorm's output; NHWC."""
+    seen: dict[str, np.ndarray] = {}
+
+    def record(name):
+        def hook(module, args, *output):  # returns None: the forward is unchanged
+            seen[name] = (output[0] if output else args[0]).permute(0, 2, 3, 1).numpy()
+
+        return hook
+
+    last = len(model.depths) - 1
+    hooks = [
+        model.to_patch_embedding[i + 1].register_forward_pre_hook(record(f"stages/{i}"))
+        for i in range(last)
+    ]
+    hooks.append(model.batch_norm.register_forward_pre_hook(record(f"stages/{last}")))
+    hooks.append(model.batch_norm.register_forward_hook(record("features")))
+    model(x)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
 def main() -> None:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
@@ -45,6 +71,7 @@ def main() -> None:
     model.eval()
     with torch.no_grad():
         arrays["logits"] = model(x).numpy()
+        arrays.update(stage_outputs(model, x))
         model.train()
         arrays["train_output"] = model(x).numpy()
     for k, v in model.state_dict().items():
