@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib.util
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -37,21 +36,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from PIL import Image
 
 import smlp_jax
 from smlp_jax import data
 from smlp_jax.data.config import default_input_config
 from smlp_jax.data.transforms import UNREADABLE_ERRORS, EvalTransform
-from smlp_jax.train import checkpoint, init_from
+from smlp_jax.tools.trained import ToolInputError, load_config, trained_model
 from smlp_jax.train.cli import USER_ERRORS
-from smlp_jax.train.state import build_model
 
 TOP_K = 5
 
 
-class PredictError(ValueError):
+class PredictError(ToolInputError):
     """Input that cannot be classified (bad image, options, names file); shown as one line."""
 
 
@@ -89,39 +86,6 @@ def read_class_names(path: str | Path) -> list[str]:
     return names
 
 
-def load_config(spec: str, overrides: list[str]) -> Any:
-    """`FILE.py[:ARG]` -> that file's `get_config(ARG)`, with `KEY=VALUE` overrides applied."""
-    path, _, arg = spec.partition(":")
-    if not Path(path).is_file():
-        raise PredictError(f"--config {path}: no such file (e.g. configs/smlpnet.py:demo).")
-    # The config files import `configs.common`: put the repository root first on the path.
-    sys.path.insert(0, str(Path(path).resolve().parent.parent))
-    module_spec = importlib.util.spec_from_file_location("_predict_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    try:
-        config = module.get_config(arg) if arg else module.get_config()
-    except ValueError as err:  # an unknown variant
-        raise PredictError(f"--config {spec}: {err}") from None
-    for item in overrides:
-        key, sep, text = item.removeprefix("--config.").partition("=")
-        if not sep:
-            raise PredictError(f"{item}: write config overrides as --config.KEY=VALUE.")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text  # a bare string such as a path
-        *parents, leaf = key.split(".")
-        node = config
-        try:
-            for name in parents:
-                node = node[name]
-            node[leaf] = value
-        except (KeyError, AttributeError, TypeError) as err:
-            raise PredictError(f"--config.{key}: {err}") from None
-    return config
-
-
 def parse_model_args(items: list[str]) -> dict[str, Any]:
     """`["depths=(1, 1)", "gelu_approximate=False"]` -> create_model keyword arguments."""
     kwargs = {}
@@ -136,22 +100,6 @@ def parse_model_args(items: list[str]) -> dict[str, Any]:
     return kwargs
 
 
-def _load_checkpoint(model, path: str) -> None:
-    """Fills `model`'s parameters and BatchNorm statistics from one of our checkpoints."""
-    _, params, _, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
-    target = {"params": nnx.to_pure_dict(params), "model_state": nnx.to_pure_dict(rest)}
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), target)
-    try:
-        loaded = init_from.load_for_init(path, abstract, partial=True)
-    except checkpoint.CheckpointError as err:
-        raise PredictError(
-            f"{err} (the model built from --config and --num-classes must be the one trained)"
-        ) from None
-    nnx.replace_by_pure_dict(params, loaded["params"])
-    nnx.replace_by_pure_dict(rest, loaded["model_state"])
-    nnx.update(model, params, rest)
-
-
 def build_classifier(args: argparse.Namespace, config_overrides: list[str]):
     """-> (eval-mode model, EvalTransform, class names) from the command-line options."""
     names = read_class_names(args.class_names) if args.class_names else None
@@ -162,8 +110,7 @@ def build_classifier(args: argparse.Namespace, config_overrides: list[str]):
         num_classes = args.num_classes or (len(names) if names else None)
         if num_classes is None:
             num_classes = data.get_dataset_info(config).num_classes
-        model = build_model(config, num_classes, seed=0)
-        _load_checkpoint(model, args.checkpoint)
+        model = trained_model(config, args.checkpoint, num_classes)
         input_cfg, image_size = dict(config.input), config.image_size
     else:
         if config_overrides:
@@ -285,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         model, transform, names = build_classifier(args, overrides)
         for result in predict(model, transform, names, args.images):
             print("\n".join(result.lines()))
-    except (PredictError, TypeError, *USER_ERRORS) as err:  # TypeError: a bad --model-arg
+    except (ToolInputError, TypeError, *USER_ERRORS) as err:  # TypeError: a bad --model-arg
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from smlp_jax.tools import predict
+from smlp_jax.tools.trained import load_config
 from smlp_jax.train import trainer
 from tests.train.tiny import REPO, subprocess_env, tiny_config, tiny_overrides
 
@@ -72,7 +73,7 @@ def test_checkpoint_predictions_are_the_models_softmax(trained, images):
     # The trained weights, not a fresh initialisation: their logits differ.
     from smlp_jax.train.state import build_model
 
-    fresh = build_model(predict.load_config(CONFIG, overrides), 10, seed=0)
+    fresh = build_model(load_config(CONFIG, overrides), 10, seed=0)
     fresh.eval()
     assert not np.allclose(np.asarray(fresh(batch)), logits, atol=1e-4)
 

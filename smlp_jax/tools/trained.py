@@ -1,0 +1,80 @@
+"""A model trained here, for the tools: a run's config file and its checkpoint.
+
+`load_config("configs/smlpnet.py:demo", ["--config.KEY=VALUE", ...])` reads a config as
+main.py does; `trained_model(config, WORKDIR)` builds that config's model and fills it
+from the workdir's newest good checkpoint (parameters and BatchNorm statistics).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+from flax import nnx
+
+from smlp_jax import data
+from smlp_jax.train import checkpoint, init_from
+from smlp_jax.train.state import build_model
+
+
+class ToolInputError(ValueError):
+    """Bad input to a tool (options, a config, a checkpoint); shown as one line."""
+
+
+def load_config(spec: str, overrides: list[str]) -> Any:
+    """`FILE.py[:ARG]` -> that file's `get_config(ARG)`, with `KEY=VALUE` overrides applied."""
+    path, _, arg = spec.partition(":")
+    if not Path(path).is_file():
+        raise ToolInputError(f"--config {path}: no such file (e.g. configs/smlpnet.py:demo).")
+    # The config files import `configs.common`: put the repository root first on the path.
+    sys.path.insert(0, str(Path(path).resolve().parent.parent))
+    module_spec = importlib.util.spec_from_file_location("_tool_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    try:
+        config = module.get_config(arg) if arg else module.get_config()
+    except ValueError as err:  # an unknown variant
+        raise ToolInputError(f"--config {spec}: {err}") from None
+    for item in overrides:
+        key, sep, text = item.removeprefix("--config.").partition("=")
+        if not sep:
+            raise ToolInputError(f"{item}: write config overrides as --config.KEY=VALUE.")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare string such as a path
+        *parents, leaf = key.split(".")
+        node = config
+        try:
+            for name in parents:
+                node = node[name]
+            node[leaf] = value
+        except (KeyError, AttributeError, TypeError) as err:
+            raise ToolInputError(f"--config.{key}: {err}") from None
+    return config
+
+
+def trained_model(config: Any, path: str, num_classes: int | None = None) -> nnx.Module:
+    """`config`'s model (train mode) with the weights of our checkpoint at `path` (a
+    workdir, its checkpoints folder or one step). `num_classes` defaults to the config's
+    dataset's class count."""
+    if num_classes is None:
+        num_classes = data.get_dataset_info(config).num_classes
+    model = build_model(config, num_classes, seed=0)
+    _, params, _, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
+    target = {"params": nnx.to_pure_dict(params), "model_state": nnx.to_pure_dict(rest)}
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), target)
+    try:
+        loaded = init_from.load_for_init(path, abstract, partial=True)
+    except checkpoint.CheckpointError as err:
+        raise ToolInputError(
+            f"{err} (the model built from the config and class count must be the one trained)"
+        ) from None
+    nnx.replace_by_pure_dict(params, loaded["params"])
+    nnx.replace_by_pure_dict(rest, loaded["model_state"])
+    nnx.update(model, params, rest)
+    return model
