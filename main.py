@@ -4,6 +4,7 @@ r"""Train or evaluate from a config file.
     python main.py --config=configs/smlpnet.py:t --workdir=DIR --config.batch_size=512
     python main.py --config=configs/smlpnet.py:s --workdir=DIR --mode=eval \
         --config.init_from=smlp_s.pth
+    python main.py --config=configs/smlpnet.py:demo --workdir=workdirs/demo --mode=probe
 
 Re-running the same command with the same --workdir resumes from its latest checkpoint.
 Multi-host (TPU pod slice, SLURM): add --distributed (see README "Multi-host").
@@ -24,7 +25,12 @@ config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/smlpnet.py:t.", lock_config=True
 )
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
-flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (and evaluate), or only evaluate.")
+flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "eval", "probe"],
+    "Train (and evaluate), only evaluate, or linear-probe / few-shot the frozen model.",
+)
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host runs).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (else auto-detected).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (else auto-detected).")
@@ -120,7 +126,7 @@ def _unknown_config_key(argv: list[str]) -> str | None:
                 continue
             known = sorted(node.keys())
             close = difflib.get_close_matches(part, known, n=1)
-            fixed = '.'.join([*parts[:i], *close[:1], *parts[i + 1 :]])
+            fixed = ".".join([*parts[:i], *close[:1], *parts[i + 1 :]])
             hint = f" (did you mean '{fixed}'?)" if close else ""
             where = f"under {'.'.join(parts[:i])}" if i else "at the top level"
             return f"unknown config key '{path}'{hint}; known keys {where}: {', '.join(known)}"

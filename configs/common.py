@@ -100,6 +100,14 @@ def base_config() -> ml_collections.ConfigDict:
     # Start from weights: our workdir/checkpoint dir, or an official file (.pth/.npz).
     config.init_from = ""
     config.init_resample_to_grid = False  # init_from made for another image size (ours or official)
+
+    # --mode=probe (smlp_jax.train.probe): ridge regression on frozen pooled features,
+    # fitted on `train_split` (eval transform), scored on input.eval_split.
+    config.probe = ml_collections.ConfigDict()
+    config.probe.train_split = "train"
+    config.probe.shots = (1, 5, 10, 25)  # examples a class; "full" (all) is always run
+    config.probe.seeds = 3  # draws per shot count, averaged
+    config.probe.l2_reg = 2.0**10  # big_vision's fewshot default
     return config
 
 

@@ -77,6 +77,8 @@ def run(
             final = trainer.train_and_evaluate(config, workdir)
             if final.get("stopped_by"):
                 return preemption.exit_status(final["stopped_by"])
+        elif mode == "probe":
+            trainer.probe_only(config, workdir)
         else:
             trainer.evaluate_only(config, workdir)
     except USER_ERRORS as err:

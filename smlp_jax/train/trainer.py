@@ -21,7 +21,7 @@ import optax
 
 from smlp_jax import data
 from smlp_jax.models import moe, registry
-from smlp_jax.train import checkpoint, init_from, optim, preemption, sharding
+from smlp_jax.train import checkpoint, init_from, optim, preemption, probe, sharding
 from smlp_jax.train.errors import ConfigError, NonFiniteError
 from smlp_jax.train.metrics import (
     MetricWriter,
@@ -320,24 +320,37 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
     return final
 
 
+def weights_to_evaluate(config: Any, workdir: str, setup: Setup, mode: str) -> tuple[dict, str]:
+    """(state, where its weights come from) for `--mode=eval` / `probe`: `config.init_from`
+    (our checkpoint or official weights), or else the latest checkpoint in `workdir`."""
+    state = create_state(setup.make_state, setup.shardings)
+    if config.init_from:
+        state = init_from.load_model_weights(config, state, setup.abstract, setup.info.num_classes)
+        return state, config.init_from
+    # Read-only: the workdir may belong to a run training right now, whose save in
+    # flight (a temporary step directory) a writing Checkpointer would clean up.
+    with checkpoint.Checkpointer(workdir, async_save=False, read_only=True) as ckpt:
+        restored = ckpt.restore(setup.abstract)
+    if restored is None:
+        raise ConfigError(
+            f"--mode={mode} needs config.init_from or a checkpoint in {workdir}; found none."
+        )
+    return restored[1], f"{workdir} step {restored[0]}"
+
+
 def evaluate_only(config: Any, workdir: str) -> dict[str, float]:
     """`--mode=eval`: evaluates `config.init_from` (our checkpoint or official weights),
     or else the latest checkpoint in `workdir`."""
     setup = build(config)
-    state = create_state(setup.make_state, setup.shardings)
-    if config.init_from:
-        state = init_from.load_model_weights(config, state, setup.abstract, setup.info.num_classes)
-        source = config.init_from
-    else:
-        # Read-only: the workdir may belong to a run training right now, whose save in
-        # flight (a temporary step directory) a writing Checkpointer would clean up.
-        with checkpoint.Checkpointer(workdir, async_save=False, read_only=True) as ckpt:
-            restored = ckpt.restore(setup.abstract)
-        if restored is None:
-            raise ConfigError(
-                f"--mode=eval needs config.init_from or a checkpoint in {workdir}; found none."
-            )
-        state, source = restored[1], f"{workdir} step {restored[0]}"
+    state, source = weights_to_evaluate(config, workdir, setup, "eval")
     scalars = evaluate(config, eval_step_under(setup.graphs, setup.mesh), state, setup.mesh)
     console(f"{source}: " + eval_line(int(state["step"]), scalars))
     return scalars
+
+
+def probe_only(config: Any, workdir: str) -> dict[str, float]:
+    """`--mode=probe`: few-shot and linear-probe top-1 of the same weights as `--mode=eval`
+    (`smlp_jax.train.probe`)."""
+    setup = build(config)
+    state, source = weights_to_evaluate(config, workdir, setup, "probe")
+    return probe.run_probe(config, state, setup, source)
