@@ -49,7 +49,8 @@ demo: $(VENV)/.installed
 #   .venv-ref/bin/pip install --no-deps --target .venv-ref/pins/timm-0.4.5 timm==0.4.5
 #   .venv-ref/bin/pip install --no-deps --target .venv-ref/pins/timm-0.4.12 timm==0.4.12
 #   .venv-ref/bin/pip install --no-deps --target .venv-ref/pins/ignite-0.4.4 pytorch-ignite==0.4.4
-fixtures:
+fixtures: $(VENV)/.installed
+	$(PY) reference/write_export_weights.py  # our exported weights, for make_export_fixture
 	for script in reference/make_*_fixture.py; do .venv-ref/bin/python $$script || exit 1; done
 
 clean:

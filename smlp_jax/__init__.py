@@ -7,6 +7,7 @@ logits = model(images)  # (B, 224, 224, 3) float32 NHWC -> (B, 10)
 
 from smlp_jax.convert import WeightsMismatchError, load_pretrained
 from smlp_jax.factory import create_model
+from smlp_jax.hub import push_to_hub, save_pretrained
 from smlp_jax.models import UnknownModelError, list_models
 
 __version__ = "0.1.0"
@@ -17,4 +18,6 @@ __all__ = [
     "create_model",
     "list_models",
     "load_pretrained",
+    "push_to_hub",
+    "save_pretrained",
 ]

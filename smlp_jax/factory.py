@@ -6,21 +6,25 @@ imports the other (models <- convert <- factory).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
 from flax import nnx
 
-from smlp_jax.convert import load_pretrained
+from smlp_jax.convert import hub, load_pretrained
+from smlp_jax.convert.assign import assign_weights
+from smlp_jax.convert.export import variable_rules
 from smlp_jax.models import get_entry, make_model
 
 
 def create_model(
     name: str,
-    *,
-    num_classes: int = 1000,
-    image_size: int = 224,
     pretrained: Any = None,
+    *,
+    num_classes: int | None = None,
+    image_size: int | None = None,
     resample_to_grid: bool = False,
     rngs: nnx.Rngs | int | None = None,
     dtype: Any = jnp.float32,
@@ -29,12 +33,20 @@ def create_model(
     """Builds a registered model: NHWC float32 images `(B, H, W, 3)` -> logits.
 
     Args:
-      name: a registered name (`smlp_jax.list_models()`).
-      num_classes: size of the classifier head.
-      image_size: input side length; models whose token mixing is tied to the grid
-        reject any other size with a clear error.
-      pretrained: official weights to load — a path (`.pth`/`.pth.tar`/`.pt`, `.npz`,
-        `.safetensors`) or a mapping from official key names to arrays.
+      name: a registered name (`smlp_jax.list_models()`), or `"hf-hub:ORG/NAME"`: a
+        model in the Hugging Face Hub layout (ours, from `smlp_jax.save_pretrained`, or
+        timm's for Mixer and ConvMixer), read through the hub cache with its weights.
+      pretrained: official weights to load: a path (`.pth`/`.pth.tar`/`.pt`, `.npz`,
+        `.safetensors`), a mapping from official key names to arrays, True (the model's
+        official file, found where timm and torch.hub keep downloads: see
+        `find_pretrained`), or False / None (fresh initialisation).
+      num_classes: size of the classifier head (None: 1000, or the hub model's; another
+        count than the hub model's gives a fresh head); 0: no head, the model returns its
+        pooled features `(B, num_features)` (with `pretrained`, the official weights'
+        head is dropped).
+      image_size: input side length (None: the size of the model's official weights,
+        `pretrained_cfg(name).image_size`); models whose token mixing is tied to the grid
+        reject any other input size with a clear error.
       resample_to_grid: load `pretrained` weights made for another image size into a
         model whose token mixing is tied to the grid, by resampling those weights
         (`smlp_jax.convert.resample`); otherwise such weights are refused.
@@ -46,6 +58,23 @@ def create_model(
     Returns:
       The nnx module, in train mode (call `.eval()` for inference).
     """
+    if name.startswith(hub.PREFIX):
+        return _from_hub(name, pretrained, num_classes, image_size, rngs, dtype, overrides)
+    if num_classes is None:
+        num_classes = 1000
+    if image_size is None:
+        image_size = _default_image_size(name)
+    elif not isinstance(image_size, int) or isinstance(image_size, bool) or image_size <= 0:
+        raise ValueError(f"image_size={image_size!r}: give a positive int (or None).")
+    if pretrained is True:
+        pretrained = find_pretrained(name)
+    elif pretrained is False:
+        pretrained = None
+    # timm's habit: num_classes=0 with weights is the weights' network without its head.
+    headless = num_classes == 0 and pretrained is not None
+    if headless:
+        cfg = get_entry(name).pretrained_cfg
+        num_classes = cfg.num_classes if cfg is not None else 1000
     model = make_model(
         name, num_classes=num_classes, image_size=image_size, rngs=rngs, dtype=dtype, **overrides
     )
@@ -57,4 +86,73 @@ def create_model(
             model_name=name,
             resample_to_grid=resample_to_grid,
         )
+    if headless:
+        model.reset_classifier(0)
+    return model
+
+
+def _default_image_size(name: str) -> int:
+    cfg = get_entry(name).pretrained_cfg
+    return cfg.image_size if cfg is not None else 224
+
+
+def weights_dirs() -> list[Path]:
+    """Where `pretrained=True` looks for a model's official file, in order:
+    `$SMLP_JAX_WEIGHTS`, then torch.hub's download folder (`$TORCH_HOME/hub/checkpoints`,
+    by default `~/.cache/torch/hub/checkpoints`, where timm and torch.hub save files)."""
+    dirs = []
+    if os.environ.get("SMLP_JAX_WEIGHTS"):
+        dirs.append(Path(os.environ["SMLP_JAX_WEIGHTS"]).expanduser())
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch"
+    )
+    dirs.append(Path(torch_home).expanduser() / "hub" / "checkpoints")
+    return dirs
+
+
+def find_pretrained(name: str) -> str:
+    """The path of `name`'s official weights on this machine (for `pretrained=True`).
+
+    Weights on the Hugging Face Hub (ConvMixer's timm copies) are read through the hub
+    cache (`huggingface_hub`; downloaded unless `HF_HUB_OFFLINE=1`); every other official
+    file must already be in one of `weights_dirs()` under its official name. Raises a
+    `FileNotFoundError` that says where to get the file and where to put it.
+    """
+    cfg = get_entry(name).pretrained_cfg
+    if cfg is None or not cfg.url:
+        where = f" (see {cfg.release})" if cfg is not None and cfg.release else ""
+        raise FileNotFoundError(
+            f"{name} has no published official weights{where}: pass pretrained=<file> "
+            "with your own, or list_models(pretrained=True) for the models that have them."
+        )
+    if cfg.hf_hub_id:
+        return hub.cached_file(cfg.hf_hub_id, cfg.file_name or "model.safetensors")
+    dirs = weights_dirs()
+    for folder in dirs:
+        if (folder / cfg.file_name).is_file():
+            return str(folder / cfg.file_name)
+    raise FileNotFoundError(
+        f"pretrained=True: {cfg.file_name} for {name} is not in "
+        f"{' or '.join(str(d) for d in dirs)}. Download it from {cfg.url} (listed at "
+        f"{cfg.release}) into {dirs[-1]} (or $SMLP_JAX_WEIGHTS), or pass pretrained=<file>."
+    )
+
+
+def _from_hub(name, pretrained, num_classes, image_size, rngs, dtype, overrides) -> nnx.Module:
+    if pretrained not in (None, True, False):
+        raise ValueError(f"{name} brings its own weights; pretrained={pretrained!r} is not used.")
+    found = hub.read_hub_model(name)
+    args = {**found.model_args, **overrides}
+    if image_size is not None:
+        args["image_size"] = image_size
+    model = make_model(found.name, num_classes=found.num_classes, rngs=rngs, dtype=dtype, **args)
+    if pretrained is not False:
+        if found.weights_layout == "smlp_jax":
+            assign_weights(name, variable_rules(model), found.weights)
+        else:
+            load_pretrained(
+                model, found.weights, family=get_entry(found.name).family, model_name=name
+            )
+    if num_classes is not None and num_classes != found.num_classes:
+        model.reset_classifier(num_classes, rngs=0 if rngs is None else rngs)
     return model

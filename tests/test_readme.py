@@ -30,7 +30,7 @@ def _run(code: str, cwd=REPO) -> str:
 
 def test_every_python_snippet_is_tested_here():
     text = (REPO / "README.md").read_text()
-    assert text.count("```python") == 4  # a new snippet needs a test below
+    assert text.count("```python") == 5  # a new snippet needs a test below
 
 
 def test_use_the_models_block_runs():
@@ -39,11 +39,13 @@ def test_use_the_models_block_runs():
     _run(code + "\nassert logits.shape == (8, 1000), logits.shape\n")
 
 
+def test_hugging_face_hub_block_runs():
+    assert _run(_block("Hugging Face Hub")).strip().splitlines()[-1] == "0.0"
+
+
 def test_export_block_runs(tmp_path):
     """README "Export": the artifact folder it writes (in a scratch directory) loads back."""
-    code = (REPO / "README.md").read_text().split("## Export\n", 1)[1]
-    code = re.search(r"```python\n(.*?)```", code, re.S).group(1)
-    last = _run(code, cwd=tmp_path).strip().splitlines()[-1]
+    last = _run(_block("For serving: jax.export, ONNX"), cwd=tmp_path).strip().splitlines()[-1]
     assert last.startswith("(4, 10) [0.4914, 0.4822, 0.4465]"), last
     assert sorted(p.name for p in (tmp_path / "served" / "convmixer").iterdir()) == [
         "forward.jaxexport",

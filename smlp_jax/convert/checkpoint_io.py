@@ -83,6 +83,28 @@ def _load_file(path: str) -> Mapping[str, Any]:
     )
 
 
+def _flax_tree_flattened(tree: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A Flax parameter tree as the vit_jax `.npz` has it: nested dicts (or a `params/`
+    prefix, as big_vision's `.npz` checkpoints write with their optimiser state beside)
+    -> flat `"a/b/kernel"` keys. Trees with PyTorch-style dotted names are left alone (a
+    nested torch checkpoint needs `checkpoint_key`)."""
+    if any(k.startswith("params/") for k in tree):
+        tree = {k.removeprefix("params/"): v for k, v in tree.items() if k.startswith("params/")}
+    if not any(isinstance(v, Mapping) for v in tree.values()):
+        return tree
+
+    def flatten(node: Mapping[str, Any], prefix: str, out: dict) -> dict:
+        for key, value in node.items():
+            if isinstance(value, Mapping):
+                flatten(value, f"{prefix}{key}/", out)
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    flat = flatten(tree, "", {})
+    return tree if any("." in k for k in flat) else flat
+
+
 def read_weights(
     source: str | os.PathLike | Mapping[str, Any], *, checkpoint_key: str | None = None
 ) -> dict[str, np.ndarray]:
@@ -106,6 +128,7 @@ def read_weights(
             if key in tree and isinstance(tree[key], Mapping):
                 tree = tree[key]
                 break
+    tree = _flax_tree_flattened(tree)
     flat: dict[str, np.ndarray] = {}
     for key, value in tree.items():
         if isinstance(value, Mapping):

@@ -16,6 +16,7 @@ prefixes in the layout of the file at `url` (what `smlp_jax.convert` reads).
 from __future__ import annotations
 
 import dataclasses
+import re
 
 # timm.data.constants; `smlp_jax.data.config.IMAGENET_MEAN/STD` hold the same numbers.
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
@@ -81,6 +82,13 @@ class PretrainedCfg:
     def image_size(self) -> int:
         """The side S of the square input (`create_model`'s `image_size`)."""
         return self.input_size[-1]
+
+    @property
+    def hf_hub_id(self) -> str:
+        """The Hugging Face Hub repository the official file is in (`url` on
+        huggingface.co), or ""."""
+        match = re.match(r"https://huggingface\.co/([^/]+/[^/]+)/resolve/", self.url)
+        return match.group(1) if match else ""
 
 
 def _family(base: PretrainedCfg, **variants: dict) -> dict[str, PretrainedCfg]:

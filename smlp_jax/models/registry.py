@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import fnmatch
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax.numpy as jnp
 from flax import nnx
 
+from smlp_jax.models import official_args
 from smlp_jax.models.pretrained_cfgs import PRETRAINED_CFGS, PretrainedCfg
 
 
@@ -55,9 +57,40 @@ def register_model(
     _REGISTRY[name] = ModelEntry(name, family, build, dict(defaults), cfg)
 
 
-def list_models(family: str | None = None) -> list[str]:
-    """Registered model names, sorted; optionally only one family's."""
-    return sorted(n for n, e in _REGISTRY.items() if family is None or e.family == family)
+def list_models(
+    filter: str | Sequence[str] = "",
+    module: str = "",
+    pretrained: bool = False,
+    exclude_filters: str | Sequence[str] = "",
+) -> list[str]:
+    """Registered model names, sorted, as timm's `list_models` selects them.
+
+    Args:
+      filter: shell-style wildcard pattern(s) on the name (`"mixer*"`, `"*_t"`), or a
+        family name (`"smlpnet"`: that family's models).
+      module: a family name (timm's module: the family file), e.g. `"convmixer"`.
+      pretrained: only models whose official weights are published (a `url` in their
+        pretrained configuration).
+      exclude_filters: pattern(s) of names to leave out.
+    """
+    names = sorted(n for n, e in _REGISTRY.items() if not module or e.family == module)
+    families = {e.family for e in _REGISTRY.values()}
+    patterns = [filter] if isinstance(filter, str) else list(filter)
+    if any(patterns):
+        names = [
+            n
+            for n in names
+            if any(
+                _REGISTRY[n].family == p if p in families else fnmatch.fnmatchcase(n, p)
+                for p in patterns
+                if p
+            )
+        ]
+    excluded = [exclude_filters] if isinstance(exclude_filters, str) else list(exclude_filters)
+    names = [n for n in names if not any(p and fnmatch.fnmatchcase(n, p) for p in excluded)]
+    if pretrained:
+        names = [n for n in names if (cfg := _REGISTRY[n].pretrained_cfg) and cfg.url]
+    return names
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -120,6 +153,7 @@ def make_model(
         rngs = 0
     if isinstance(rngs, int):
         rngs = nnx.Rngs(params=rngs, dropout=rngs + 1)
+    overrides = official_args.translate(entry.family, overrides)
     kwargs = {**entry.defaults, **overrides}
     # nnx's metaclass hides a class's own signature behind (*args, **kwargs).
     target = entry.build.__init__ if isinstance(entry.build, type) else entry.build
@@ -132,9 +166,37 @@ def make_model(
                 f"{name}: unknown hyperparameter(s) {', '.join(unknown)}; "
                 f"{entry.family} takes {known}."
             )
-    return entry.build(
+    model = entry.build(
         num_classes=num_classes, image_size=image_size, dtype=dtype, rngs=rngs, **kwargs
     )
+    every = {**hyperparameters(name), **kwargs}
+    model.model_spec = ModelSpec(name, num_classes, image_size, _frozen(every))
+    return model
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What a registered model was built from (`model.model_spec`, set by `make_model`):
+    enough to build it again, and what `save_pretrained` writes to `config.json`.
+    Frozen and hashable, since it lives in the module's graph definition."""
+
+    name: str
+    num_classes: int
+    image_size: int
+    hyperparameters: tuple[tuple[str, Any], ...]  # every one, the variant's defaults included
+
+    def kwargs(self) -> dict[str, Any]:
+        """The hyperparameters as `create_model` keyword arguments."""
+        return dict(self.hyperparameters)
+
+
+def _frozen(kwargs: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    def freeze(value):
+        if isinstance(value, (list, tuple)):
+            return tuple(freeze(v) for v in value)
+        return value
+
+    return tuple(sorted((k, freeze(v)) for k, v in kwargs.items()))
 
 
 def family_of(model: nnx.Module) -> str:

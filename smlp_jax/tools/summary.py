@@ -127,6 +127,31 @@ def parameter_groups(model: nnx.Module) -> dict[str, int]:
     return {k: by_group[k] for k in sorted(by_group, key=_natural)}
 
 
+def _forward(graphdef):
+    def forward(state, x):
+        return nnx.merge(graphdef, state)(x)
+
+    return forward
+
+
+def macs_of(model: nnx.Module) -> int:
+    """Batch-1 eval-mode forward MACs of a built model (at its `model_spec` image size,
+    else 224), counted on the traced jaxpr: nothing is compiled or computed."""
+    spec = getattr(model, "model_spec", None)
+    size = spec.image_size if spec is not None else 224
+    graphdef, state = nnx.split(model)
+    graphdef = nnx.graphdef(_eval_copy(graphdef, state))
+    image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+    return count_macs(jax.make_jaxpr(_forward(graphdef))(abstract, image).jaxpr)
+
+
+def _eval_copy(graphdef, state) -> nnx.Module:
+    copy = nnx.merge(graphdef, state, copy=True)
+    copy.eval()
+    return copy
+
+
 def summarize(
     name: str, *, image_size: int = 224, num_classes: int = 1000, xla_cost: bool = True, **kw
 ) -> Summary:
@@ -137,10 +162,7 @@ def summarize(
     model.eval()
     groups = parameter_groups(model)
     graphdef, state = nnx.split(model)
-
-    def forward(state, x):
-        return nnx.merge(graphdef, state)(x)
-
+    forward = _forward(graphdef)
     image = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
     macs = count_macs(jax.make_jaxpr(forward)(state, image).jaxpr)
     flops = None

@@ -161,10 +161,10 @@ def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:
         return data_to_keys(restored, abstract_state)
     except _ShapeMismatch as err:
         raise CheckpointError(
-            f"Could not load init_from checkpoint {step_dir}: {err}. If it was trained at "
-            "another image size, set config.init_resample_to_grid=True to resample the "
-            "grid-tied weights; otherwise check that config.model and config.model_kwargs "
-            "are the checkpoint's."
+            f"Could not load init_from checkpoint {step_dir}: {err}. Check that "
+            "config.model and config.model_kwargs are the checkpoint's; to fine-tune it at "
+            "another image size, set config.init_resample_to_grid=True (resamples the "
+            "grid-tied weights)."
         ) from None
     except Exception as err:  # damage or a mismatch surfaces as many error types
         raise CheckpointError(

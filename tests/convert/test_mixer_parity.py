@@ -8,6 +8,7 @@ logits with exact and with tanh GELU.
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -85,3 +86,23 @@ def test_other_grid_is_refused_with_the_option_named(reference):
         _model(
             reference, gelu_approximate=True, pretrained=_fixture("mixer_timm.npz"), image_size=64
         )
+
+
+def test_vit_jax_tree_nested_or_with_a_params_prefix(reference, from_vit_jax):
+    """The same vit_jax weights as a nested Flax tree (`flax.serialization` / orbax), or
+    flat under big_vision's `params/` prefix beside optimiser state, load the same."""
+    flat = read_weights(_fixture("mixer_vit_jax.npz"))
+    nested: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split("/")
+        node = nested
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = value
+    prefixed = {f"params/{k}": v for k, v in flat.items()} | {"opt/state/step": np.zeros(())}
+    expected = nnx.to_pure_dict(nnx.state(from_vit_jax, nnx.Param))
+    for weights in ({"params": nested}, nested, prefixed):
+        model = _model(reference, gelu_approximate=True, pretrained=weights)
+        got = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+        same = jax.tree.map(np.array_equal, got, expected)
+        assert all(jax.tree.leaves(same))

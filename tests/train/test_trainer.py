@@ -242,7 +242,19 @@ def test_init_from_checkpoint_at_another_image_size(demo_run, demo_data_dir, tmp
     assert resampled >= 4
     old, new = flat(saved["model_state"]), flat(state["model_state"])
     assert old.keys() == new.keys() and all(np.array_equal(old[k], new[k]) for k in old)
-    # The run itself builds and evaluates from the resampled weights (an initialisation
-    # for fine-tuning: before any step it is near chance, 13.5% measured).
-    scalars = trainer.evaluate_only(config, str(tmp_path / "eval"))
-    assert np.isfinite(scalars["eval/loss"]) and 0.0 <= scalars["eval/top1"] <= 1.0
+
+
+def test_probe_mode_on_the_trained_checkpoint(demo_run, demo_data_dir, tmp_path, capsys):
+    """`--mode=probe` (cli.run, as main.py calls it): few-shot and full linear-probe top-1
+    of the trained checkpoint's pooled features, one console line; the frozen features of
+    40 steps already separate the digits far above chance."""
+    workdir, _ = demo_run
+    config = tiny_config(demo_data_dir, init_from=str(workdir))
+    with config.unlocked():
+        config.probe.shots = (1, 10)
+        config.probe.train_split = "train[:1000]"
+    assert cli.run(config, str(tmp_path), mode="probe") == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "probe |" in x]
+    assert "1-shot" in line and "10-shot" in line and "full" in line
+    full = float(line.split("full ")[1].split("%")[0])
+    assert full > 50.0, line
