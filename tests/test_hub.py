@@ -225,6 +225,7 @@ def test_list_models_like_timm():
         n for n in smlp_jax.list_models() if n.startswith("mixer")
     ]
     assert smlp_jax.list_models("smlpnet") == ["smlpnet_b", "smlpnet_s", "smlpnet_t"]
+    assert smlp_jax.list_models(family="smlpnet") == smlp_jax.list_models("smlpnet")
     assert smlp_jax.list_models(["*_t", "*_s"], exclude_filters="asmlp*") == [
         "dynamixer_s",
         "hiremlp_s",

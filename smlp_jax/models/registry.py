@@ -62,6 +62,8 @@ def list_models(
     module: str = "",
     pretrained: bool = False,
     exclude_filters: str | Sequence[str] = "",
+    *,
+    family: str = "",
 ) -> list[str]:
     """Registered model names, sorted, as timm's `list_models` selects them.
 
@@ -72,7 +74,9 @@ def list_models(
       pretrained: only models whose official weights are published (a `url` in their
         pretrained configuration).
       exclude_filters: pattern(s) of names to leave out.
+      family: the same as `module` (our word for it).
     """
+    module = module or family
     names = sorted(n for n, e in _REGISTRY.items() if not module or e.family == module)
     families = {e.family for e in _REGISTRY.values()}
     patterns = [filter] if isinstance(filter, str) else list(filter)
