@@ -123,7 +123,11 @@ class Progress:
 
 def train_line(step: int, total: int, scalars: dict[str, float], eta: float) -> str:
     rate = scalars["train/img_per_sec"]
-    timing = f"{rate:.0f} img/s | ETA {format_duration(eta)}" if rate else "ETA next line"
+    per_device = scalars.get("train/img_per_sec_per_device", rate)
+    speed = f"{rate:.0f} img/s ({per_device:.0f}/device)"
+    if "train/mfu" in scalars:
+        speed += f" | MFU {100 * scalars['train/mfu']:.1f}%"
+    timing = f"{speed} | ETA {format_duration(eta)}" if rate else "ETA next line"
     return (
         f"step {step}/{total} | loss {scalars['train/loss']:.4f} | "
         f"top1 {100 * scalars['train/top1']:.1f}% | lr {scalars['train/lr']:.2e} | "

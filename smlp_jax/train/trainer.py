@@ -21,7 +21,7 @@ import optax
 
 from smlp_jax import data
 from smlp_jax.models import moe, registry
-from smlp_jax.train import checkpoint, init_from, optim, preemption, probe, sharding
+from smlp_jax.train import checkpoint, init_from, mfu, optim, preemption, probe, sharding
 from smlp_jax.train.errors import ConfigError, NonFiniteError
 from smlp_jax.train.metrics import (
     MetricWriter,
@@ -201,6 +201,22 @@ def _check_finite(first_bad: jax.Array, config: Any, ckpt: checkpoint.Checkpoint
         )
 
 
+def _step_flops_and_peak(config, train_step, state, batch, mesh) -> tuple:
+    """The train step's FLOPs (XLA's count, once) and the run's peak FLOP/s (`mfu`)."""
+    with jax.set_mesh(mesh):
+        flops = mfu.step_flops(train_step.__wrapped__, state, batch)
+    return flops, mfu.total_peak(config.dtype)
+
+
+def _speed(img_per_sec: float, config, flops, peak) -> dict[str, float]:
+    """Images per second per device and MFU for the log (MFU only when measurable)."""
+    out = {"train/img_per_sec_per_device": img_per_sec / jax.device_count()}
+    value = mfu.utilisation(flops, img_per_sec / config.batch_size, peak)
+    if value is not None:
+        out["train/mfu"] = value
+    return out
+
+
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and evaluates.
 
@@ -275,6 +291,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
                     jax.block_until_ready(step_metrics)
                     took = time.perf_counter() - compile_start
                     console(f"train step compiled and run once in {took:.1f}s")
+                    flops, peak = _step_flops_and_peak(config, train_step, state, batch, mesh)
                     progress.restart(step)
                 window = step_metrics if window is None else window.merge(step_metrics)
                 first_bad = jnp.minimum(first_bad, bad)
@@ -283,6 +300,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
                     _check_finite(first_bad, config, ckpt)
                     scalars = {f"train/{k}": float(v) for k, v in window.compute().items()}
                     scalars["train/img_per_sec"], eta = progress.update(step)
+                    scalars.update(_speed(scalars["train/img_per_sec"], config, flops, peak))
                     writer.write(step, scalars)
                     console(train_line(step, total_steps, scalars, eta))
                     final.update(scalars)

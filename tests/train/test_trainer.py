@@ -38,6 +38,9 @@ def test_short_demo_run_learns_and_logs(demo_run):
     for e in train:
         assert set(e) >= {"train/loss", "train/top1", "train/lr", "train/grad_norm"}
         assert e["train/img_per_sec"] > 0
+        # Per device (one CPU device here) and MFU against the host's measured GEMM peak.
+        assert e["train/img_per_sec_per_device"] == e["train/img_per_sec"]
+        assert 0.0 < e["train/mfu"] < 1.0, e
     assert train[-1]["train/loss"] < 0.7 * train[0]["train/loss"]
     # 10 classes: chance is 10%; 40 steps of a tiny sMLPNet reach far beyond it.
     assert evals[-1]["eval/top1"] > 0.5
