@@ -96,7 +96,8 @@ def _kill_during_save(run, workdir: Path, step: int, logged: int) -> bool:
 
 def _logged(workdir: Path) -> list[dict]:
     """metrics.jsonl without the wall-clock throughput: what must repeat bit for bit."""
-    return [{k: v for k, v in e.items() if k != "train/img_per_sec"} for e in read_metrics(workdir)]
+    timing = {"train/img_per_sec", "train/img_per_sec_per_device", "train/mfu"}
+    return [{k: v for k, v in e.items() if k not in timing} for e in read_metrics(workdir)]
 
 
 def _final_state(workdir: Path) -> dict:
