@@ -24,7 +24,12 @@ import sys
 import smlp_jax
 from smlp_jax.convert.export import LAYOUTS, save_weights
 from smlp_jax.tools.predict import parse_model_args
-from smlp_jax.tools.trained import ToolInputError, load_config, trained_model
+from smlp_jax.tools.trained import (
+    ToolInputError,
+    load_config,
+    parse_with_config_overrides,
+    trained_model,
+)
 from smlp_jax.train.cli import USER_ERRORS
 
 
@@ -44,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_model(args: argparse.Namespace, config_overrides: list[str]):
-    """-> (model, registered name, model_args) from the command-line options."""
+    """The model to export, from the command-line options."""
     if args.checkpoint:
         if not args.config:
             raise ToolInputError("--checkpoint needs --config FILE:ARG (the run's config).")
@@ -65,11 +70,8 @@ def load_model(args: argparse.Namespace, config_overrides: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, overrides = build_parser().parse_known_args(argv)
-    unknown = [a for a in overrides if not a.startswith("--config.")]
+    args, overrides = parse_with_config_overrides(build_parser(), argv)
     try:
-        if unknown:
-            raise ToolInputError(f"unrecognised argument(s): {' '.join(unknown)}")
         model = load_model(args, overrides)
         if args.to == "hub":
             smlp_jax.save_pretrained(model, args.out)

@@ -25,7 +25,12 @@ from typing import Any
 import smlp_jax
 from smlp_jax import serving
 from smlp_jax.tools.predict import parse_model_args
-from smlp_jax.tools.trained import ToolInputError, load_config, trained_model
+from smlp_jax.tools.trained import (
+    ToolInputError,
+    load_config,
+    parse_with_config_overrides,
+    trained_model,
+)
 from smlp_jax.train.cli import USER_ERRORS
 
 ONNX_FILE = "model.onnx"
@@ -123,11 +128,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--bake-weights", action="store_true", help="weights as constants of the artifact"
     )
     parser.add_argument("--onnx", action="store_true", help=f"also write {ONNX_FILE}")
-    args, rest = parser.parse_known_args(argv)
-    unknown = [a for a in rest if not a.startswith("--config.")]
-    if unknown:
-        parser.error(f"unrecognised arguments: {' '.join(unknown)}")
-    return args, [a for a in rest if a.startswith("--config.")]
+    return parse_with_config_overrides(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

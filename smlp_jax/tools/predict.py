@@ -42,7 +42,12 @@ import smlp_jax
 from smlp_jax import data
 from smlp_jax.data.config import default_input_config
 from smlp_jax.data.transforms import UNREADABLE_ERRORS, EvalTransform
-from smlp_jax.tools.trained import ToolInputError, load_config, trained_model
+from smlp_jax.tools.trained import (
+    ToolInputError,
+    load_config,
+    parse_with_config_overrides,
+    trained_model,
+)
 from smlp_jax.train.cli import USER_ERRORS
 
 TOP_K = 5
@@ -218,11 +223,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         choices=("bicubic", "bilinear", "nearest"),
         help="eval resize filter (the model's)",
     )
-    args, rest = parser.parse_known_args(argv)
-    unknown = [a for a in rest if not a.startswith("--config.")]
-    if unknown:
-        parser.error(f"unrecognised arguments: {' '.join(unknown)}")
-    return args, [a for a in rest if a.startswith("--config.")]
+    return parse_with_config_overrides(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from the workdir's newest good checkpoint (parameters and BatchNorm statistics).
 
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib.util
 import sys
@@ -78,3 +79,15 @@ def trained_model(config: Any, path: str, num_classes: int | None = None) -> nnx
     nnx.replace_by_pure_dict(rest, loaded["model_state"])
     nnx.update(model, params, rest)
     return model
+
+
+def parse_with_config_overrides(
+    parser: argparse.ArgumentParser, argv: list[str] | None
+) -> tuple[argparse.Namespace, list[str]]:
+    """`parser`'s arguments and the `--config.KEY=VALUE` overrides (for `load_config`);
+    any other unknown argument is the parser's usage error."""
+    args, rest = parser.parse_known_args(argv)
+    unknown = [a for a in rest if not a.startswith("--config.")]
+    if unknown:
+        parser.error(f"unrecognised arguments: {' '.join(unknown)}")
+    return args, [a for a in rest if a.startswith("--config.")]
