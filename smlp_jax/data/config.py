@@ -51,6 +51,10 @@ def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
     # Train: decode JPEGs at a reduced DCT scale when the crop is downscaled by >= 2x anyway
     # (eval always decodes at full resolution, as timm does).
     cfg.jpeg_draft = True
+    # Where the augmentation after the crop runs: "host" (PIL, numpy: transforms.py, the
+    # reference) or "device" (the host sends uint8 crops; flip, RandAugment, normalise and
+    # random erasing run jitted in the train step: device_augment.py).
+    cfg.augment_on = "host"
     # Train transforms.
     cfg.interpolation = "bicubic"  # "bicubic" | "bilinear" | "nearest" | "random" (timm's)
     cfg.scale = (0.08, 1.0)  # RandomResizedCrop area range

@@ -21,6 +21,7 @@ import math
 import numpy as np
 from PIL import Image
 
+from smlp_jax.data.device_augment import check_device_input
 from smlp_jax.data.randaugment import INTERPOLATIONS, RandAugment, pick_resample
 
 # What a corrupt, truncated or non-image file raises while opening or decoding.
@@ -161,6 +162,12 @@ def _check_input(cfg: dict) -> None:
         )
     if cfg["re_mode"] not in ("pixel", "rand", "const"):
         raise ValueError(f"config.input.re_mode must be pixel|rand|const, not {cfg['re_mode']!r}")
+    if cfg.get("augment_on", "host") not in ("host", "device"):
+        raise ValueError(
+            f"config.input.augment_on must be 'host' or 'device', not {cfg['augment_on']!r}."
+        )
+    if cfg.get("augment_on") == "device":
+        check_device_input(cfg)
     if not 0 < cfg["crop_pct"] <= 1:
         raise ValueError(f"config.input.crop_pct must be in (0, 1], got {cfg['crop_pct']}.")
 
@@ -176,7 +183,9 @@ def eval_resample(cfg: dict) -> int:
 
 
 class TrainTransform:
-    """(encoded bytes, rng) -> float32 (S, S, 3); raises UNREADABLE_ERRORS for a bad file."""
+    """(encoded bytes, rng) -> float32 (S, S, 3); raises UNREADABLE_ERRORS for a bad file.
+    With `augment_on="device"` only the crop: -> uint8 (S, S, 3), the rest runs in the
+    train step (device_augment.py)."""
 
     def __init__(self, input_cfg: dict, image_size: int):
         _check_input(input_cfg)
@@ -210,6 +219,8 @@ class TrainTransform:
 
     def __call__(self, data: bytes, rng: np.random.Generator) -> np.ndarray:
         img = self._geometry(open_image(data), rng)
+        if self.cfg.get("augment_on") == "device":
+            return np.asarray(img, np.uint8)
         if self.cfg["hflip"] > 0 and rng.random() < self.cfg["hflip"]:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         if self.randaugment is not None:

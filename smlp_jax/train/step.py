@@ -1,7 +1,9 @@
 """The jitted train and eval steps: pure functions over the train state (see state.py).
 
 train_step(state, batch) -> (state, TrainMetrics, bad_step)
-    batch: {"image": (B, H, W, 3) float32, "label": (B,) int32}, B the global batch.
+    batch: {"image": (B, H, W, 3) float32, "label": (B,) int32}, B the global batch;
+    with `input.augment_on="device"` the image is the host's uint8 crop and flip,
+    RandAugment, normalisation and random erasing run here first (data.DeviceAugment).
     Mixup/CutMix and label smoothing run here on device; their rng and the drop-path
     masks come from `fold_in(seed, step)`, so a resumed run repeats them exactly. With
     `grad_accum_steps = k` the batch is cut into k micro-batches whose gradients are
@@ -30,7 +32,7 @@ from smlp_jax.train.errors import ConfigError
 from smlp_jax.train.state import ModelGraphs, ema_update, rngs_for_step
 
 NO_BAD_STEP = jnp.iinfo(jnp.int32).max
-_MIXUP_TAG, _MODEL_TAG = 0, 1
+_MIXUP_TAG, _MODEL_TAG, _AUGMENT_TAG = 0, 1, 2
 
 
 @flax.struct.dataclass
@@ -74,6 +76,17 @@ def _model_state_after(model: nnx.Module) -> dict:
     return nnx.to_pure_dict(nnx.split(model, nnx.Param, nnx.RngState, ...)[3])
 
 
+def _check_crops(images, size: int) -> None:
+    """Device augmentation takes the host's uint8 crops of config.image_size (trace time)."""
+    if images.dtype != jnp.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
+        raise data.DataError(
+            f"config.input.augment_on='device' takes uint8 (B, {size}, {size}, 3) crops "
+            f"(config.image_size={size}), got {images.dtype} {tuple(images.shape)}: feed the "
+            "batches of data.create_train_iterator with the same config, or set "
+            "config.input.augment_on='host' for batches that are already augmented."
+        )
+
+
 def make_train_step(
     config: Any,
     graphs: ModelGraphs,
@@ -89,6 +102,13 @@ def make_train_step(
     aux_loss_weight = float(config.aux_loss_weight)
     task_loss = loss_function(config.loss)
     data.check_mixup_mode(mix.mode, float(mix.cutmix_alpha))
+    size = int(config.image_size)
+    augment = None
+    if config.input.augment_on == "device":
+        try:
+            augment = data.DeviceAugment(config.input.to_dict(), size)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     # big_vision mixes within each device's shard of the batch (the batch is split over all
     # devices here too).
@@ -108,9 +128,13 @@ def make_train_step(
     def train_step(state, batch):
         step = state["step"]
         step_key = jax.random.fold_in(jax.random.key(seed), step)
+        images = batch["image"]
+        if augment is not None:
+            _check_crops(images, size)
+            images = augment(jax.random.fold_in(step_key, _AUGMENT_TAG), images)
         images, targets = data.mixup_cutmix(
             jax.random.fold_in(step_key, _MIXUP_TAG),
-            batch["image"],
+            images,
             batch["label"],
             num_classes=num_classes,
             mixup_alpha=mix.mixup_alpha,

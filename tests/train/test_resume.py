@@ -4,9 +4,11 @@ checkpoint.
 All runs are `main.py` children with the same environment (so the same XLA programs):
 a reference that runs uninterrupted; one killed with SIGKILL twice, each time while a save is
 in flight (its `<step>.orbax-checkpoint-tmp` directory exists): in the background of training
-after step 20's save, and in the final save at the end of the run; one stopped with SIGTERM
-whose latest checkpoint is then damaged. Restarting the same command must end with the
-reference's metrics.jsonl (every loss and eval value) and final parameters, bit for bit.
+after step 20's save (or 30's, 40's should a save finish before the kill lands), and in the
+final save at the end of the run; one stopped with SIGTERM whose latest checkpoint is then
+damaged. Restarting the same command must end with the reference's metrics.jsonl (every loss
+and eval value) and final parameters, bit for bit. The runs augment on device
+(`input.augment_on="device"`), whose draws must replay as well.
 """
 
 import json
@@ -22,8 +24,18 @@ import pytest
 
 from tests.train.tiny import REPO, main_command, read_metrics, subprocess_env
 
-# Interrupted at steps 25, 33 and 60; the steps after that only have to outlast the signal.
-RUN = {"total_steps": 60, "checkpoint_every": 10, "log_every": 1}
+# Interrupted at steps 21, 33 and 60; the steps after that only have to outlast the signal.
+# The augmentation after the crop runs on device (flip, RandAugment, random erasing): its
+# draws come from (seed, step, row), so the resumed runs must repeat them too.
+RUN = {
+    "total_steps": 60,
+    "checkpoint_every": 10,
+    "log_every": 1,
+    "input.augment_on": "device",
+    "input.hflip": 0.5,
+    "input.randaugment": "rand-m9-mstd0.5-inc1",
+    "input.re_prob": 0.25,
+}
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # where Orbax writes a step before its commit rename
 
 
@@ -84,9 +96,14 @@ def _kill_during_save(run, workdir: Path, step: int, logged: int) -> bool:
     while True:
         assert run[0].poll() is None, f"the run ended before the save of step {step}"
         assert time.monotonic() < deadline
-        if (workdir / "checkpoints").is_dir() and step in _step_dirs(workdir)[1]:
-            if _logged_step(workdir) >= logged:
+        if (workdir / "checkpoints").is_dir():
+            committed, in_flight = _step_dirs(workdir)
+            if step in in_flight and _logged_step(workdir) >= logged:
                 break
+            if step in committed and step not in in_flight:  # it finished first: no test
+                run[0].kill()
+                _wait(run)
+                return False
         time.sleep(0.002)  # the save takes about 0.3-1 s here
     run[0].kill()
     assert _wait(run) == -signal.SIGKILL
@@ -127,14 +144,14 @@ def test_sigkill_in_saves_sigterm_and_damaged_checkpoint_resume_exactly(demo_dat
         "killed": _start(killed, demo_data_dir, cache, "1"),
         "preempted": _start(preempted, demo_data_dir, cache, "1"),
     }
-    # SIGKILL while step 20's save is written in the background (training is at step 25).
-    killed_in = 20 if _kill_during_save(runs["killed"], killed, 20, logged=25) else None
+    # SIGKILL while step 20's save is written in the background (training is at step 21 or later).
+    killed_in = 20 if _kill_during_save(runs["killed"], killed, 20, logged=21) else None
     _interrupt_after(runs["preempted"], preempted, 33, signal.SIGTERM)
     # Should that save have finished just before the kill, the next ones are tried.
     for step in (30, 40):
         if killed_in is None:
             runs["killed"] = _start(killed, demo_data_dir, cache, f"retry{step}")
-            if _kill_during_save(runs["killed"], killed, step, logged=step + 5):
+            if _kill_during_save(runs["killed"], killed, step, logged=step + 1):
                 killed_in = step
     if killed_in is None:
         pytest.fail("every save finished before its SIGKILL landed: nothing was tested")

@@ -102,6 +102,15 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(demo_run, demo_data_dir, 
         ({"input.interpolation": "area"}, "config.input.interpolation='area'; use one of"),
         ({"init_from": "/nonexistent.pth"}, "config.init_from='/nonexistent.pth' does not exist"),
         ({"total_steps": 0}, "config.total_steps=0: give a positive number of steps"),
+        ({"input.augment_on": "gpu"}, "config.input.augment_on must be 'host' or 'device'"),
+        (
+            {
+                "input.augment_on": "device",
+                "input.interpolation": "random",
+                "input.randaugment": "rand-m9",
+            },
+            "config.input.augment_on='device' runs RandAugment's warps with bicubic or bilinear",
+        ),
     ],
 )
 def test_bad_input_is_one_line(demo_data_dir, tmp_path, capsys, changes, expected):
@@ -109,7 +118,7 @@ def test_bad_input_is_one_line(demo_data_dir, tmp_path, capsys, changes, expecte
     assert expected in err
     # Refused before anything is written (the input transform's own keys are checked when
     # the pipeline is built, after the checkpoint directory is opened).
-    if not {"input.interpolation", "input.repeated_aug"} & set(changes):
+    if not {"input.interpolation", "input.repeated_aug", "input.augment_on"} & set(changes):
         assert not (tmp_path / "checkpoints").exists(), changes
 
 
