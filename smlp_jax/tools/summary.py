@@ -9,7 +9,9 @@ multiplies of two arrays inside a `depthwise_conv` scope (layers.DepthwiseConv
 computes its convolution as shifted multiply-adds) one MAC each. That is the convention
 of the papers' counters (fvcore/thop: matmuls and convolutions only). XLA's own cost analysis
 (`Lowered.cost_analysis()`), which also counts every elementwise op, is printed beside
-it for reference.
+it for reference, for the forward and for a train step (forward and backward of the
+cross-entropy in train mode) per image: the count the trainer's MFU uses (its step adds
+the optimiser update, per step rather than per image).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Summary:
     total_params: int
     macs: int  # matmul + convolution multiply-accumulates, batch 1
     xla_flops: float | None  # XLA cost analysis of the whole forward (all ops), batch 1
+    xla_train_flops: float | None = None  # forward + backward, train mode, batch 1
 
     def table(self) -> str:
         width = max(len(g) for g in self.params_by_group)
@@ -51,6 +54,10 @@ class Summary:
         lines.append(f"MACs (matmuls + convolutions): {self.macs / 1e9:.3f} G")
         if self.xla_flops is not None:
             lines.append(f"XLA cost analysis, all ops:    {self.xla_flops / 1e9:.3f} GFLOPs")
+        if self.xla_train_flops is not None:
+            lines.append(
+                f"  train step (fwd + bwd):      {self.xla_train_flops / 1e9:.3f} GFLOPs per image"
+            )
         return "\n".join(lines)
 
 
@@ -152,6 +159,23 @@ def _eval_copy(graphdef, state) -> nnx.Module:
     return copy
 
 
+def _xla_flops(fn, *args) -> float | None:
+    cost = jax.jit(fn).lower(*args).cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", float("nan"))) if cost else None
+
+
+def _train_flops(train_graphdef, train_state, image) -> float | None:
+    """XLA's count of value_and_grad of the softmax cross-entropy, train mode, batch 1."""
+    params, rest = train_state
+
+    def loss(params, rest, x):
+        logits = nnx.merge(train_graphdef, params, rest, copy=True)(x)
+        return -jax.nn.log_softmax(logits.astype(jnp.float32))[:, 0].mean()
+
+    return _xla_flops(jax.grad(loss), params, rest, image)
+
+
 def summarize(
     name: str, *, image_size: int = 224, num_classes: int = 1000, xla_cost: bool = True, **kw
 ) -> Summary:
@@ -159,18 +183,19 @@ def summarize(
     model = nnx.eval_shape(
         lambda: smlp_jax.create_model(name, image_size=image_size, num_classes=num_classes, **kw)
     )
+    train_graphdef, *train_state = nnx.split(model, nnx.Param, ...)
     model.eval()
     groups = parameter_groups(model)
     graphdef, state = nnx.split(model)
     forward = _forward(graphdef)
     image = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
     macs = count_macs(jax.make_jaxpr(forward)(state, image).jaxpr)
-    flops = None
+    flops = train_flops = None
     if xla_cost:
-        cost = jax.jit(forward).lower(state, image).cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        flops = float(cost.get("flops", float("nan"))) if cost else None
-    return Summary(name, image_size, num_classes, groups, sum(groups.values()), macs, flops)
+        flops = _xla_flops(forward, state, image)
+        train_flops = _train_flops(train_graphdef, train_state, image)
+    params = sum(groups.values())
+    return Summary(name, image_size, num_classes, groups, params, macs, flops, train_flops)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,3 +57,12 @@ def test_cli_prints_table_and_rejects_unknown_models(capsys):
     assert "total" in out and "MACs" in out
     assert summary.main(["smlpnet_q"]) == 2
     assert "unknown model 'smlpnet_q'" in capsys.readouterr().err
+
+
+def test_train_step_flops_are_printed_and_about_three_forwards(capsys):
+    """Backward costs about twice the forward: XLA's train-step count is 2.5-3.5x it."""
+    tiny = dict(image_size=32, num_classes=10, dim=8, depths=(1, 1, 1, 1))
+    s = summary.summarize("smlpnet_t", **tiny)
+    assert 2.5 < s.xla_train_flops / s.xla_flops < 3.5, (s.xla_flops, s.xla_train_flops)
+    assert summary.main(["smlpnet_t", "--image-size", "32", "--num-classes", "10"]) == 0
+    assert "train step (fwd + bwd)" in capsys.readouterr().out

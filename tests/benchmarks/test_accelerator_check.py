@@ -1,0 +1,25 @@
+"""Smoke test of the prepared accelerator check (benchmarks/accelerator_check.py) at its
+tiny size on the CPU: every section runs and writes its JSON and table. No timing
+assertions; on a GPU the same script runs at full size (benchmarks/accelerator_check.sh)."""
+
+import json
+import sys
+
+from tests.train.tiny import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import accelerator_check  # noqa: E402
+
+
+def test_tiny_check_writes_json_and_table(tmp_path, capsys):
+    out = tmp_path / "check"
+    assert accelerator_check.main(["--tiny", "--steps", "1", "--out", str(out)]) == 0
+    result = json.loads((tmp_path / "check.json").read_text())
+    assert [r["model"] for r in result["train"]] == ["smlpnet_t", "mixer_b16"]
+    for row in result["train"]:
+        assert row["img_per_s"] > 0 and row["train_gflops_per_step"] > 0
+        assert 0 < row["mfu"] < 1  # the CPU's peak is the cached GEMM probe
+    assert result["depthwise"]["max_abs_diff"] < 1e-4  # XLA's conv against the shifted sum
+    assert result["augment"]["img_per_s"] > 0
+    table = (tmp_path / "check.md").read_text()
+    assert "| smlpnet_t | 4 | float32 |" in table and table in capsys.readouterr().out + "\n"
