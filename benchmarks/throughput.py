@@ -69,9 +69,9 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "reference"))
 
 import smlp_jax  # noqa: E402
+from smlp_jax.models.macs import count_macs  # noqa: E402
 from smlp_jax.models.registry import get_entry  # noqa: E402
 from smlp_jax.tools import hugepages  # noqa: E402
-from smlp_jax.tools.summary import count_macs  # noqa: E402
 
 # Small hyperparameters per family for `--tiny` (a smoke run of the harness; 32 px input).
 TINY: dict[str, dict[str, Any]] = {
@@ -251,10 +251,11 @@ class JaxBench:
         one = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
         self.macs = count_macs(jax.make_jaxpr(forward1)(self.eval_state, one).jaxpr)
 
-    def compile(self, train: bool = True) -> None:
-        """Lowers and compiles the forward (`self.fwd`) and, with `train`, the train step
-        (`self.step`). Each call traces afresh (new function objects), so a caller may
-        compile again with another `graphdef` (benchmarks/smlp_formulations.py)."""
+    def compile(self, train: bool = True, forward_too: bool = True) -> None:
+        """Lowers and compiles the forward (`self.fwd`, unless not `forward_too`) and, with
+        `train`, the train step (`self.step`). Each call traces afresh (new function
+        objects), so a caller may compile again with another `graphdef`
+        (benchmarks/smlp_formulations.py)."""
         graphdef, eval_graphdef, tx = self.graphdef, self.eval_graphdef, self.tx
 
         def forward(state, images):
@@ -275,9 +276,12 @@ class JaxBench:
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), rest, opt_state), loss
 
-        start = time.perf_counter()
-        self.fwd = jax.jit(forward).lower(self.eval_state, self.images).compile()
-        self.compile_fwd_s = time.perf_counter() - start
+        self.train_fn = train_step  # for its model FLOPs (smlp_jax.train.mfu.step_flops)
+        self.fwd, self.compile_fwd_s = None, 0.0
+        if forward_too:
+            start = time.perf_counter()
+            self.fwd = jax.jit(forward).lower(self.eval_state, self.images).compile()
+            self.compile_fwd_s = time.perf_counter() - start
         self.step, self.compile_train_s, self.xla_train_mib = None, 0.0, float("nan")
         if not train:
             return

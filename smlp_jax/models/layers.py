@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from smlp_jax.models import depthwise, xla_cpu
+from smlp_jax.models import depthwise, macs, xla_cpu
 
 Array = jax.Array
 
@@ -179,7 +179,7 @@ class DepthwiseConv(nnx.Module):
         x = x.astype(self.dtype)
         kernel = self.kernel[...].astype(self.dtype)
         # The scope name lets the MAC counter (tools.summary) count the shifted multiplies.
-        with jax.named_scope("depthwise_conv"):
+        with jax.named_scope(macs.DEPTHWISE_SCOPE):
             y = depthwise.conv2d(x, kernel[:, :, 0, :], self.impl)
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)

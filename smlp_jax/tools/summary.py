@@ -1,24 +1,21 @@
-"""Model summary: parameters per stage and in total, and multiply-accumulates (MACs).
+"""Model summary: parameters per stage and in total, multiply-accumulates (MACs), and the
+train step's model FLOPs.
 
     python -m smlp_jax.tools.summary smlpnet_t [--image-size 224] [--num-classes 1000]
 
 MACs are counted on the model's eval-mode forward as XLA receives it (the jaxpr traced
-for one `(1, S, S, 3)` image, nothing compiled): every `dot_general` contributes
-output size x contracted size, every convolution output size x kernel fan-in, and the
-multiplies of two arrays inside a `depthwise_conv` scope (layers.DepthwiseConv
-computes its convolution as shifted multiply-adds) one MAC each. That is the convention
-of the papers' counters (fvcore/thop: matmuls and convolutions only). XLA's own cost analysis
-(`Lowered.cost_analysis()`), which also counts every elementwise op, is printed beside
-it for reference, for the forward and for a train step (forward and backward of the
-cross-entropy in train mode) per image: the count the trainer's MFU uses (its step adds
-the optimiser update, per step rather than per image).
+for one `(1, S, S, 3)` image, nothing compiled; the rules are `smlp_jax.models.macs`'s:
+matmuls and convolutions, the papers' convention). The train step's model FLOPs are
+2 x the MACs of value_and_grad of the cross-entropy in train mode, per image: the count
+the trainer's MFU uses (`smlp_jax.train.mfu`). XLA's own cost analysis
+(`Lowered.cost_analysis()` on this backend), which also counts every elementwise op, is
+printed beside them for reference, for the forward and for the train step.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 from collections import defaultdict
 
@@ -26,12 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.extend.core import Literal
 
 import smlp_jax
+from smlp_jax.models.macs import count_macs, model_flops
 from smlp_jax.models.registry import UnknownModelError
-
-DEPTHWISE_SCOPE = "depthwise_conv"
 
 
 @dataclasses.dataclass
@@ -44,6 +39,7 @@ class Summary:
     macs: int  # matmul + convolution multiply-accumulates, batch 1
     xla_flops: float | None  # XLA cost analysis of the whole forward (all ops), batch 1
     xla_train_flops: float | None = None  # forward + backward, train mode, batch 1
+    train_flops: float | None = None  # model FLOPs (2 x MACs) of the same, batch 1
 
     def table(self) -> str:
         width = max(len(g) for g in self.params_by_group)
@@ -52,6 +48,8 @@ class Summary:
             lines.append(f"  {group:<{width}}  {n:>14,}")
         lines.append(f"  {'total':<{width}}  {self.total_params:>14,}")
         lines.append(f"MACs (matmuls + convolutions): {self.macs / 1e9:.3f} G")
+        if self.train_flops is not None:
+            lines.append(f"train step model FLOPs (MFU):  {self.train_flops / 1e9:.3f} G per image")
         if self.xla_flops is not None:
             lines.append(f"XLA cost analysis, all ops:    {self.xla_flops / 1e9:.3f} GFLOPs")
         if self.xla_train_flops is not None:
@@ -59,40 +57,6 @@ class Summary:
                 f"  train step (fwd + bwd):      {self.xla_train_flops / 1e9:.3f} GFLOPs per image"
             )
         return "\n".join(lines)
-
-
-def _sub_jaxprs(eqn):
-    for value in eqn.params.values():
-        for item in value if isinstance(value, (list, tuple)) else (value,):
-            if hasattr(item, "jaxpr") and hasattr(item.jaxpr, "eqns"):
-                yield item.jaxpr  # ClosedJaxpr
-            elif hasattr(item, "eqns"):
-                yield item
-
-
-def count_macs(jaxpr, in_depthwise: bool = False) -> int:
-    """Multiply-accumulates of a jaxpr (see the module docstring for the rules)."""
-    total = 0
-    for eqn in jaxpr.eqns:
-        name = eqn.primitive.name
-        scoped = in_depthwise or DEPTHWISE_SCOPE in str(eqn.source_info.name_stack)
-        if name == "dot_general":
-            (contract_lhs, _), _ = eqn.params["dimension_numbers"]
-            lhs = eqn.invars[0].aval.shape
-            out = eqn.outvars[0].aval.shape
-            total += math.prod(out) * math.prod(lhs[d] for d in contract_lhs)
-        elif name == "conv_general_dilated":
-            kernel = eqn.invars[1].aval.shape
-            out_feature_dim = eqn.params["dimension_numbers"].rhs_spec[0]
-            fan_in = math.prod(kernel) // kernel[out_feature_dim]
-            total += math.prod(eqn.outvars[0].aval.shape) * fan_in
-        elif name == "mul" and scoped and not any(isinstance(v, Literal) for v in eqn.invars):
-            # a tap multiplies an activation by a kernel weight; a multiply by a constant
-            # (`xla_cpu.stored`'s `t * 1.0`) is no MAC
-            total += math.prod(eqn.outvars[0].aval.shape)
-        for sub in _sub_jaxprs(eqn):
-            total += count_macs(sub, scoped)
-    return total
 
 
 def _keys(path: tuple) -> list[str]:
@@ -165,15 +129,14 @@ def _xla_flops(fn, *args) -> float | None:
     return float(cost.get("flops", float("nan"))) if cost else None
 
 
-def _train_flops(train_graphdef, train_state, image) -> float | None:
-    """XLA's count of value_and_grad of the softmax cross-entropy, train mode, batch 1."""
-    params, rest = train_state
+def _train_loss(train_graphdef):
+    """The softmax cross-entropy of the model in train mode (label 0), for its gradient."""
 
     def loss(params, rest, x):
         logits = nnx.merge(train_graphdef, params, rest, copy=True)(x)
         return -jax.nn.log_softmax(logits.astype(jnp.float32))[:, 0].mean()
 
-    return _xla_flops(jax.grad(loss), params, rest, image)
+    return loss
 
 
 def summarize(
@@ -190,12 +153,16 @@ def summarize(
     forward = _forward(graphdef)
     image = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
     macs = count_macs(jax.make_jaxpr(forward)(state, image).jaxpr)
-    flops = train_flops = None
+    train_step = jax.grad(_train_loss(train_graphdef))
+    train_flops = model_flops(train_step, *train_state, image)
+    flops = xla_train_flops = None
     if xla_cost:
         flops = _xla_flops(forward, state, image)
-        train_flops = _train_flops(train_graphdef, train_state, image)
+        xla_train_flops = _xla_flops(train_step, *train_state, image)
     params = sum(groups.values())
-    return Summary(name, image_size, num_classes, groups, params, macs, flops, train_flops)
+    return Summary(
+        name, image_size, num_classes, groups, params, macs, flops, xla_train_flops, train_flops
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ Errors that mean "the input is wrong" (`USER_ERRORS`) become one line on stderr,
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import warnings
@@ -69,6 +70,7 @@ def run(
     """Runs `mode` and returns the exit status: 0 done, 1 bad input, 128 + the signal's
     number when SIGTERM or Ctrl-C stopped training after a checkpoint (143 / 130)."""
     warnings.formatwarning = _format_warning
+    message = None
     try:
         if distributed:
             initialize_distributed(coordinator_address, num_processes, process_id)
@@ -82,6 +84,19 @@ def run(
         else:
             trainer.evaluate_only(config, workdir)
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+        message = str(err)
+    if message is None:
+        return 0
+    _silence_abandoned_coroutines()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def _silence_abandoned_coroutines() -> None:
+    """Collects, without a word, the coroutines a failed Orbax save or read left unawaited
+    (they hang off the error's traceback), so that the `error:` line stays the last line on
+    stderr rather than a `RuntimeWarning` printed when the interpreter exits."""
+    warnings.filterwarnings(
+        "ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning
+    )
+    gc.collect()

@@ -1,8 +1,10 @@
 """Model-FLOPs utilisation: the train step's FLOPs over the time it takes over the
 devices' peak.
 
-- FLOPs: XLA's cost analysis of the lowered train step (the whole global program:
-  forward, backward and update, every op counted), taken once per run.
+- FLOPs: the model FLOPs of the train step, 2 x the multiply-accumulates of its matmuls
+  and convolutions, forward and backward (`smlp_jax.models.macs`, counted once per run on
+  its jaxpr, the same on every backend; XLA's GPU cost analysis leaves out the work it
+  hands to cuBLAS/cuDNN, so it cannot serve).
 - Peak: per device, from published dense figures by the device's kind (`PEAKS`: bf16,
   and for float32 the TensorFloat-32 tensor-core figure on NVIDIA, since XLA's default
   matmul precision uses it there; TPUs run float32 matmuls as bf16 passes by default).
@@ -24,6 +26,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from smlp_jax.models import macs
 
 # Dense peak FLOP/s per device: (substring of jax's device_kind, lower case) -> by dtype.
 # NVIDIA data sheets (SXM; float32 = TF32 tensor cores, dense), Google Cloud TPU pages.
@@ -94,11 +98,9 @@ def total_peak(dtype: str) -> float | None:
     return None if peak is None else peak * jax.device_count()
 
 
-def step_flops(jitted: Any, *args: Any) -> float | None:
-    """XLA's FLOP count of one call of `jitted` on `args` (lowered, not compiled again)."""
-    cost = jitted.lower(*args).cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+def step_flops(fn: Any, *args: Any) -> float | None:
+    """Model FLOPs of one call of `fn` on `args` (traced, not compiled), or None if none."""
+    flops = macs.model_flops(fn, *args)
     return flops if flops > 0 else None
 
 

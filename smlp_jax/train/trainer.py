@@ -202,13 +202,13 @@ def _check_finite(first_bad: jax.Array, config: Any, ckpt: checkpoint.Checkpoint
 
 
 def _step_flops_and_peak(config, train_step, state, batch, mesh) -> tuple:
-    """The train step's FLOPs (XLA's count, once; less the on-device augmentation's, which
-    are not model FLOPs) and the run's peak FLOP/s (`mfu`)."""
+    """The train step's model FLOPs (`mfu.step_flops`, once; less the on-device
+    augmentation's, which are not the model's) and the run's peak FLOP/s (`mfu`)."""
     with jax.set_mesh(mesh):
         flops = mfu.step_flops(train_step.__wrapped__, state, batch)
         if flops and config.input.augment_on == "device":
             augment = data.DeviceAugment(config.input.to_dict(), int(config.image_size))
-            augment_flops = mfu.step_flops(jax.jit(augment), jax.random.key(0), batch["image"])
+            augment_flops = mfu.step_flops(augment, jax.random.key(0), batch["image"])
             flops = max(flops - (augment_flops or 0.0), 0.0) or None
     return flops, mfu.total_peak(config.dtype)
 

@@ -64,5 +64,10 @@ def test_train_step_flops_are_printed_and_about_three_forwards(capsys):
     tiny = dict(image_size=32, num_classes=10, dim=8, depths=(1, 1, 1, 1))
     s = summary.summarize("smlpnet_t", **tiny)
     assert 2.5 < s.xla_train_flops / s.xla_flops < 3.5, (s.xla_flops, s.xla_train_flops)
+    # The MFU count (2 x the step's matmul/conv MACs): at most three forwards (no gradient
+    # for the images), and on the CPU backend close to XLA's count of all ops.
+    assert 2.5 < s.train_flops / (2 * s.macs) <= 3.0, (s.macs, s.train_flops)
+    assert 0.85 < s.train_flops / s.xla_train_flops <= 1.0, (s.train_flops, s.xla_train_flops)
     assert summary.main(["smlpnet_t", "--image-size", "32", "--num-classes", "10"]) == 0
-    assert "train step (fwd + bwd)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "train step (fwd + bwd)" in out and "train step model FLOPs (MFU)" in out

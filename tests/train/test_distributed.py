@@ -1,7 +1,9 @@
 """The same steps on 1 device, 8 fake devices (data x FSDP) and 2 processes (data-parallel).
 
-Every source of randomness is on (Mixup/CutMix, label smoothing, drop path), with gradient
-accumulation and EMA, so the comparison covers the whole step. The child runs start
+Every source of randomness is on (augmentation on the device: flip, RandAugment, random
+erasing; Mixup/CutMix, label smoothing, drop path), with gradient accumulation and EMA, so
+the comparison covers the whole step, and shows that the per-example augmentation draws
+do not depend on the number of devices or processes. The child runs start
 first and run while this process computes the references.
 """
 
@@ -27,6 +29,10 @@ FEATURES = {
     "mixup.cutmix_alpha": 1.0,
     "mixup.label_smoothing": 0.1,
     "fsdp_min_size": 256,  # so that the tiny model's larger arrays are really split
+    "input.augment_on": "device",
+    "input.hflip": 0.5,
+    "input.randaugment": "rand-m9-mstd0.5-inc1",
+    "input.re_prob": 0.25,
 }
 # One 8-device mesh with both axes: the batch split over `data` (and `fsdp`), the larger
 # arrays over `fsdp`. Plain data parallelism is what the 2-process run does (4 devices).
