@@ -270,3 +270,32 @@ def test_probe_mode_on_the_trained_checkpoint(demo_run, demo_data_dir, tmp_path,
     assert "1-shot" in line and "10-shot" in line and "full" in line
     full = float(line.split("full ")[1].split("%")[0])
     assert full > 50.0, line
+
+
+def test_device_augmentation_refuses_batches_that_are_not_the_hosts_crops(demo_data_dir):
+    """With `augment_on='device'` the step takes the pipeline's uint8 crops of
+    config.image_size; a user's own float batch, or crops of another size, get one line
+    naming what was expected (raised while tracing, before any compile)."""
+    from smlp_jax import data
+    from smlp_jax.train.step import make_train_step
+
+    config = tiny_config(demo_data_dir, **{"input.augment_on": "device"})
+    size = int(config.image_size)
+    setup = trainer.build(config)
+    step = make_train_step(config, setup.graphs, setup.tx, setup.schedule, setup.info.num_classes)
+    state = jax.eval_shape(setup.make_state)
+    labels = jax.ShapeDtypeStruct((8,), np.int32)
+
+    def batch(shape, dtype):
+        return {"image": jax.ShapeDtypeStruct(shape, dtype), "label": labels}
+
+    jax.eval_shape(step, state, batch((8, size, size, 3), np.uint8))  # the pipeline's crops
+    for shape, dtype in (((8, size, size, 3), np.float32), ((8, size + 4, size + 4, 3), np.uint8)):
+        with pytest.raises(data.DataError) as err:
+            jax.eval_shape(step, state, batch(shape, dtype))
+        message = str(err.value)
+        assert message.startswith(
+            f"config.input.augment_on='device' takes uint8 (B, {size}, {size}, 3) crops "
+            f"(config.image_size={size}), got {np.dtype(dtype).name} {shape}"
+        ), message
+        assert "\n" not in message
