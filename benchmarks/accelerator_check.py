@@ -11,7 +11,8 @@ steps (full size: sMLPNet-T and -B at batch 128, Mixer-B/16 at 128 and ConvMixer
 at 64 in bfloat16, then sMLPNet-T and -B in float32), each the best of 5 timed steps
 after compiling, MFU = the train step's model FLOPs x steps/s over the device's peak
 (`smlp_jax.train.mfu`); the grain input pipeline's images/s from a folder of 500x375-like
-JPEGs with host and with device augmentation (benchmarks/input_pipeline.py). The JSON and
+JPEGs with host augmentation, device augmentation, and device augmentation and resize
+(benchmarks/input_pipeline.py). The JSON and
 the table (`--out` .json, .md) are written again after every row, so a run cut off by
 its time limit keeps what it measured; rows past `--budget` seconds are skipped, and a
 row that fails records its error and the check goes on.
@@ -54,6 +55,7 @@ TINY = (("smlpnet_t", 4, "float32"), ("mixer_b16", 4, "float32"))
 # (JPEGs, batch, timed batches, worker counts) of the input pipeline section.
 PIPELINE_FULL = (256, 64, 24, (0, 8))
 PIPELINE_TINY = (8, 4, 2, (0,))
+MODES = (("host", "host"), ("device", "host"), ("device", "device"))  # (augment_on, resize_on)
 
 
 def train_row(name: str, batch: int, dtype: str, tiny: bool, steps: int) -> dict:
@@ -117,9 +119,12 @@ def pipeline_rows(tiny: bool) -> list[dict]:
         with tempfile.TemporaryDirectory() as root:
             input_pipeline.make_jpeg_folder(root, images)
             for count in workers:
-                for augment_on in ("host", "device"):
-                    rate = input_pipeline.time_pipeline(root, count, batch, batches, 1, augment_on)
-                    rows.append({"workers": count, "augment_on": augment_on, "batch": batch,
+                for augment_on, resize_on in MODES:
+                    rate = input_pipeline.time_pipeline(
+                        root, count, batch, batches, 1, augment_on, resize_on
+                    )
+                    rows.append({"workers": count, "augment_on": augment_on,
+                                 "resize_on": resize_on, "batch": batch,
                                  "img_per_s": rate})  # fmt: skip
     finally:
         if platforms is None:
@@ -160,8 +165,13 @@ def markdown(result: dict) -> str:
         )
     rows = result.get("pipeline") or []
     if rows and "error" not in rows[0]:
-        lines += ["", "| input pipeline workers | augment_on | img/s |", "|--:|--|--:|"]
-        lines += [f"| {r['workers']} | {r['augment_on']} | {r['img_per_s']:.0f} |" for r in rows]
+        lines += ["", "| input pipeline workers | augment_on | resize_on | img/s |"]
+        lines += ["|--:|--|--|--:|"]
+        lines += [
+            f"| {r['workers']} | {r['augment_on']} | {r.get('resize_on', 'host')} | "
+            f"{r['img_per_s']:.0f} |"
+            for r in rows
+        ]
     errors = [
         f"{k}: {v['error']}" for k, v in result.items() if isinstance(v, dict) and "error" in v
     ]

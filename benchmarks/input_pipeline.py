@@ -4,12 +4,15 @@ Generates a folder of photo-like JPEGs at ImageNet-like sizes (500x375, 375x500,
 ...; quality 90), then measures
   1. the per-example transform alone in one thread (decode + RandomResizedCrop + flip +
      RandAugment rand-m9-mstd0.5-inc1 + normalise + random erasing), by stage;
-  2. the host side of `input.augment_on="device"` (decode + RandomResizedCrop to uint8),
-     and the device side: the jitted flip + RandAugment + normalise + erasing of a batch
-     of 32 224 crops (`data.DeviceAugment`), against an sMLPNet-T train step at batch 32
-     on the same device (`--no-train-step` skips that: a minute or more on a CPU);
+  2. the host side of `input.augment_on="device"` (decode + RandomResizedCrop to uint8)
+     and, with `input.resize_on="device"` too, of decode + pad alone; the device side:
+     the jitted flip + RandAugment + normalise + erasing of a batch of 32 224 crops
+     (`data.DeviceAugment`) and the jitted crop resize (`data.resize_batch`), against an
+     sMLPNet-T train step at batch 32 on the same device (`--no-train-step` skips that: a
+     minute or more on a CPU);
   3. the whole grain pipeline (file read, transforms, batching, worker processes) for each
-     worker count, host and device augmentation.
+     worker count: host augmentation, device augmentation, and device augmentation and
+     resize.
 and prints tables. Targets (issue 21): host CPU <= 1.5 ms per image with device
 augmentation; the device-side augmentation <= 10% of the train step. Usage:
 
@@ -67,11 +70,13 @@ def time_stages(root: str, repeats: int) -> list[tuple[str, float, float]]:
     full = transforms.TrainTransform(cfg, 224)
     no_ra = transforms.TrainTransform(dict(cfg, randaugment="", re_prob=0.0, hflip=0.0), 224)
     crop = transforms.TrainTransform(dict(cfg, augment_on="device"), 224)
+    decode = transforms.TrainTransform(dict(cfg, augment_on="device", resize_on="device"), 224)
     stages = []
     for name, fn in (
         ("decode + RandomResizedCrop 224 + normalise", no_ra),
         ("host: full recipe (+ flip, RandAugment, erasing)", full),
         ("device: host part, decode + crop to uint8", crop),
+        ("device + resize_on device: host part, decode + pad", decode),
     ):
         start, start_cpu = time.perf_counter(), time.thread_time()
         for r in range(repeats):
@@ -83,19 +88,31 @@ def time_stages(root: str, repeats: int) -> list[tuple[str, float, float]]:
     return stages
 
 
-def time_device_side(batch: int, train_step: bool) -> tuple[float, float | None]:
-    """(ms per batch of the jitted device augmentation, ms per sMLPNet-T train step) at 224
-    on the default device; best of 5 and of 3 calls after compiling."""
+def _best_ms(fn, *args, calls: int = 5) -> float:
+    jax.block_until_ready(fn(*args))  # compile
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times)
+
+
+def time_device_side(batch: int, train_step: bool) -> tuple[float, float, float | None]:
+    """(ms per batch of the jitted device augmentation, of the jitted crop resize from
+    500x375 images padded to `resize_max`, ms per sMLPNet-T train step) at 224 on the
+    default device; best of 5 (3 for the step) calls after compiling."""
     cfg = dict(data.default_input_config().to_dict(), augment_on="device")
     augment = jax.jit(data.DeviceAugment(cfg, 224))
     rng = np.random.default_rng(0)
     crops = jnp.asarray(rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8))
-    augment(jax.random.key(0), crops).block_until_ready()
-    times = []
-    for i in range(5):
-        start = time.perf_counter()
-        augment(jax.random.key(i), crops).block_until_ready()
-        times.append(time.perf_counter() - start)
+    augment_ms = _best_ms(augment, jax.random.key(0), crops)
+    padded = int(cfg["resize_max"])
+    images = jnp.asarray(rng.integers(0, 256, (batch, padded, padded, 3), dtype=np.uint8))
+    boxes = jnp.asarray([(40.0, 30.0, 440.0, 330.0)] * batch, jnp.float32)
+    sizes = jnp.asarray([(375, 500)] * batch, jnp.int32)
+    resize = jax.jit(data.resize_batch, static_argnums=(3, 4))
+    resize_ms = _best_ms(resize, images, boxes, sizes, 224, "bicubic")
     step_ms = None
     if train_step:
         from throughput import JaxBench, hyperparameters
@@ -109,11 +126,17 @@ def time_device_side(batch: int, train_step: bool) -> tuple[float, float | None]
             bench.run_train()
             steps.append(time.perf_counter() - start)
         step_ms = 1000 * min(steps)
-    return 1000 * min(times), step_ms
+    return augment_ms, resize_ms, step_ms
 
 
 def time_pipeline(
-    root: str, workers: int, batch: int, batches: int, threads: int, augment_on: str = "host"
+    root: str,
+    workers: int,
+    batch: int,
+    batches: int,
+    threads: int,
+    augment_on: str = "host",
+    resize_on: str = "host",
 ) -> float:
     """Images/s of create_train_iterator after a warm-up batch (worker start-up excluded)."""
     config = ml_collections.ConfigDict(
@@ -124,6 +147,7 @@ def time_pipeline(
     config.input.num_workers = workers
     config.input.num_threads = threads
     config.input.augment_on = augment_on
+    config.input.resize_on = resize_on
     iterator = data.create_train_iterator(config, process_index=0, process_count=1)
     next(iterator)
     start = time.perf_counter()
@@ -155,23 +179,33 @@ def main() -> None:
         for name, wall, cpu in time_stages(root, args.repeats):
             rates = f"{1000 / wall:5.0f} | {cpu:10.2f} | {1000 / cpu:9.0f}"
             print(f"| {name:<50} | {wall:11.2f} | {rates} |")
-        augment_ms, step_ms = time_device_side(args.batch, not args.no_train_step)
+        augment_ms, resize_ms, step_ms = time_device_side(args.batch, not args.no_train_step)
         device = jax.devices()[0].device_kind
         print(f"\ndevice side ({device}), batch {args.batch} of 224 crops:")
-        print("| device augmentation ms/batch | sMLPNet-T train step ms | fraction |")
-        print("|--:|--:|--:|")
-        fraction = f"{augment_ms / step_ms:.1%}" if step_ms else "-"
+        print("| device augmentation ms/batch | crop resize ms/batch | sMLPNet-T train step ms "
+              "| fraction (augmentation / + resize) |")  # fmt: skip
+        print("|--:|--:|--:|--:|")
+        fraction = (
+            f"{augment_ms / step_ms:.1%} / {(augment_ms + resize_ms) / step_ms:.1%}"
+            if step_ms
+            else "-"
+        )
         step = f"{step_ms:.0f}" if step_ms else "-"
-        print(f"| {augment_ms:.1f} | {step} | {fraction} |", flush=True)
+        print(f"| {augment_ms:.1f} | {resize_ms:.1f} | {step} | {fraction} |", flush=True)
         print(f"\ngrain pipeline, batch {args.batch}, {args.threads} thread(s) per worker:")
         print("| workers | augment_on | img/s | img/s per worker process |\n|--:|--|--:|--:|")
         for workers in args.workers:
-            for augment_on in ("host", "device"):
+            for augment_on, resize_on in (
+                ("host", "host"),
+                ("device", "host"),
+                ("device", "device"),
+            ):
                 rate = time_pipeline(
-                    root, workers, args.batch, args.batches, args.threads, augment_on
+                    root, workers, args.batch, args.batches, args.threads, augment_on, resize_on
                 )
                 per = rate / max(workers, 1)
-                print(f"| {workers} | {augment_on} | {rate:.0f} | {per:.0f} |", flush=True)
+                mode = augment_on + (" + resize" if resize_on == "device" else "")
+                print(f"| {workers} | {mode} | {rate:.0f} | {per:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

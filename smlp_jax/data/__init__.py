@@ -6,6 +6,7 @@ from smlp_jax.data import repeated_aug
 from smlp_jax.data.base import DataError, DatasetInfo
 from smlp_jax.data.config import default_input_config, default_mixup_config
 from smlp_jax.data.device_augment import DeviceAugment
+from smlp_jax.data.device_resize import resize_batch
 from smlp_jax.data.mixup import MODES as MIXUP_MODES
 from smlp_jax.data.mixup import (
     apply_mix,
@@ -29,6 +30,7 @@ __all__ = [
     "check_mixup_mode",
     "DataError",
     "DeviceAugment",
+    "resize_batch",
     "MIXUP_MODES",
     "apply_mix",
     "big_vision_mixup",

@@ -55,6 +55,12 @@ def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
     # reference) or "device" (the host sends uint8 crops; flip, RandAugment, normalise and
     # random erasing run jitted in the train step: device_augment.py).
     cfg.augment_on = "host"
+    # With augment_on="device": where the RandomResizedCrop's resize runs. "device": the host
+    # only decodes and sends the image zero-padded to (resize_max, resize_max) with its crop
+    # box; the train step resamples it as Pillow does (device_resize.py). Larger images are
+    # resized on the host as before. 640 holds 640x480 photos (1.2 MB a padded image).
+    cfg.resize_on = "host"
+    cfg.resize_max = 640
     # Train transforms.
     cfg.interpolation = "bicubic"  # "bicubic" | "bilinear" | "nearest" | "random" (timm's)
     cfg.scale = (0.08, 1.0)  # RandomResizedCrop area range

@@ -106,7 +106,8 @@ class _TrainExample:
                 _warn_unreadable(name, error)
                 index = (index + 1) % len(self.source)
                 continue
-            return {"image": image, "label": np.int32(label), "_skipped": np.int32(skipped)}
+            example = image if isinstance(image, dict) else {"image": image}
+            return {**example, "label": np.int32(label), "_skipped": np.int32(skipped)}
         raise DataError(f"No readable image in {self.source.name}: every file failed to decode.")
 
 

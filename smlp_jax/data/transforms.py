@@ -21,6 +21,7 @@ import math
 import numpy as np
 from PIL import Image
 
+from smlp_jax.data import device_resize
 from smlp_jax.data.device_augment import check_device_input
 from smlp_jax.data.randaugment import INTERPOLATIONS, RandAugment, pick_resample
 
@@ -168,6 +169,21 @@ def _check_input(cfg: dict) -> None:
         )
     if cfg.get("augment_on") == "device":
         check_device_input(cfg)
+    resize_on = cfg.get("resize_on", "host")
+    if resize_on not in ("host", "device"):
+        raise ValueError(f"config.input.resize_on must be 'host' or 'device', not {resize_on!r}.")
+    if resize_on == "device":
+        if cfg.get("augment_on") != "device":
+            raise ValueError(
+                "config.input.resize_on='device' needs config.input.augment_on='device' (the "
+                "augmentation after the crop runs where the crop is resized)."
+            )
+        if cfg["interpolation"] not in device_resize.FILTERS:
+            raise ValueError(
+                f"config.input.resize_on='device' resizes with "
+                f"{' or '.join(device_resize.FILTERS)}, not "
+                f"interpolation={cfg['interpolation']!r}; set config.input.resize_on='host'."
+            )
     if not 0 < cfg["crop_pct"] <= 1:
         raise ValueError(f"config.input.crop_pct must be in (0, 1], got {cfg['crop_pct']}.")
 
@@ -185,12 +201,22 @@ def eval_resample(cfg: dict) -> int:
 class TrainTransform:
     """(encoded bytes, rng) -> float32 (S, S, 3); raises UNREADABLE_ERRORS for a bad file.
     With `augment_on="device"` only the crop: -> uint8 (S, S, 3), the rest runs in the
-    train step (device_augment.py)."""
+    train step (device_augment.py). With `resize_on="device"` too, only the decode: ->
+    {"image": uint8 (P, P, 3) zero-padded, "resize_box": float32 (4,) the crop box,
+    "image_hw": int32 (2,) the decoded size}, resized in the train step (device_resize.py);
+    an image larger than P (and the "simple" preset) is resized here and sent as a
+    (S, S) image with the whole of it as its box."""
 
     def __init__(self, input_cfg: dict, image_size: int):
         _check_input(input_cfg)
         self.cfg = dict(input_cfg)
         self.size = int(image_size)
+        if self.cfg.get("resize_on") == "device" and int(self.cfg["resize_max"]) < self.size:
+            raise ValueError(
+                f"config.input.resize_max={self.cfg['resize_max']} is below "
+                f"config.image_size={self.size}: the padded images must hold a crop; raise it "
+                "(the default, 640, holds 640x480 photos)."
+            )
         self.resample = INTERPOLATIONS[self.cfg["interpolation"]]
         self.normalize = Normalize(self.cfg["mean"], self.cfg["std"])
         spec = self.cfg["randaugment"]
@@ -217,7 +243,32 @@ class TrainTransform:
             img = img.crop((dx, dy, dx + size, dy + size))
         return img
 
-    def __call__(self, data: bytes, rng: np.random.Generator) -> np.ndarray:
+    def _decoded(self, img: Image.Image, rng: np.random.Generator) -> dict:
+        """The decoded image, padded, and its crop box (resize_on="device")."""
+        size, cfg, padded = self.size, self.cfg, int(self.cfg["resize_max"])
+        if cfg["preset"] == "imagenet":
+            box = rrc_box(*img.size, rng, cfg["scale"], cfg["ratio"])
+            if cfg["jpeg_draft"]:
+                img, box = _draft(img, box, (size, size))
+            img = _rgb(img)
+            if max(img.size) <= padded:
+                return {
+                    "image": device_resize.pad_image(np.asarray(img, np.uint8), padded),
+                    "resize_box": np.asarray(box, np.float32),
+                    "image_hw": np.asarray((img.size[1], img.size[0]), np.int32),
+                }
+            crop = img.resize((size, size), resample=self.resample, box=box)
+        else:
+            crop = self._geometry(img, rng)
+        return {
+            "image": device_resize.pad_image(np.asarray(crop, np.uint8), padded),
+            "resize_box": np.asarray((0, 0, size, size), np.float32),
+            "image_hw": np.asarray((size, size), np.int32),
+        }
+
+    def __call__(self, data: bytes, rng: np.random.Generator) -> np.ndarray | dict:
+        if self.cfg.get("resize_on", "host") == "device":
+            return self._decoded(open_image(data), rng)
         img = self._geometry(open_image(data), rng)
         if self.cfg.get("augment_on") == "device":
             return np.asarray(img, np.uint8)

@@ -87,6 +87,51 @@ def _check_crops(images, size: int) -> None:
         )
 
 
+def _check_padded(batch, padded: int) -> None:
+    """resize_on='device' takes the host's padded images, boxes and sizes (trace time)."""
+    images = batch["image"]
+    if (
+        images.dtype != jnp.uint8
+        or images.shape[1:] != (padded, padded, 3)
+        or "resize_box" not in batch
+        or "image_hw" not in batch
+    ):
+        raise data.DataError(
+            f"config.input.resize_on='device' takes uint8 (B, {padded}, {padded}, 3) images "
+            f"(config.input.resize_max={padded}) with 'resize_box' and 'image_hw', got "
+            f"{images.dtype} {tuple(images.shape)} and keys {sorted(batch)}: feed the batches "
+            "of data.create_train_iterator with the same config."
+        )
+
+
+def device_input(config: Any) -> Callable | None:
+    """`(key, batch) -> float32 (B, S, S, 3)`: what runs on the device before Mixup with
+    `input.augment_on='device'` (the crop's resize first with `input.resize_on='device'`,
+    then data.DeviceAugment), or None when the host did it all."""
+    cfg = config.input
+    if cfg.augment_on != "device":
+        return None
+    size = int(config.image_size)
+    try:
+        augment = data.DeviceAugment(cfg.to_dict(), size)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    resize = cfg.get("resize_on", "host") == "device"
+    padded, interpolation = int(cfg.get("resize_max", 0)), str(cfg.interpolation)
+
+    def run(key, batch):
+        images = batch["image"]
+        if resize:
+            _check_padded(batch, padded)
+            images = data.resize_batch(
+                images, batch["resize_box"], batch["image_hw"], size, interpolation
+            )
+        _check_crops(images, size)
+        return augment(key, images)
+
+    return run
+
+
 def make_train_step(
     config: Any,
     graphs: ModelGraphs,
@@ -102,13 +147,7 @@ def make_train_step(
     aux_loss_weight = float(config.aux_loss_weight)
     task_loss = loss_function(config.loss)
     data.check_mixup_mode(mix.mode, float(mix.cutmix_alpha))
-    size = int(config.image_size)
-    augment = None
-    if config.input.augment_on == "device":
-        try:
-            augment = data.DeviceAugment(config.input.to_dict(), size)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+    augment = device_input(config)
 
     # big_vision mixes within each device's shard of the batch (the batch is split over all
     # devices here too).
@@ -130,8 +169,7 @@ def make_train_step(
         step_key = jax.random.fold_in(jax.random.key(seed), step)
         images = batch["image"]
         if augment is not None:
-            _check_crops(images, size)
-            images = augment(jax.random.fold_in(step_key, _AUGMENT_TAG), images)
+            images = augment(jax.random.fold_in(step_key, _AUGMENT_TAG), batch)
         images, targets = data.mixup_cutmix(
             jax.random.fold_in(step_key, _MIXUP_TAG),
             images,

@@ -39,7 +39,13 @@ from smlp_jax.train.state import (
     model_graphs,
     model_kwargs,
 )
-from smlp_jax.train.step import NO_BAD_STEP, loss_function, make_eval_step, make_train_step
+from smlp_jax.train.step import (
+    NO_BAD_STEP,
+    device_input,
+    loss_function,
+    make_eval_step,
+    make_train_step,
+)
 
 
 def schedule_lengths(config: Any, num_train: int) -> tuple[int, int]:
@@ -206,9 +212,9 @@ def _step_flops_and_peak(config, train_step, state, batch, mesh) -> tuple:
     augmentation's, which are not the model's) and the run's peak FLOP/s (`mfu`)."""
     with jax.set_mesh(mesh):
         flops = mfu.step_flops(train_step.__wrapped__, state, batch)
-        if flops and config.input.augment_on == "device":
-            augment = data.DeviceAugment(config.input.to_dict(), int(config.image_size))
-            augment_flops = mfu.step_flops(augment, jax.random.key(0), batch["image"])
+        augment = device_input(config)
+        if flops and augment is not None:
+            augment_flops = mfu.step_flops(augment, jax.random.key(0), batch)
             flops = max(flops - (augment_flops or 0.0), 0.0) or None
     return flops, mfu.total_peak(config.dtype)
 
