@@ -1,10 +1,10 @@
 """The same steps on 1 device, 8 fake devices (data x FSDP) and 2 processes (data-parallel).
 
 Every source of randomness is on (augmentation on the device: flip, RandAugment, random
-erasing; Mixup/CutMix, label smoothing, drop path), with gradient accumulation and EMA, so
-the comparison covers the whole step, and shows that the per-example augmentation draws
-do not depend on the number of devices or processes. The child runs start
-first and run while this process computes the references.
+erasing, after the crop's resize there; Mixup/CutMix, label smoothing, drop path), with
+gradient accumulation and EMA, so the comparison covers the whole step, and shows that
+the per-example augmentation draws do not depend on the number of devices or processes.
+The child runs start first and run while this process computes the references.
 """
 
 import json
@@ -33,6 +33,9 @@ FEATURES = {
     "input.hflip": 0.5,
     "input.randaugment": "rand-m9-mstd0.5-inc1",
     "input.re_prob": 0.25,
+    # the crop's resize in the step too: padded images, boxes and sizes split with the batch
+    "input.resize_on": "device",
+    "input.resize_max": 24,
 }
 # One 8-device mesh with both axes: the batch split over `data` (and `fsdp`), the larger
 # arrays over `fsdp`. Plain data parallelism is what the 2-process run does (4 devices).
