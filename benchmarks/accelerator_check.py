@@ -168,8 +168,7 @@ def markdown(result: dict) -> str:
         lines += ["", "| input pipeline workers | augment_on | resize_on | img/s |"]
         lines += ["|--:|--|--|--:|"]
         lines += [
-            f"| {r['workers']} | {r['augment_on']} | {r.get('resize_on', 'host')} | "
-            f"{r['img_per_s']:.0f} |"
+            f"| {r['workers']} | {r['augment_on']} | {r['resize_on']} | {r['img_per_s']:.0f} |"
             for r in rows
         ]
     errors = [

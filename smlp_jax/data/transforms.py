@@ -251,19 +251,15 @@ class TrainTransform:
             if cfg["jpeg_draft"]:
                 img, box = _draft(img, box, (size, size))
             img = _rgb(img)
-            if max(img.size) <= padded:
-                return {
-                    "image": device_resize.pad_image(np.asarray(img, np.uint8), padded),
-                    "resize_box": np.asarray(box, np.float32),
-                    "image_hw": np.asarray((img.size[1], img.size[0]), np.int32),
-                }
-            crop = img.resize((size, size), resample=self.resample, box=box)
+            if max(img.size) > padded:  # resized here; its box the whole of the crop
+                img, box = crop_resize(img, box, (size, size), self.resample, False), None
         else:
-            crop = self._geometry(img, rng)
+            img, box = self._geometry(img, rng), None
+        width, height = img.size
         return {
-            "image": device_resize.pad_image(np.asarray(crop, np.uint8), padded),
-            "resize_box": np.asarray((0, 0, size, size), np.float32),
-            "image_hw": np.asarray((size, size), np.int32),
+            "image": device_resize.pad_image(np.asarray(img, np.uint8), padded),
+            "resize_box": np.asarray(box or (0, 0, width, height), np.float32),
+            "image_hw": np.asarray((height, width), np.int32),
         }
 
     def __call__(self, data: bytes, rng: np.random.Generator) -> np.ndarray | dict:

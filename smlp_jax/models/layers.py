@@ -178,7 +178,7 @@ class DepthwiseConv(nnx.Module):
     def __call__(self, x: Array) -> Array:
         x = x.astype(self.dtype)
         kernel = self.kernel[...].astype(self.dtype)
-        # The scope name lets the MAC counter (tools.summary) count the shifted multiplies.
+        # The scope name lets the MAC counter (models.macs) count the shifted multiplies.
         with jax.named_scope(macs.DEPTHWISE_SCOPE):
             y = depthwise.conv2d(x, kernel[:, :, 0, :], self.impl)
         if self.bias is not None:
