@@ -19,12 +19,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from smlp_jax.models.features import FeatureInterface, feature_specs
-from smlp_jax.models.layers import BatchNorm, DepthwiseConv, Linear, PatchConv, gelu
+from smlp_jax.models.layers import BatchNorm, DepthwiseConv, Linear, PatchConv, gelu, relu
 from smlp_jax.models.registry import register_model
 
 Array = jax.Array
 
-_ACTIVATIONS = {"gelu": gelu, "relu": jax.nn.relu}
+_ACTIVATIONS = {"gelu": gelu, "relu": relu}
 
 # Official variants (timm names, ImageNet at 224) and the locuslab CIFAR-10 setting
 # (convmixer-cifar10 `train.py` defaults: ConvMixer-256/8, kernel 5, patch 2).

@@ -8,7 +8,7 @@ values. `conv2d(x, kernel, impl)` is the one place that picks the form:
   "shift"  kh*kw shifted multiply-adds with a hand-written VJP (`shifted_conv2d`): on CPU
            a train step 40-50x faster than XLA's grouped convolution (k = 3, 7, 9) with as
            little memory (`benchmarks/depthwise.py`, benchmarks/README.md).
-  "auto"   "shift" when JAX's default backend is the CPU, else "xla".
+  "auto"   "shift" when traced for the CPU (`backend.platform()`), else "xla".
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from smlp_jax.models import xla_cpu
+from smlp_jax.models import backend, xla_cpu
 
 Array = jax.Array
 
@@ -151,5 +151,5 @@ def conv2d(x: Array, kernel: Array, impl: str = "auto") -> Array:
     if impl not in IMPLS:
         raise ValueError(f"depthwise impl must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":
-        impl = "shift" if jax.default_backend() == "cpu" else "xla"
+        impl = "shift" if backend.on_cpu() else "xla"
     return shifted_conv2d(x, kernel) if impl == "shift" else xla_conv2d(x, kernel)

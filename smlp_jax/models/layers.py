@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from smlp_jax.models import depthwise, macs, xla_cpu
+from smlp_jax.models import backend, depthwise, lean_vjp, macs, xla_cpu
 
 Array = jax.Array
 
@@ -29,8 +29,15 @@ def gelu(x: Array) -> Array:
     Written with `lax.erf` rather than `jax.nn.gelu(approximate=False)` (an erfc form):
     same values to float32 rounding (2e-7 apart), and the sMLPNet-T train step on CPU
     measured 1.34x faster (`benchmarks/smlp_formulations.py`, benchmarks/README.md).
+    Its VJP saves only `x` (`lean_vjp.gelu`) unless `backend` says otherwise.
     """
-    return 0.5 * x * (1.0 + jax.lax.erf(x * 0.7071067811865476))
+    return lean_vjp.gelu(x) if backend.lean_vjp() else lean_vjp.gelu_plain(x)
+
+
+def relu(x: Array) -> Array:
+    """max(x, 0); its VJP saves only the output (`lean_vjp.relu`) unless `backend` says
+    otherwise."""
+    return lean_vjp.relu(x) if backend.lean_vjp() else jax.nn.relu(x)
 
 
 def residual(
@@ -107,6 +114,21 @@ class Linear(nnx.Module):
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y
+
+    def after_gelu(self, z: Array, *, approximate: bool = False) -> Array:
+        """`self(gelu(z))`; with `backend.gelu_dense()` one op whose backward recomputes
+        `gelu(z)` instead of saving it (`lean_vjp.gelu_dense`)."""
+        if not backend.gelu_dense():
+            if backend.lean_vjp():
+                return self(lean_vjp.gelu(z, approximate))
+            return self(jax.nn.gelu(z, approximate=True) if approximate else gelu(z))
+        kernel = self.kernel[...].astype(self.dtype)
+        bias = (
+            self.bias[...].astype(self.dtype)
+            if self.bias is not None
+            else jnp.zeros(kernel.shape[1:], self.dtype)
+        )
+        return lean_vjp.gelu_dense(z.astype(self.dtype), kernel, bias, approximate=approximate)
 
 
 class PatchConv(nnx.Module):
@@ -216,22 +238,32 @@ class BatchNorm(nnx.Module):
         self.use_running_average = use_running_average
         self.dtype = dtype
 
-    def __call__(self, x: Array) -> Array:
-        x32 = x.astype(jnp.float32)
+    def __call__(self, x: Array, *, act: str | None = None) -> Array:
+        """Normalises `x (..., C)`; `act="gelu"` applies GELU to the result, in one op
+        with one saved tensor when `backend.lean_vjp()` (sMLPNet's BN -> GELU)."""
         if self.use_running_average:
-            mean, var = self.mean[...], self.var[...]
+            x32 = x.astype(jnp.float32)
+            inv = jax.lax.rsqrt(self.var[...] + self.epsilon) * self.scale[...]
+            y = ((x32 - self.mean[...]) * inv + self.bias[...]).astype(self.dtype)
+            return gelu(y) if act == "gelu" else y
+        if backend.lean_vjp():
+            y, mean, var = lean_vjp.batch_norm_train(
+                x, self.scale[...], self.bias[...], epsilon=self.epsilon, dtype=self.dtype, act=act
+            )
         else:
+            x32 = x.astype(jnp.float32)
             axes = tuple(range(x.ndim - 1))
             mean = jnp.mean(x32, axis=axes)
             var = jnp.mean(jnp.square(x32 - mean), axis=axes)
-            n = math.prod(x.shape[:-1])
-            unbiased = var * (n / max(n - 1, 1))
-            m = self.momentum
-            self.mean[...] = jax.lax.stop_gradient((1 - m) * self.mean[...] + m * mean)
-            self.var[...] = jax.lax.stop_gradient((1 - m) * self.var[...] + m * unbiased)
-        inv = jax.lax.rsqrt(var + self.epsilon) * self.scale[...]
-        y = (x32 - mean) * inv + self.bias[...]
-        return y.astype(self.dtype)
+            inv = jax.lax.rsqrt(var + self.epsilon) * self.scale[...]
+            y = ((x32 - mean) * inv + self.bias[...]).astype(self.dtype)
+            y = gelu(y) if act == "gelu" else y
+        n = math.prod(x.shape[:-1])
+        unbiased = var * (n / max(n - 1, 1))
+        m = self.momentum
+        self.mean[...] = jax.lax.stop_gradient((1 - m) * self.mean[...] + m * mean)
+        self.var[...] = jax.lax.stop_gradient((1 - m) * self.var[...] + m * unbiased)
+        return y
 
 
 class LayerNorm(nnx.Module):
@@ -252,6 +284,9 @@ class LayerNorm(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x: Array) -> Array:
+        if backend.lean_vjp():
+            scale, bias = self.scale[...], self.bias[...]
+            return lean_vjp.layer_norm(x, scale, bias, epsilon=self.epsilon, dtype=self.dtype)
         x32 = x.astype(jnp.float32)
         mean = jnp.mean(x32, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
@@ -270,6 +305,22 @@ class DropPath(nnx.Dropout):
 
     def __init__(self, rate: float, *, ndim: int = 4, rngs: nnx.Rngs | None = None):
         super().__init__(rate, broadcast_dims=tuple(range(1, ndim)), rngs=rngs)
+
+    def __call__(self, inputs: Array, *, deterministic: bool | None = None) -> Array:
+        """`nnx.Dropout`'s draw (same key, same bits), applied as `x / keep * mask` with the
+        mask at `(B, 1, ...)`: the same values as its `select` of the mask broadcast to
+        `x`'s shape, but the backward saves the small mask, not a full-size one (plus a
+        full-size zeros tensor) per residual branch."""
+        deterministic = self.deterministic if deterministic is None else deterministic
+        if self.rate in (0.0, 1.0) or deterministic or self.rngs is None:
+            return super().__call__(inputs, deterministic=deterministic)  # or its error
+        key = self.rngs()
+        keep = 1.0 - self.rate
+        shape = [1 if d in self.broadcast_dims else n for d, n in enumerate(inputs.shape)]
+        mask = jax.random.bernoulli(
+            key, p=keep, shape=shape, out_sharding=jax.typeof(inputs).sharding
+        )
+        return inputs / keep * mask.astype(inputs.dtype)
 
 
 class Mlp(nnx.Module):
@@ -291,7 +342,7 @@ class Mlp(nnx.Module):
         self.fc2 = Linear(hidden_features, out_features, **kw)
 
     def __call__(self, x: Array) -> Array:
-        return self.fc2(gelu(self.fc1(x)))
+        return self.fc2.after_gelu(self.fc1(x))
 
 
 def drop_path_rates(total_blocks: int, drop_path_rate: float) -> Sequence[float]:

@@ -66,7 +66,7 @@ class MlpBlock(nnx.Module):
         self.gelu_approximate = gelu_approximate
 
     def __call__(self, x: Array) -> Array:
-        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=self.gelu_approximate))
+        return self.fc2.after_gelu(self.fc1(x), approximate=self.gelu_approximate)
 
 
 class MixerBlock(nnx.Module):

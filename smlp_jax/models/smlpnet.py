@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from smlp_jax.models import backend
 from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
 from smlp_jax.models.layers import (
     BatchNorm,
@@ -34,7 +35,6 @@ from smlp_jax.models.layers import (
     PatchConv,
     check_input,
     drop_path_rates,
-    gelu,
     residual,
     torch_uniform_init,
 )
@@ -73,6 +73,13 @@ class AxialLinear(nnx.Module):
         x = x.astype(self.dtype)
         if self.axis == 2:
             return jnp.einsum("bhwc,wv->bhvc", x, kernel) + bias[None, None, :, None]
+        if backend.axial_batched():
+            # Per image a (g, h) @ (h, W C) matmul: the contracted axis is the matrix's rows
+            # as stored, so no transpose of x in or out (the kernel is copied per image).
+            b, h, w, c = x.shape
+            kernels = jnp.broadcast_to(kernel.T, (b, h, h))
+            y = jax.lax.dot_general(kernels, x.reshape(b, h, w * c), (((2,), (1,)), ((0,), (0,))))
+            return y.reshape(b, h, w, c) + bias[None, :, None, None]
         return jnp.einsum("bhwc,hg->bgwc", x, kernel) + bias[None, :, None, None]
 
 
@@ -81,7 +88,9 @@ class SMLP(nnx.Module):
     fuse(concat[x, mix_W(x), mix_H(x)]).
 
     The fuse is one `(B N N, 3C) @ (3C, C)` matmul over the concatenation, as the official
-    code does (faster on CPU than three `(C, C)` matmuls: benchmarks/README.md).
+    code does (faster on CPU than three `(C, C)` matmuls: benchmarks/README.md), or, where
+    `backend.fuse_sum()`, the same sum as three matmuls, so that no concatenation is
+    written and read back and the backward saves the branches, not their copy.
     """
 
     def __init__(self, grid: int, channels: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
@@ -93,7 +102,16 @@ class SMLP(nnx.Module):
 
     def __call__(self, x: Array) -> Array:
         x = x.astype(self.dtype)
-        return self.fuse(jnp.concatenate([x, self.mix_w(x), self.mix_h(x)], axis=-1))
+        branches = [x, self.mix_w(x), self.mix_h(x)]
+        if not backend.fuse_sum():
+            return self.fuse(jnp.concatenate(branches, axis=-1))
+        kernel = self.fuse.kernel[...].astype(self.dtype)
+        c = self.channels
+        y = sum(
+            jnp.dot(a, kernel[i * c : (i + 1) * c], preferred_element_type=jnp.float32)
+            for i, a in enumerate(branches)
+        )
+        return y.astype(self.dtype)
 
 
 class TokenMixing(nnx.Module):
@@ -106,8 +124,9 @@ class TokenMixing(nnx.Module):
         self.smlp = SMLP(grid, channels, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
-        x = self.dw_conv(gelu(self.dw_norm(x)))
-        return self.smlp(gelu(self.smlp_norm(x)))
+        # BN -> GELU as one op: the normalised tensor is recomputed, not saved (layers).
+        x = self.dw_conv(self.dw_norm(x, act="gelu"))
+        return self.smlp(self.smlp_norm(x, act="gelu"))
 
 
 class ChannelMixing(nnx.Module):

@@ -8,10 +8,10 @@ recomputed in each consumer). `stored(x)` makes a value a buffer XLA cannot fuse
 across; `store_grad(x)` does that to the cotangent of `x` in the backward pass.
 benchmarks/README.md ("Making sMLPNet fast") has the measurements.
 
-`enabled(which)` is the single switch: the workarounds apply only when JAX's default
-backend is the CPU (GPU and TPU fusion weigh duplication by cost, and no accelerator run
-has measured them), and `options(...)` turns each off for a block of code, which is how
-the benchmarks time the model without them. Decided when a function is traced.
+`enabled(which)` is the single switch: the workarounds apply only when the code is traced
+for the CPU (`backend.platform()`; GPU and TPU fusion weigh duplication by cost, and no
+accelerator run has measured them), and `options(...)` turns each off for a block of
+code, which is how the benchmarks time the model without them. Decided when a function is traced.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
+
+from smlp_jax.models import backend
 
 Array = jax.Array
 
@@ -58,7 +60,7 @@ def options(**switches: bool) -> Iterator[Options]:
 
 def enabled(which: str) -> bool:
     """Whether workaround `which` (an `Options` field) applies to code traced now."""
-    return jax.default_backend() == "cpu" and getattr(_OPTIONS.get(), which)
+    return backend.on_cpu() and getattr(_OPTIONS.get(), which)
 
 
 def _buffer(g: Array) -> Array:
