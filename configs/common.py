@@ -96,6 +96,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint_every = 1000
     config.keep_checkpoints = 3  # plus the best by eval/top1
     config.async_checkpoint = True
+    # JAX's persistent compilation cache (smlp_jax.train.compilation_cache): a second run
+    # loads the compiled steps. "default" = $JAX_COMPILATION_CACHE_DIR if set, else
+    # $XDG_CACHE_HOME/smlp_jax/jax_cache (~/.cache/...), resolved at run time; "" = off.
+    config.compilation_cache_dir = "default"
 
     # Start from weights: our workdir/checkpoint dir, or an official file (.pth/.npz).
     config.init_from = ""

@@ -6,6 +6,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Never let a test reach the network through tfds.
 os.environ.setdefault("TFDS_DISABLE_DOWNLOAD", "1")
 os.environ.setdefault("NO_GCE_CHECK", "true")
+# No persistent compilation cache unless a test asks for one (`subprocess_env(cache_dir=)`,
+# `--config.compilation_cache_dir=`): config.compilation_cache_dir "default" reads this
+# variable first, so no run of the suite (in process, main.py children, notebook kernels)
+# writes the user's ~/.cache/smlp_jax/jax_cache.
+os.environ["JAX_COMPILATION_CACHE_DIR"] = ""
 # Cheap XLA compiles for the test processes too (as for the main.py children): the suite's
 # programs run a few steps on tiny inputs, so compilation dominates (the six zoo training
 # tests: 173 -> 137 s with these flags).

@@ -21,7 +21,16 @@ import optax
 
 from smlp_jax import data
 from smlp_jax.models import moe, registry
-from smlp_jax.train import checkpoint, init_from, mfu, optim, preemption, probe, sharding
+from smlp_jax.train import (
+    checkpoint,
+    compilation_cache,
+    init_from,
+    mfu,
+    optim,
+    preemption,
+    probe,
+    sharding,
+)
 from smlp_jax.train.errors import ConfigError, NonFiniteError
 from smlp_jax.train.metrics import (
     MetricWriter,
@@ -234,6 +243,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
     Returns the last logged train metrics and the final eval metrics, with `step`.
     """
     # --- Devices, input info, model, optimiser, abstract state -------------------------
+    compilation_cache.enable(config.compilation_cache_dir)  # before the first compile
     setup = build(config)
     info, mesh, total_steps, abstract, shardings = (
         setup.info, setup.mesh, setup.total_steps, setup.abstract, setup.shardings
@@ -296,12 +306,16 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
                 if step == start_step:
                     console("compiling the train step...")
                     compile_start = time.perf_counter()
-                state, step_metrics, bad = train_step(state, batch)
+                    with compilation_cache.CacheHits() as hits:
+                        state, step_metrics, bad = train_step(state, batch)
+                else:
+                    state, step_metrics, bad = train_step(state, batch)
                 step += 1
                 if step == start_step + 1:
                     jax.block_until_ready(step_metrics)
                     took = time.perf_counter() - compile_start
-                    console(f"train step compiled and run once in {took:.1f}s")
+                    how = "loaded from the compilation cache" if hits.loaded else "compiled"
+                    console(f"train step {how} and run once in {took:.1f}s")
                     flops, peak = _step_flops_and_peak(config, train_step, state, batch, mesh)
                     progress.restart(step)
                 window = step_metrics if window is None else window.merge(step_metrics)
@@ -370,6 +384,7 @@ def weights_to_evaluate(config: Any, workdir: str, setup: Setup, mode: str) -> t
 def evaluate_only(config: Any, workdir: str) -> dict[str, float]:
     """`--mode=eval`: evaluates `config.init_from` (our checkpoint or official weights),
     or else the latest checkpoint in `workdir`."""
+    compilation_cache.enable(config.compilation_cache_dir)
     setup = build(config)
     state, source = weights_to_evaluate(config, workdir, setup, "eval")
     scalars = evaluate(config, eval_step_under(setup.graphs, setup.mesh), state, setup.mesh)
@@ -380,6 +395,7 @@ def evaluate_only(config: Any, workdir: str) -> dict[str, float]:
 def probe_only(config: Any, workdir: str) -> dict[str, float]:
     """`--mode=probe`: few-shot and linear-probe top-1 of the same weights as `--mode=eval`
     (`smlp_jax.train.probe`)."""
+    compilation_cache.enable(config.compilation_cache_dir)
     setup = build(config)
     state, source = weights_to_evaluate(config, workdir, setup, "probe")
     return probe.run_probe(config, state, setup, source)

@@ -106,7 +106,9 @@ def test_ctrl_c_in_main_saves_resumes_exactly_and_a_finished_rerun_says_so(demo_
     assert any(x.endswith(f"(table: {workdir / 'parameters.txt'})") for x in lines), out
     assert "Total:" not in out and (workdir / "parameters.txt").read_text().count("\n") > 10
     assert "compiling the train step..." in lines
-    assert any(x.startswith("train step compiled and run once in ") for x in lines), out
+    # (the reference, compiling alongside from the same empty cache, may have written it)
+    compiled = ("train step compiled and run once in ", "train step loaded from the compilation")
+    assert any(x.startswith(compiled) for x in lines), out
 
     def losses(where):
         return [(e["step"], e["train/loss"]) for e in read_metrics(where) if "train/loss" in e]
