@@ -146,18 +146,20 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(2)
 
 
-def _reexec_with_hugepages() -> None:
-    """Re-executes this command under glibc's huge-page tunable where it helps (see
-    smlp_jax/tools/hugepages.py). Loaded by its path: importing the `smlp_jax` package
-    would import jax before the re-exec."""
+def _load_tool(name: str):
+    """smlp_jax/tools/<name>.py loaded by its path: importing the `smlp_jax` package would
+    import jax, which must start only after the huge-page re-exec and the XLA flags."""
     here = os.path.dirname(os.path.abspath(__file__))
-    path = os.path.join(here, "smlp_jax", "tools", "hugepages.py")
-    spec = importlib.util.spec_from_file_location("_smlp_jax_hugepages", path)
+    path = os.path.join(here, "smlp_jax", "tools", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_smlp_jax_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.reexec_with_hugepages()
+    return module
 
 
 if __name__ == "__main__":
-    _reexec_with_hugepages()
+    # glibc's huge-page tunable where it helps (tools/hugepages.py), then the XLA flags
+    # measured faster on this host's accelerator (tools/xla_flags.py), before jax starts.
+    _load_tool("hugepages").reexec_with_hugepages()
+    _load_tool("xla_flags").apply()
     app.run(main, flags_parser=parse_flags)

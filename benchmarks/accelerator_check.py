@@ -1,7 +1,7 @@
 """One prepared accelerator check: train-step throughput and MFU, the depthwise convolution's
 paths, the device augmentation; writes a JSON and a markdown table.
 
-    bash benchmarks/accelerator_check.sh            # on a GPU/TPU: full sizes (< 8 min)
+    bash benchmarks/accelerator_check.sh            # on a GPU/TPU: after the peer check
     python benchmarks/accelerator_check.py --tiny   # CPU smoke test (CI): tiny models
 
 Sections, cheapest first: the depthwise 3x3 convolution of the accelerators' path (XLA's
