@@ -33,6 +33,7 @@ from smlp_jax.train import (
 )
 from smlp_jax.train.errors import ConfigError, NonFiniteError
 from smlp_jax.train.metrics import (
+    InputWatch,
     MetricWriter,
     Progress,
     console,
@@ -296,13 +297,14 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
     # --- Loop ---------------------------------------------------------------------------
     writer = MetricWriter(workdir, resume_step=start_step if restored else None)
     progress = Progress(start_step, total_steps, config.batch_size)
+    input_watch = InputWatch(config.input)
     final: dict[str, float] = {}
-    window, first_bad = None, jnp.asarray(NO_BAD_STEP)
+    window, first_bad, pending = None, jnp.asarray(NO_BAD_STEP), None
     step = start_step
     try:
         with preemption.PreemptionGuard() as guard:
             while step < total_steps:
-                batch = sharding.global_batch(next(train_iter), mesh)
+                batch = sharding.global_batch(progress.fetch(train_iter, pending), mesh)
                 if step == start_step:
                     console("compiling the train step...")
                     compile_start = time.perf_counter()
@@ -310,6 +312,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
                         state, step_metrics, bad = train_step(state, batch)
                 else:
                     state, step_metrics, bad = train_step(state, batch)
+                pending = bad  # its readiness tells the next fetch whether the device idles
                 step += 1
                 if step == start_step + 1:
                     jax.block_until_ready(step_metrics)
@@ -324,7 +327,10 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
                 if step % config.log_every == 0 or last:
                     _check_finite(first_bad, config, ckpt)
                     scalars = {f"train/{k}": float(v) for k, v in window.compute().items()}
-                    scalars["train/img_per_sec"], eta = progress.update(step)
+                    rate, eta, wait = progress.update(step)
+                    scalars["train/img_per_sec"], scalars["train/input_wait"] = rate, wait
+                    if rate:
+                        input_watch.observe(wait)
                     scalars.update(_speed(scalars["train/img_per_sec"], config, flops, peak))
                     writer.write(step, scalars)
                     console(train_line(step, total_steps, scalars, eta))

@@ -2,12 +2,14 @@
 
 import shutil
 import subprocess
+import time
 
 import jax
 import numpy as np
 import pytest
 
 from smlp_jax.train import cli, init_from, trainer
+from smlp_jax.train.metrics import InputWaitWarning
 from tests.train.tiny import (
     REPO,
     grey_class_folder,
@@ -41,6 +43,7 @@ def test_short_demo_run_learns_and_logs(demo_run):
         # Per device (one CPU device here) and MFU against the host's measured GEMM peak.
         assert e["train/img_per_sec_per_device"] == e["train/img_per_sec"]
         assert 0.0 < e["train/mfu"] < 1.0, e
+        assert 0.0 <= e["train/input_wait"] <= 1.0, e
     assert train[-1]["train/loss"] < 0.7 * train[0]["train/loss"]
     # 10 classes: chance is 10%; 40 steps of a tiny sMLPNet reach far beyond it.
     assert evals[-1]["eval/top1"] > 0.5
@@ -48,6 +51,38 @@ def test_short_demo_run_learns_and_logs(demo_run):
     assert final["step"] == 40 and final["eval/top1"] == evals[-1]["eval/top1"]
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["20", "40"]
+
+
+class _SlowBatches:
+    """A train iterator that takes `delay` seconds a batch (its state methods pass through)."""
+
+    def __init__(self, batches, delay: float):
+        self.batches, self.delay = batches, delay
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        time.sleep(self.delay)
+        return next(self.batches)
+
+    def __getattr__(self, name):
+        return getattr(self.batches, name)
+
+
+def test_a_slow_input_shows_as_input_wait_and_one_warning(demo_data_dir, tmp_path, monkeypatch):
+    """A pipeline slower than the step: the log's input wait is high, and one warning names
+    the knobs; the demo's own pipeline waits far less (the same run without the delay)."""
+    create = trainer.data.create_train_iterator
+    monkeypatch.setattr(
+        trainer.data, "create_train_iterator", lambda config: _SlowBatches(create(config), 0.25)
+    )
+    config = tiny_config(demo_data_dir, total_steps=13, log_every=4, checkpoint_every=0)
+    with pytest.warns(InputWaitWarning, match="num_workers=0.*prefetch=2.*augment_on") as caught:
+        trainer.train_and_evaluate(config, str(tmp_path / "slow"))
+    assert len([w for w in caught if w.category is InputWaitWarning]) == 1  # once a run
+    waits = [e["train/input_wait"] for e in read_metrics(tmp_path / "slow") if "train/loss" in e]
+    assert min(waits[1:]) > 0.5, waits  # (the first line follows the compile: nothing timed)
 
 
 def _one_line_error(capsys, config, workdir) -> str:
