@@ -4,7 +4,7 @@ and the README's "Data" section."""
 
 from smlp_jax.data import repeated_aug
 from smlp_jax.data.base import DataError, DatasetInfo
-from smlp_jax.data.config import default_input_config, default_mixup_config
+from smlp_jax.data.config import check_loading, default_input_config, default_mixup_config
 from smlp_jax.data.device_augment import DeviceAugment
 from smlp_jax.data.device_resize import resize_batch
 from smlp_jax.data.mixup import MODES as MIXUP_MODES
@@ -38,6 +38,7 @@ __all__ = [
     "DatasetInfo",
     "EvalIterable",
     "TrainIterator",
+    "check_loading",
     "create_eval_iterator",
     "create_train_iterator",
     "local_batch_size",

@@ -15,7 +15,12 @@ The data side owns these keys; the trainer's configs do
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import ml_collections
+
+from smlp_jax.data.base import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -94,3 +99,33 @@ def default_mixup_config() -> ml_collections.ConfigDict:
     # get_mixup (a = max(a, 1 - a), partner = each device's shard rolled by one, no CutMix).
     cfg.mode = "timm"
     return cfg
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: a container's or `taskset`'s
+    limit, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_loading(cfg: Any) -> None:
+    """One line (`DataError`) for loading settings that cannot work: a worker count above
+    the cores this process may use (the workers would only take turns), a prefetch depth or
+    thread count under 1, or values that are not whole numbers."""
+    values = {}
+    for key in ("num_workers", "num_threads", "prefetch"):
+        value = cfg[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DataError(f"config.input.{key}={value!r}; give a whole number.")
+        values[key] = value
+    cores = usable_cores()
+    if values["num_workers"] < 0 or values["num_workers"] > cores:
+        raise DataError(
+            f"config.input.num_workers={values['num_workers']}, but this process may use "
+            f"{cores} CPU core(s); use 0 (decode in this process) to {cores}."
+        )
+    for key, meaning in (("prefetch", "batches buffered per worker"), ("num_threads", "threads")):
+        if values[key] < 1:
+            raise DataError(f"config.input.{key}={values[key]}: {meaning} must be at least 1.")

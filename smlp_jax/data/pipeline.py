@@ -32,6 +32,7 @@ from absl import flags
 
 from smlp_jax.data import repeated_aug, sources, transforms
 from smlp_jax.data.base import DataError
+from smlp_jax.data.config import check_loading
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
@@ -176,9 +177,10 @@ class TrainIterator(grain.DatasetIterator):
 
 
 def _to_iterable(dataset: grain.MapDataset, cfg: dict) -> grain.IterDataset:
+    check_loading(cfg)  # the trainer checked already; a library caller maybe not
     read = grain.ReadOptions(
-        num_threads=max(1, int(cfg["num_threads"])),
-        prefetch_buffer_size=max(1, int(cfg["prefetch"])),
+        num_threads=int(cfg["num_threads"]),  # >= 1: config.check_loading
+        prefetch_buffer_size=int(cfg["prefetch"]),
     )
     iterable = dataset.to_iter_dataset(read)
     if int(cfg["num_workers"]) > 0:
@@ -189,7 +191,7 @@ def _to_iterable(dataset: grain.MapDataset, cfg: dict) -> grain.IterDataset:
         iterable = iterable.mp_prefetch(
             grain.MultiprocessingOptions(
                 num_workers=int(cfg["num_workers"]),
-                per_worker_buffer_size=max(1, int(cfg["prefetch"])),
+                per_worker_buffer_size=int(cfg["prefetch"]),
             )
         )
     return iterable

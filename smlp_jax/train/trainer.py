@@ -126,6 +126,7 @@ def build(config: Any) -> Setup:
     model_check(config, info.num_classes)
     loss_function(config.loss)  # an unknown loss name fails here, before any state exists
     data.check_mixup_mode(config.mixup.mode, float(config.mixup.cutmix_alpha))
+    data.check_loading(config.input)
     total_steps, steps_per_epoch = schedule_lengths(config, info.num_train)
     schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
     tx = optim.make_optimizer(config, schedule)

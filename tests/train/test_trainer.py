@@ -138,6 +138,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(demo_run, demo_data_dir, 
         ({"init_from": "/nonexistent.pth"}, "config.init_from='/nonexistent.pth' does not exist"),
         ({"total_steps": 0}, "config.total_steps=0: give a positive number of steps"),
         ({"input.augment_on": "gpu"}, "config.input.augment_on must be 'host' or 'device'"),
+        ({"input.num_workers": 4096}, "config.input.num_workers=4096, but this process may use"),
+        ({"input.prefetch": 0}, "config.input.prefetch=0: batches buffered per worker must be"),
+        ({"input.num_threads": 0}, "config.input.num_threads=0: threads must be at least 1"),
         (
             {
                 "input.augment_on": "device",
