@@ -30,6 +30,7 @@ from smlp_jax.train import (
     preemption,
     probe,
     sharding,
+    workdir_lock,
 )
 from smlp_jax.train.errors import ConfigError, NonFiniteError
 from smlp_jax.train.metrics import (
@@ -247,6 +248,13 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
     # --- Devices, input info, model, optimiser, abstract state -------------------------
     compilation_cache.enable(config.compilation_cache_dir)  # before the first compile
     setup = build(config)
+    # One writer: the lock is taken after every check, before anything is written.
+    with workdir_lock.exclusive(workdir, jax.process_index()):
+        return _train(config, workdir, setup)
+
+
+def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
+    """`train_and_evaluate` once the config is checked and the workdir is ours."""
     info, mesh, total_steps, abstract, shardings = (
         setup.info, setup.mesh, setup.total_steps, setup.abstract, setup.shardings
     )  # fmt: skip
