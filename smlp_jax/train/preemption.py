@@ -70,9 +70,11 @@ class PreemptionGuard:
             os._exit(exit_status(name))
         self._stop = True
         self.signal_received = name
+        # Say how to stop at once in terms of what arrived: a scheduler's SIGTERM has no
+        # keyboard behind it.
+        again = "press Ctrl-C again" if name == "SIGINT" else f"a second {name} or Ctrl-C"
         print(
-            f"{name}: saving a checkpoint after this step, then exiting "
-            f"(press Ctrl-C again to exit at once)",
+            f"{name}: saving a checkpoint after this step, then exiting ({again} to exit at once)",
             file=sys.stderr,
             flush=True,
         )

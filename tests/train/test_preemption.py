@@ -12,7 +12,7 @@ from smlp_jax.train import preemption
 from tests.train.tiny import REPO, main_command, read_metrics, run_main, subprocess_env
 
 
-def test_preemption_guard_turns_sigterm_into_a_flag():
+def test_preemption_guard_turns_sigterm_into_a_flag(capsys):
     before = signal.getsignal(signal.SIGTERM)
     with preemption.PreemptionGuard() as guard:
         assert not guard.should_stop and not guard.should_stop_at(0)
@@ -23,6 +23,8 @@ def test_preemption_guard_turns_sigterm_into_a_flag():
         assert guard.should_stop and guard.should_stop_at(1)
         assert guard.signal_received == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) == before
+    err = capsys.readouterr().err  # no keyboard behind a scheduler's SIGTERM
+    assert "(a second SIGTERM or Ctrl-C to exit at once)" in err and "press" not in err
 
 
 def test_ctrl_c_is_a_stop_request_too(capsys):
@@ -32,7 +34,8 @@ def test_ctrl_c_is_a_stop_request_too(capsys):
             if guard.should_stop:
                 break
         assert guard.should_stop and guard.signal_received == "SIGINT"
-    assert "SIGINT: saving a checkpoint after this step" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "SIGINT: saving a checkpoint after this step" in err and "press Ctrl-C again" in err
     assert preemption.exit_status("SIGINT") == 130
     assert preemption.exit_status("SIGTERM") == 143
 
