@@ -57,12 +57,18 @@ def _spec(model: nnx.Module) -> ModelSpec:
     return spec
 
 
-def hub_config(model: nnx.Module, weights_layout: str) -> dict[str, Any]:
-    """The `config.json` of `model`."""
+def hub_config(
+    model: nnx.Module, weights_layout: str, preprocessing: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The `config.json` of `model`; `preprocessing` (mean, std, crop_pct, interpolation:
+    how the weights were trained and evaluated) replaces the family's official one."""
     spec = _spec(model)
     entry = get_entry(spec.name)
     cfg = dataclasses.asdict(pretrained_cfg(spec.name))
     cfg.update(input_size=[3, spec.image_size, spec.image_size], num_classes=spec.num_classes)
+    cfg.update(
+        {k: list(v) if isinstance(v, tuple) else v for k, v in (preprocessing or {}).items()}
+    )
     return {
         "architecture": spec.name,
         "num_classes": spec.num_classes,
@@ -97,10 +103,14 @@ def model_card(
     macs: int | None = None,
     training: dict[str, Any] | None = None,
     repo_id: str | None = None,
+    preprocessing: dict[str, Any] | None = None,
 ) -> str:
-    """The model card: YAML front matter and what is measured or proven, nothing else."""
+    """The model card: YAML front matter and what is measured or proven, nothing else;
+    `preprocessing` as in `hub_config`."""
     spec = _spec(model)
     entry, cfg = get_entry(spec.name), pretrained_cfg(spec.name)
+    if preprocessing:
+        cfg = dataclasses.replace(cfg, **preprocessing)
     params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
     size = spec.image_size
     lines = [
@@ -174,18 +184,27 @@ def save_pretrained(
     training: dict[str, Any] | None = None,
     macs: bool = True,
     repo_id: str | None = None,
+    preprocessing: dict[str, Any] | None = None,
 ) -> Path:
     """Writes `model` (built by `create_model`) as a Hub folder: config.json,
     model.safetensors and README.md. `training` (e.g. the config, dataset and final eval
-    of the run) goes into the model card; `macs=False` skips counting MACs (a trace of
-    the forward). Returns the folder."""
+    of the run) goes into the model card; `preprocessing` (mean, std, crop_pct,
+    interpolation) is how the weights were trained, when not the family's official
+    recipe (`tools.trained.run_preprocessing` of a run); `macs=False` skips counting MACs
+    (a trace of the forward). Returns the folder."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state, layout = _weights(model)
     write_state_dict(state, directory / WEIGHTS_FILE)
-    (directory / CONFIG_FILE).write_text(json.dumps(hub_config(model, layout), indent=2) + "\n")
+    config = hub_config(model, layout, preprocessing)
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     card = model_card(
-        model, layout, macs=count_macs(model) if macs else None, training=training, repo_id=repo_id
+        model,
+        layout,
+        macs=count_macs(model) if macs else None,
+        training=training,
+        repo_id=repo_id,
+        preprocessing=preprocessing,
     )
     (directory / CARD_FILE).write_text(card)
     return directory
@@ -200,6 +219,7 @@ def push_to_hub(
     commit_message: str = "Upload smlp_jax model",
     training: dict[str, Any] | None = None,
     api: Any = None,
+    preprocessing: dict[str, Any] | None = None,
 ) -> str:
     """`save_pretrained` into a temporary folder, then `huggingface_hub` creates the
     repository (if needed) and uploads the folder. Returns the commit URL. A thin
@@ -210,7 +230,7 @@ def push_to_hub(
 
         api = huggingface_hub.HfApi(token=token)
     with tempfile.TemporaryDirectory() as tmp:
-        save_pretrained(model, tmp, training=training, repo_id=repo_id)
+        save_pretrained(model, tmp, training=training, repo_id=repo_id, preprocessing=preprocessing)
         api.create_repo(repo_id, private=private, exist_ok=True)
         return str(
             api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import smlp_jax
 from smlp_jax.convert.export import LAYOUTS, save_weights
@@ -28,9 +29,11 @@ from smlp_jax.tools.trained import (
     ToolInputError,
     load_config,
     parse_with_config_overrides,
+    run_preprocessing,
     trained_model,
 )
 from smlp_jax.train.cli import USER_ERRORS
+from smlp_jax.train.metrics import last_logged
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,32 +52,57 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_model(args: argparse.Namespace, config_overrides: list[str]):
-    """The model to export, from the command-line options."""
+    """(the model to export, the run's config or None), from the command-line options."""
     if args.checkpoint:
         if not args.config:
             raise ToolInputError("--checkpoint needs --config FILE:ARG (the run's config).")
         config = load_config(args.config, config_overrides)
-        model = trained_model(config, args.checkpoint, args.num_classes)
-        return model
+        return trained_model(config, args.checkpoint, args.num_classes), config
     if config_overrides:
         raise ToolInputError(f"{config_overrides[0]}: --config.KEY needs --checkpoint.")
     if not args.model:
         raise ToolInputError("give --checkpoint WORKDIR --config CFG, or --model NAME.")
-    return smlp_jax.create_model(
+    model = smlp_jax.create_model(
         args.model,
         pretrained=args.pretrained,
         num_classes=args.num_classes,
         image_size=args.image_size,
         **parse_model_args(args.model_arg),
     )
+    return model, None
+
+
+def training_summary(config: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The model card's "Training" lines for a run: its config, data, recipe and the last
+    eval it logged (from the workdir's metrics.jsonl, when `--checkpoint` is a workdir)."""
+    summary = {
+        "Config": f"`{args.config}`",
+        "Data": f"{config.dataset}, {config.image_size}x{config.image_size}",
+        "Recipe": (
+            f"{config.total_steps} steps of batch {config.batch_size}, "
+            f"{config.optimizer.name} lr {config.optimizer.lr}"
+        ),
+    }
+    final = last_logged(args.checkpoint, "eval/")
+    if "eval/top1" in final:
+        summary["Last eval"] = f"top-1 {100 * final['eval/top1']:.2f}% ({config.dataset})"
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_with_config_overrides(build_parser(), argv)
     try:
-        model = load_model(args, overrides)
+        model, config = load_model(args, overrides)
         if args.to == "hub":
-            smlp_jax.save_pretrained(model, args.out)
+            # A run's own preprocessing and recipe, not its family's official ones.
+            run = (
+                {}
+                if config is None
+                else dict(
+                    preprocessing=run_preprocessing(config), training=training_summary(config, args)
+                )
+            )
+            smlp_jax.save_pretrained(model, args.out, **run)
             print(f"wrote {args.out}/ (config.json, model.safetensors, README.md)")
         else:
             keys = save_weights(model, args.out, args.to)

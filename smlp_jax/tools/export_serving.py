@@ -29,17 +29,12 @@ from smlp_jax.tools.trained import (
     ToolInputError,
     load_config,
     parse_with_config_overrides,
+    run_preprocessing,
     trained_model,
 )
 from smlp_jax.train.cli import USER_ERRORS
 
 ONNX_FILE = "model.onnx"
-
-
-def _filter_name(input_cfg: dict) -> str:
-    """The eval resize filter's name, as `smlp_jax.data.transforms.eval_resample` picks it."""
-    name = input_cfg.get("eval_interpolation", "") or input_cfg["interpolation"]
-    return "bicubic" if name == "random" else name
 
 
 def build(args: argparse.Namespace, config_overrides: list[str]) -> tuple[Any, dict[str, Any]]:
@@ -53,14 +48,7 @@ def build(args: argparse.Namespace, config_overrides: list[str]) -> tuple[Any, d
             raise ToolInputError(f"--checkpoint {args.checkpoint}: no such workdir or step.")
         config = load_config(args.config, config_overrides)
         model = trained_model(config, args.checkpoint, args.num_classes)
-        cfg = dict(config.input)
-        described = dict(
-            model_name=config.model,
-            mean=cfg["mean"],
-            std=cfg["std"],
-            crop_pct=cfg["crop_pct"],
-            interpolation=_filter_name(cfg),
-        )
+        described = dict(model_name=config.model, **run_preprocessing(config))
         return model, described | {"image_size": config.image_size}
     if config_overrides:
         raise ToolInputError(f"{config_overrides[0]}: --config.KEY needs --checkpoint.")

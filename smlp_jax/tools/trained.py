@@ -91,3 +91,17 @@ def parse_with_config_overrides(
     if unknown:
         parser.error(f"unrecognised arguments: {' '.join(unknown)}")
     return args, [a for a in rest if a.startswith("--config.")]
+
+
+def run_preprocessing(config: Any) -> dict[str, Any]:
+    """How the run fed its eval images: mean, std, crop_pct and the eval resize filter (as
+    `smlp_jax.data.transforms` picks it: `eval_interpolation`, else the train filter, and
+    bicubic for "random"). Exports write this, not the family's official preprocessing."""
+    cfg = dict(config.input)
+    name = cfg.get("eval_interpolation", "") or cfg["interpolation"]
+    return dict(
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        crop_pct=cfg["crop_pct"],
+        interpolation="bicubic" if name == "random" else name,
+    )

@@ -143,6 +143,23 @@ def test_cli_exports_a_trained_checkpoint(demo_data_dir, tmp_path, capsys):
     )
     assert_same_state(trained, reloaded)
 
+    # To the Hub layout: config.json and the card carry the run's preprocessing (the demo's
+    # "simple" preset: mean 0.5, std 0.5, crop 1.0), not sMLPNet's official ImageNet one.
+    hub = tmp_path / "hub"
+    assert export_tool.main(["--checkpoint", str(workdir), "--config", config, *flags,
+                             "--to", "hub", "--out", str(hub)]) == 0  # fmt: skip
+    (workdir / "metrics.jsonl").write_text('{"step": 2, "eval/top1": 0.875}\n')
+    assert export_tool.main(["--checkpoint", str(workdir), "--config", config, *flags,
+                             "--to", "hub", "--out", str(hub)]) == 0  # fmt: skip
+    run = load_config(config, flags).input
+    pre = json.loads((hub / "config.json").read_text())["pretrained_cfg"]
+    assert (pre["mean"], pre["std"], pre["crop_pct"]) == (list(run.mean), list(run.std), 1.0)
+    assert run.mean != smlp_jax.models.pretrained_cfg("smlpnet_t").mean
+    card = (hub / "README.md").read_text()
+    assert f"mean {list(run.mean)} and std {list(run.std)}" in card and "1.0 centre crop" in card
+    assert "Last eval: top-1 87.50% (demo)" in card and "Not recorded" not in card
+    capsys.readouterr()
+
     # Bad input, in-process (the same main): one line on stderr, status 1.
     nowhere = str(tmp_path / "nowhere")
     assert export_tool.main(["--checkpoint", nowhere, "--config", config, "--out", "x"]) == 1
