@@ -11,9 +11,10 @@ logged step (`smlp_jax.train.metrics.MetricWriter`): train entries carry `train/
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from smlp_jax.train.metrics import read_records
 
 # The panels: (metrics.jsonl key, y-axis label, scale applied before plotting).
 PANELS = (
@@ -34,18 +35,14 @@ def read_series(workdir: str | Path) -> dict[str, tuple[list[int], list[float]]]
     if not path.is_file():
         raise PlotError(f"{workdir}: no metrics.jsonl (is it a training workdir?).")
     series: dict[str, tuple[list[int], list[float]]] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:  # a last line cut short by a kill
-            print(f"warning: {path}:{number} is not JSON; skipped", file=sys.stderr)
-            continue
+    records, damaged = read_records(path)
+    if damaged:
+        print(f"warning: {path}: {len(damaged)} damaged line(s) skipped", file=sys.stderr)
+    for _, entry in records:
         for key, _, _ in PANELS:
-            if key in entry and "step" in entry:
+            if key in entry:
                 steps, values = series.setdefault(key, ([], []))
-                steps.append(int(entry["step"]))
+                steps.append(entry["step"])
                 values.append(float(entry[key]))
     if not series:
         raise PlotError(f"{path} holds none of {', '.join(k for k, _, _ in PANELS)}.")

@@ -33,6 +33,42 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+class MetricsDamagedWarning(UserWarning):
+    """Lines of metrics.jsonl that are not metric records were moved aside."""
+
+
+def _record(line: str) -> dict | None:
+    """The metric record on `line` ({"step": int, name: number, ...}), or None."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict):
+        return None
+    step = entry.get("step")
+    if isinstance(step, bool) or not isinstance(step, int):
+        return None
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in entry.values()):
+        return None
+    return entry
+
+
+def read_records(path: str | os.PathLike) -> tuple[list[tuple[str, dict]], list[str]]:
+    """metrics.jsonl -> ([(line, record)], damaged lines). Bytes that are not UTF-8, lines
+    that are not JSON objects, a "step" that is not a whole number or a value that is not a
+    number are damage; a last line cut short by a kill is not (it is dropped quietly)."""
+    text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    records, damaged = [], []
+    for i, line in enumerate(lines):
+        entry = _record(line)
+        if entry is not None:
+            records.append((line, entry))
+        elif not (i == len(lines) - 1 and not text.endswith("\n") and "\ufffd" not in line):
+            damaged.append(line)
+    return records, damaged
+
+
 class MetricWriter:
     """Writes scalars to the console, metrics.jsonl and TensorBoard (process 0 only)."""
 
@@ -47,18 +83,25 @@ class MetricWriter:
         self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
 
     def _truncate(self, resume_step: int | None) -> None:
-        """Drops entries past `resume_step` (a fresh run: all of them)."""
+        """Drops entries past `resume_step` (a fresh run: all of them). On a resume, lines
+        that are no metric record are appended to metrics.jsonl.damaged, with one warning,
+        and the file is rewritten from the records alone."""
         if not self.path.exists():
             return
         kept = []
         if resume_step is not None:
-            for line in self.path.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a kill
-                    continue
-                if entry.get("step", math.inf) <= resume_step:
-                    kept.append(line)
+            records, damaged = read_records(self.path)
+            kept = [line for line, entry in records if entry["step"] <= resume_step]
+            if damaged:
+                aside = self.path.with_name(self.path.name + ".damaged")
+                with aside.open("a", encoding="utf-8") as f:
+                    f.write("".join(line + "\n" for line in damaged))
+                warnings.warn(
+                    f"{self.path}: {len(damaged)} damaged line(s) moved to {aside.name}; "
+                    "training goes on with the rest.",
+                    MetricsDamagedWarning,
+                    stacklevel=3,
+                )
         self.path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, step: int, scalars: dict[str, Any]) -> None:
@@ -81,11 +124,7 @@ def last_logged(workdir: str | os.PathLike, prefix: str) -> dict[str, float]:
     path = Path(workdir) / "metrics.jsonl"
     found: dict[str, float] = {}
     if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
+        for _, record in read_records(path)[0]:
             scalars = {k: v for k, v in record.items() if k.startswith(prefix)}
             found = scalars or found
     return found

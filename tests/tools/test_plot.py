@@ -59,12 +59,19 @@ def test_png_overlays_runs_with_the_files_values(tmp_path):
             np.testing.assert_allclose(line.get_ydata(), [v for _, v in expected])
 
 
-def test_cut_line_is_skipped_and_missing_metrics_are_one_line(tmp_path, capsys):
+def test_cut_and_damaged_lines_are_skipped_and_missing_metrics_are_one_line(tmp_path, capsys):
     write_run(tmp_path / "run", steps=10, eval_every=10)
-    with (tmp_path / "run" / "metrics.jsonl").open("a") as f:
-        f.write('{"step": 15, "train/lo')  # a run killed mid-write
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    with metrics.open("a") as f:
+        f.write('{"step": 15, "train/lo')  # a run killed mid-write: dropped quietly
     assert plot.read_series(tmp_path / "run")["train/loss"][0] == [5, 10]
-    assert "is not JSON; skipped" in capsys.readouterr().err
+    assert capsys.readouterr().err == ""
+    metrics.write_bytes(
+        metrics.read_bytes().rsplit(b"\n", 1)[0]
+        + b'\n\xff\xfe binary\n[1, 2]\n{"step": "abc", "train/loss": 1.0}\n'
+    )
+    assert plot.read_series(tmp_path / "run")["train/loss"][0] == [5, 10]
+    assert "3 damaged line(s) skipped" in capsys.readouterr().err
 
     (tmp_path / "empty").mkdir()
     assert plot.main([str(tmp_path / "empty"), "--out", str(tmp_path / "x.png")]) == 1

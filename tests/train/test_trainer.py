@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from smlp_jax.train import cli, init_from, trainer
-from smlp_jax.train.metrics import InputWaitWarning
+from smlp_jax.train.metrics import InputWaitWarning, MetricsDamagedWarning, read_records
 from tests.train.tiny import (
     REPO,
     grey_class_folder,
@@ -337,3 +337,25 @@ def test_device_augmentation_refuses_batches_that_are_not_the_hosts_crops(demo_d
             f"(config.image_size={size}), got {np.dtype(dtype).name} {shape}"
         ), message
         assert "\n" not in message
+
+
+DAMAGE = b'\xff\xfe\x00binary\n[1, 2, 3]\n{"step": "abc", "train/loss": 1.0}\n'
+
+
+def test_damaged_metrics_lines_are_moved_aside_and_the_resume_trains_on(
+    demo_run, demo_data_dir, tmp_path
+):
+    """Binary bytes, a JSON list and a non-integer step in metrics.jsonl: one warning, the
+    lines kept in metrics.jsonl.damaged, the file rewritten from its records, training on."""
+    workdir = tmp_path / "run"
+    shutil.copytree(demo_run[0], workdir)
+    metrics = workdir / "metrics.jsonl"
+    metrics.write_bytes(metrics.read_bytes() + DAMAGE + b'{"step": 4')  # + a line cut short
+    config = tiny_config(demo_data_dir, total_steps=45, log_every=5, checkpoint_every=0)
+    with pytest.warns(MetricsDamagedWarning, match="3 damaged line"):
+        assert trainer.train_and_evaluate(config, str(workdir))["step"] == 45
+    assert len((workdir / "metrics.jsonl.damaged").read_text().splitlines()) == 3
+    steps = [e["step"] for e in read_metrics(workdir)]
+    assert steps == sorted(steps) and steps[-1] == 45 and steps.count(45) == 2  # train, eval
+    records, damaged = read_records(metrics)
+    assert damaged == [] and len(records) == len(steps)
