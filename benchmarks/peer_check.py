@@ -92,7 +92,7 @@ from throughput import (  # noqa: E402
     torch_available,
 )
 
-from smlp_jax.models import backend, macs  # noqa: E402
+from smlp_jax.models import backend  # noqa: E402
 from smlp_jax.train import mfu  # noqa: E402
 
 FULL = (("smlpnet_t", 128), ("smlpnet_b", 128), ("mixer_b16", 128), ("convmixer_768_32", 64))
@@ -164,14 +164,13 @@ def model_work(spec: Spec) -> dict:
     fn, args = saved_activations.train_loss(
         spec.name, image_size=spec.image_size, batch=spec.batch, dtype=DTYPE, **spec.hp
     )
-    params = jax.tree.leaves(args[0])
-    grad_jaxpr = jax.make_jaxpr(jax.grad(fn))(*args).jaxpr
+    work = roofline.grad_work(fn, args)
     return {
-        "params": sum(int(p.size) for p in params),
-        "param_bytes": sum(saved_activations.nbytes(p) for p in params),
+        "params": work["params"],
+        "param_bytes": sum(saved_activations.nbytes(p) for p in jax.tree.leaves(args[0])),
         "residual_bytes": saved_activations.residual_bytes(fn, *args),
-        "gemm_bytes": roofline.gemm_boundary_bytes(grad_jaxpr),
-        "train_flops": 2 * macs.count_macs(grad_jaxpr),
+        "gemm_bytes": work["gemm_bytes"],
+        "train_flops": work["flops"],
     }
 
 

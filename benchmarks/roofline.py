@@ -5,9 +5,10 @@ allocated, so full-size models run on a CPU in seconds).
     python benchmarks/roofline.py                       # the four models of the GPU checks
     python benchmarks/roofline.py --models smlpnet_b --batch 128 --step-ms smlpnet_b=80.5
 
-The step is the trainer's: forward, backward and AdamW, bfloat16 compute, float32
-parameters, traced with the accelerator's forms (`models.backend.forms(platform="gpu")`:
-XLA's grouped convolution, the lean VJPs, the sMLP fuse as three matmuls).
+The step is the trainer's: forward, backward (the loss of saved_activations.train_loss)
+and AdamW, bfloat16 compute, float32 parameters, traced with the accelerator's forms
+(`models.backend.forms(platform="gpu")`: XLA's grouped convolution, the lean VJPs, the
+sMLP fuse as three matmuls).
 
 - FLOPs: 2 x the multiply-accumulates of its matmuls and convolutions (`models.macs`).
 - Minimal bytes ("GEMM-boundary" traffic): every matmul and convolution of the forward
@@ -36,12 +37,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
-from flax import nnx
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from smlp_jax import create_model  # noqa: E402
+import saved_activations  # noqa: E402
+
 from smlp_jax.models import backend, macs  # noqa: E402
 from smlp_jax.train import mfu  # noqa: E402
 
@@ -67,39 +68,26 @@ def gemm_boundary_bytes(jaxpr) -> int:
     return total
 
 
-def abstract_train_step(
-    name: str, batch: int, image_size: int = 224, dtype=jnp.bfloat16, **model_args: Any
-):
-    """(train_step, abstract args, parameter count) of `name`'s train step, nothing allocated."""
-    model = nnx.eval_shape(
-        lambda: create_model(name, image_size=image_size, dtype=dtype, rngs=0, **model_args)
-    )
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = optax.adamw(1e-3, weight_decay=0.05)
-
-    def loss_fn(params, rest, images, labels):
-        logits = nnx.merge(graphdef, params, rest, copy=True)(images).astype(jnp.float32)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-    def train_step(params, rest, opt_state, images, labels):
-        grads = jax.grad(loss_fn)(params, rest, images, labels)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
-    images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
-    labels = jax.ShapeDtypeStruct((batch,), jnp.int32)
-    opt_state = jax.eval_shape(tx.init, params)
-    n_params = sum(math.prod(p.shape) for p in jax.tree.leaves(params))
-    return train_step, (params, rest, opt_state, images, labels), n_params
+def grad_work(loss_fn: Any, args: tuple) -> dict:
+    """Parameter count, model FLOPs and GEMM-boundary bytes of `jax.grad(loss_fn)` at the
+    abstract `args` (parameters first), counted on its jaxpr. AdamW's update adds no
+    matmul: its bytes are `ADAMW_BYTES_PER_PARAM` per parameter, added by the caller."""
+    jaxpr = jax.make_jaxpr(jax.grad(loss_fn))(*args).jaxpr
+    return {
+        "params": sum(math.prod(p.shape) for p in jax.tree.leaves(args[0])),
+        "flops": 2 * macs.count_macs(jaxpr),
+        "gemm_bytes": gemm_boundary_bytes(jaxpr),
+    }
 
 
 def floor(name: str, batch: int, image_size: int = 224, **model_args: Any) -> dict:
     """FLOPs, minimal bytes and per-chip floor times of one train step (GPU forms)."""
-    step, args, n_params = abstract_train_step(name, batch, image_size, **model_args)
+    loss_fn, args = saved_activations.train_loss(
+        name, image_size=image_size, batch=batch, **model_args
+    )
     with backend.forms(platform="gpu"):
-        jaxpr = jax.make_jaxpr(step)(*args).jaxpr
-    flops = 2 * macs.count_macs(jaxpr)
-    activation_bytes = gemm_boundary_bytes(jaxpr)
+        work = grad_work(loss_fn, args)
+    flops, n_params, activation_bytes = work["flops"], work["params"], work["gemm_bytes"]
     total = activation_bytes + ADAMW_BYTES_PER_PARAM * n_params
     row = {
         "model": name, "batch": batch, "image_size": image_size, "params": n_params,

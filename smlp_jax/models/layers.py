@@ -23,15 +23,18 @@ from smlp_jax.models import backend, depthwise, lean_vjp, macs, xla_cpu
 Array = jax.Array
 
 
-def gelu(x: Array) -> Array:
-    """GELU, exact erf form (PyTorch's `nn.GELU()` default): 0.5 x (1 + erf(x / sqrt 2)).
+def gelu(x: Array, approximate: bool = False) -> Array:
+    """GELU, exact erf form (PyTorch's `nn.GELU()` default): 0.5 x (1 + erf(x / sqrt 2)),
+    or with `approximate` jax.nn.gelu's tanh form (the official Flax Mixer's).
 
     Written with `lax.erf` rather than `jax.nn.gelu(approximate=False)` (an erfc form):
     same values to float32 rounding (2e-7 apart), and the sMLPNet-T train step on CPU
     measured 1.34x faster (`benchmarks/smlp_formulations.py`, benchmarks/README.md).
     Its VJP saves only `x` (`lean_vjp.gelu`) unless `backend` says otherwise.
     """
-    return lean_vjp.gelu(x) if backend.lean_vjp() else lean_vjp.gelu_plain(x)
+    if backend.lean_vjp():
+        return lean_vjp.gelu(x, approximate)
+    return jax.nn.gelu(x, approximate=True) if approximate else lean_vjp.gelu_plain(x)
 
 
 def relu(x: Array) -> Array:
@@ -119,9 +122,7 @@ class Linear(nnx.Module):
         """`self(gelu(z))`; with `backend.gelu_dense()` one op whose backward recomputes
         `gelu(z)` instead of saving it (`lean_vjp.gelu_dense`)."""
         if not backend.gelu_dense():
-            if backend.lean_vjp():
-                return self(lean_vjp.gelu(z, approximate))
-            return self(jax.nn.gelu(z, approximate=True) if approximate else gelu(z))
+            return self(gelu(z, approximate))
         kernel = self.kernel[...].astype(self.dtype)
         bias = (
             self.bias[...].astype(self.dtype)
