@@ -101,6 +101,11 @@ def base_config() -> ml_collections.ConfigDict:
     # $XDG_CACHE_HOME/smlp_jax/jax_cache (~/.cache/...), resolved at run time; "" = off.
     config.compilation_cache_dir = "default"
 
+    # Resuming a workdir whose run record (smlp_jax.train.run_record) has other settings:
+    # keys (comma-separated, or "all") that may differ from it, e.g. "total_steps,optimizer.lr".
+    # Logging, eval, checkpoint frequency, workers and device layout may always change.
+    config.allow_changes = ""
+
     # Start from weights: our workdir/checkpoint dir, or an official file (.pth/.npz).
     config.init_from = ""
     config.init_resample_to_grid = False  # init_from made for another image size (ours or official)

@@ -39,3 +39,19 @@ def demo_data_dir(tmp_path_factory) -> str:
     data_dir = root / "demo_tfds"
     demo_dataset.ensure_built(str(data_dir))
     return str(data_dir)
+
+
+# The tiny demo run the tools' tests share: 4 steps, checkpoints at 2 and 4, evaluated at the
+# end (tests/train/tiny.py). Tests that change it copy the workdir first.
+TRAINED_RUN_CHANGES = dict(total_steps=4, checkpoint_every=2, log_every=2)
+
+
+@pytest.fixture(scope="session")
+def trained_demo_run(demo_data_dir, tmp_path_factory):
+    """(workdir of a tiny sMLPNet trained by the trainer, its config overrides as a dict)."""
+    from smlp_jax.train import trainer
+    from tests.train.tiny import tiny_config, tiny_overrides
+
+    workdir = tmp_path_factory.mktemp("trained_demo_run")
+    trainer.train_and_evaluate(tiny_config(demo_data_dir, **TRAINED_RUN_CHANGES), str(workdir))
+    return workdir, tiny_overrides(demo_data_dir, **TRAINED_RUN_CHANGES)

@@ -23,6 +23,9 @@ class DatasetInfo:
     num_classes: int
     num_train: int
     num_eval: int
+    # The name of each label, when the source has them (a folder's class subfolders, a tfds
+    # ClassLabel's names); kept in the run record. Not part of equality.
+    class_names: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
 
 class ImageSource(Protocol):

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
+from typing import Any
 
 import grain
 import jax
@@ -119,7 +121,13 @@ class TrainIterator(grain.DatasetIterator):
     of (config, t), so set_state restarts the grain pipeline at batch `step`. The state is
     therefore independent of the number of worker processes and threads (a run may resume
     with another `input.num_workers`). The pipeline (and its workers) starts on first use.
+    A stored state is checked by `check_state` (a checkpoint restore does so before using it).
     """
+
+    STATE_KEYS = ("step", "skipped_epoch", "skipped_total")
+    # Far beyond any run, and low enough that a stream position (step x batch) stays within
+    # the pipeline's int64 indices.
+    MAX_COUNT = 2**48
 
     def __init__(self, batches: grain.MapDataset, cfg: dict, batch: int, shard_size: int, name):
         super().__init__()
@@ -159,7 +167,38 @@ class TrainIterator(grain.DatasetIterator):
             "skipped_total": self.skipped_total,
         }
 
+    @classmethod
+    def check_state(cls, state: Any) -> None:
+        """Raises ValueError saying what is wrong unless `state` is one `get_state` returns:
+        exactly {"step", "skipped_epoch", "skipped_total"}, integers in [0, 2**48), with
+        skipped_epoch <= skipped_total (the epoch's count is part of the total)."""
+        if not isinstance(state, dict):
+            raise ValueError(f"input-iterator state: a dict expected, got {type(state).__name__}.")
+        if set(state) != set(cls.STATE_KEYS):
+            missing = [k for k in cls.STATE_KEYS if k not in state]
+            unknown = sorted(str(k) for k in state if k not in cls.STATE_KEYS)
+            raise ValueError(
+                f"input-iterator state: keys {', '.join(cls.STATE_KEYS)} expected"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; unknown {', '.join(unknown)}" if unknown else "")
+                + "."
+            )
+        for key in cls.STATE_KEYS:
+            value = state[key]
+            integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            if not integer or not 0 <= value < cls.MAX_COUNT:
+                raise ValueError(
+                    f"input-iterator state: {key}={value!r}, an integer in [0, 2**48) expected."
+                )
+        if state["skipped_epoch"] > state["skipped_total"]:
+            raise ValueError(
+                f"input-iterator state: skipped_epoch={state['skipped_epoch']} exceeds "
+                f"skipped_total={state['skipped_total']}, which includes it."
+            )
+
     def set_state(self, state: dict) -> None:
+        """Continues at the batch `state` names (a `get_state()`); ValueError if it is not one."""
+        self.check_state(state)
         self._close_pipeline()
         self._step = int(state["step"])
         self._skipped_epoch = int(state["skipped_epoch"])

@@ -79,4 +79,5 @@ def get_dataset_info(config) -> DatasetInfo:
         num_classes=train.num_classes,
         num_train=len(train),
         num_eval=len(evaluation),
+        class_names=tuple(str(name) for name in getattr(train, "classes", ())),
     )

@@ -97,6 +97,7 @@ class TfdsImageSource:
                 f"tfds dataset {name!r}: label {self._label_key!r} is not a ClassLabel."
             )
         self.num_classes = int(label_feature.num_classes)
+        self.classes = list(getattr(label_feature, "names", None) or ())
         self.name = builder.name
         self.split = split
         self._source = builder.as_data_source(

@@ -2,18 +2,20 @@
 official layout of its family, or to a Hugging Face Hub folder.
 
     python -m smlp_jax.tools.export --checkpoint workdirs/demo \
-        --config configs/smlpnet.py:demo --to official --out smlpnet_demo.safetensors
+        --to official --out smlpnet_demo.safetensors
     python -m smlp_jax.tools.export --model mixer_b16 --pretrained Mixer-B_16.npz \
         --to official --out mixer_b16_timm.safetensors          # vit_jax -> timm keys
-    python -m smlp_jax.tools.export --checkpoint workdirs/demo \
-        --config configs/smlpnet.py:demo --to hub --out smlpnet_demo_hub/
+    python -m smlp_jax.tools.export --checkpoint workdirs/demo --to hub --out smlpnet_demo_hub/
 
 `--to`: `official` (the family's PyTorch state dict, as `.safetensors`, `.pth`/`.pt` with
 PyTorch installed, or `.npz`: the official code and timm load it with `strict=True`),
 `vit_jax` (MLP-Mixer's Flax `.npz`), `smlp_jax` (our variable paths, every family) or
 `hub` (a folder for `create_model("hf-hub:...")` / the Hub: `smlp_jax.save_pretrained`).
-`--config.KEY=VALUE` overrides fields of the run's config as in main.py. Bad input ends
-with one line `error: ...` on stderr and exit status 1.
+A checkpoint's run record (`smlp_jax.train.run_record`) gives the model, class count and
+preprocessing; `--config FILE:ARG` is only needed for runs made before records existed
+(when given, it must describe the recorded model). `--config.KEY=VALUE` overrides fields
+of the run's config as in main.py. Bad input ends with one line `error: ...` on stderr
+and exit status 1.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ import smlp_jax
 from smlp_jax.convert.export import LAYOUTS, save_weights
 from smlp_jax.tools.predict import parse_model_args
 from smlp_jax.tools.trained import (
+    Run,
     ToolInputError,
-    load_config,
+    load_run,
     parse_with_config_overrides,
     run_preprocessing,
     trained_model,
 )
+from smlp_jax.train import run_record
 from smlp_jax.train.cli import USER_ERRORS
 from smlp_jax.train.metrics import last_logged
 
@@ -40,11 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_argument_group("what to export (one of)")
     source.add_argument("--checkpoint", help="one of our workdirs, checkpoints/ or a step")
-    source.add_argument("--config", help="the run's config, FILE.py[:ARG] (with --checkpoint)")
+    source.add_argument(
+        "--config", help="with --checkpoint: the run's FILE.py[:ARG] (default: its run record)"
+    )
     source.add_argument("--model", help="a registered name (with --pretrained)")
     source.add_argument("--pretrained", help="official weights for --model")
     source.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--num-classes", type=int, help="default: the run's dataset / 1000")
+    parser.add_argument("--num-classes", type=int, help="default: the run's / 1000")
     parser.add_argument("--image-size", type=int, help="with --model (default: its own)")
     parser.add_argument("--to", choices=(*LAYOUTS, "hub"), default="official")
     parser.add_argument("--out", required=True, help="the file (or, for --to hub, a folder)")
@@ -52,12 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_model(args: argparse.Namespace, config_overrides: list[str]):
-    """(the model to export, the run's config or None), from the command-line options."""
+    """(the model to export, the run (`tools.trained.Run`) or None), from the options."""
     if args.checkpoint:
-        if not args.config:
-            raise ToolInputError("--checkpoint needs --config FILE:ARG (the run's config).")
-        config = load_config(args.config, config_overrides)
-        return trained_model(config, args.checkpoint, args.num_classes), config
+        run = load_run(args.checkpoint, args.config, config_overrides)
+        num_classes = args.num_classes or run.num_classes
+        return trained_model(run.config, args.checkpoint, num_classes), run
     if config_overrides:
         raise ToolInputError(f"{config_overrides[0]}: --config.KEY needs --checkpoint.")
     if not args.model:
@@ -72,11 +77,12 @@ def load_model(args: argparse.Namespace, config_overrides: list[str]):
     return model, None
 
 
-def training_summary(config: Any, args: argparse.Namespace) -> dict[str, Any]:
+def training_summary(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     """The model card's "Training" lines for a run: its config, data, recipe and the last
-    eval it logged (from the workdir's metrics.jsonl, when `--checkpoint` is a workdir)."""
+    eval it logged (the workdir's metrics.jsonl, else the eval saved with the step)."""
+    config = run.config
     summary = {
-        "Config": f"`{args.config}`",
+        "Config": f"`{args.config}`" if args.config else "the run record saved with the weights",
         "Data": f"{config.dataset}, {config.image_size}x{config.image_size}",
         "Recipe": (
             f"{config.total_steps} steps of batch {config.batch_size}, "
@@ -84,6 +90,9 @@ def training_summary(config: Any, args: argparse.Namespace) -> dict[str, Any]:
         ),
     }
     final = last_logged(args.checkpoint, "eval/")
+    if "eval/top1" not in final and run.record is not None:
+        found = run_record.read(args.checkpoint)
+        final = run_record.step_metrics(found[1]) if found else {}
     if "eval/top1" in final:
         summary["Last eval"] = f"top-1 {100 * final['eval/top1']:.2f}% ({config.dataset})"
     return summary
@@ -92,17 +101,18 @@ def training_summary(config: Any, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_with_config_overrides(build_parser(), argv)
     try:
-        model, config = load_model(args, overrides)
+        model, run = load_model(args, overrides)
         if args.to == "hub":
             # A run's own preprocessing and recipe, not its family's official ones.
-            run = (
+            described = (
                 {}
-                if config is None
+                if run is None
                 else dict(
-                    preprocessing=run_preprocessing(config), training=training_summary(config, args)
+                    preprocessing=run_preprocessing(run.config),
+                    training=training_summary(run, args),
                 )
             )
-            smlp_jax.save_pretrained(model, args.out, **run)
+            smlp_jax.save_pretrained(model, args.out, **described)
             print(f"wrote {args.out}/ (config.json, model.safetensors, README.md)")
         else:
             keys = save_weights(model, args.out, args.to)

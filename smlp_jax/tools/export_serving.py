@@ -3,12 +3,13 @@
     python -m smlp_jax.tools.export_serving --model smlpnet_s --pretrained smlp_s.pth \
         --out served/smlpnet_s
     python -m smlp_jax.tools.export_serving --checkpoint workdirs/demo \
-        --config configs/smlpnet.py:demo --out served/demo [--platforms cpu cuda] [--onnx]
+        --out served/demo [--platforms cpu cuda] [--onnx]
 
 The model comes as for `smlp_jax.tools.predict`: a registered `--model` with official
 weights (`--pretrained FILE`, or none for a fresh initialisation) and its pretrained
-configuration's image size and normalisation, or our trainer's `--checkpoint WORKDIR`
-with its run's `--config FILE:ARG` (`--config.KEY=VALUE` overrides). `--out DIR` receives
+configuration's image size and normalisation, or our trainer's `--checkpoint WORKDIR`,
+described by its run record (`--config FILE:ARG` for runs made before records;
+`--config.KEY=VALUE` overrides). `--out DIR` receives
 what `smlp_jax.serving.save` writes (forward.jaxexport, weights.npz, serving.json; see
 `smlp_jax.serving`), and with `--onnx` a model.onnx too (needs jax2onnx). The batch
 dimension is symbolic unless `--batch N`. An unknown model, a missing checkpoint or
@@ -27,7 +28,7 @@ from smlp_jax import serving
 from smlp_jax.tools.predict import parse_model_args
 from smlp_jax.tools.trained import (
     ToolInputError,
-    load_config,
+    load_run,
     parse_with_config_overrides,
     run_preprocessing,
     trained_model,
@@ -40,14 +41,11 @@ ONNX_FILE = "model.onnx"
 def build(args: argparse.Namespace, config_overrides: list[str]) -> tuple[Any, dict[str, Any]]:
     """-> (model, `serving.save` keyword arguments naming it and its preprocessing)."""
     if args.checkpoint:
-        if not args.config:
-            raise ToolInputError("--checkpoint needs --config FILE:ARG (the run's config).")
         if args.model or args.pretrained or args.model_arg:
             raise ToolInputError("--model, --pretrained and --model-arg go without --checkpoint.")
-        if not Path(args.checkpoint).exists():
-            raise ToolInputError(f"--checkpoint {args.checkpoint}: no such workdir or step.")
-        config = load_config(args.config, config_overrides)
-        model = trained_model(config, args.checkpoint, args.num_classes)
+        run = load_run(args.checkpoint, args.config, config_overrides)
+        config = run.config
+        model = trained_model(config, args.checkpoint, args.num_classes or run.num_classes)
         described = dict(model_name=config.model, **run_preprocessing(config))
         return model, described | {"image_size": config.image_size}
     if config_overrides:
@@ -95,7 +93,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--model", help="registered model name, e.g. smlpnet_s")
     parser.add_argument("--pretrained", help="official weights (.pth/.npz/.safetensors)")
     parser.add_argument("--checkpoint", help="our trainer's workdir or checkpoint step dir")
-    parser.add_argument("--config", help="with --checkpoint: the run's FILE.py:ARG")
+    parser.add_argument(
+        "--config", help="with --checkpoint: the run's FILE.py:ARG (default: its run record)"
+    )
     parser.add_argument("--num-classes", type=int, help="classes of the head (the model's)")
     parser.add_argument("--image-size", type=int, help="input side for --model (the model's)")
     parser.add_argument(

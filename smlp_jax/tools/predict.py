@@ -1,13 +1,13 @@
 """Classify images with a registered model: top-5 class names and probabilities.
 
     python -m smlp_jax.tools.predict --model smlpnet_b --pretrained smlp_b.pth cat.jpg dog.png
-    python -m smlp_jax.tools.predict --checkpoint workdirs/demo \
-        --config configs/smlpnet.py:demo digit.png
+    python -m smlp_jax.tools.predict --checkpoint workdirs/demo digit.png
 
 Official weights (`--pretrained`, read by `smlp_jax.convert`) or weights saved by our
-trainer (`--checkpoint WORKDIR`, its newest good step; `--config FILE:ARG` names the model,
-image size and normalisation it was trained with, and `--config.KEY=VALUE` overrides
-fields as in main.py). Each image goes through the pipeline's eval transform
+trainer (`--checkpoint WORKDIR`, its newest good step; its run record names the model,
+image size, normalisation and class names it was trained with — `--config FILE:ARG` for a
+run made before records — and `--config.KEY=VALUE` overrides fields as in main.py).
+Each image goes through the pipeline's eval transform
 (`smlp_jax.data.transforms.EvalTransform`: short side to floor(size / crop_pct), centre
 crop, normalise), so predictions match `--mode=eval`. With `--model`, the image size,
 mean/std, crop_pct and resize filter are the model's pretrained configuration
@@ -18,9 +18,10 @@ the size; with `--checkpoint`, the run's config. `--mean`, `--std`, `--crop-pct`
 Class names: the 1000 ImageNet-1k names (`imagenet_classes.txt` beside this file: the first
 WordNet lemma of each ILSVRC-2012 synset in the standard index order, as torchvision and
 timm list them; the two repeated lemmas are told apart as "crane (bird)/(machine)" and
-"maillot (tights)/(tank suit)"), or `--class-names FILE` (one name a line) for other
-models. A bad image, weights that do not fit the model, or a bad option end with one line
-`error: ...` on stderr and exit status 1.
+"maillot (tights)/(tank suit)"), the run's own class names (its record, when the dataset
+named its labels), or `--class-names FILE` (one name a line). A bad image, weights that do
+not fit the model, or a bad option end with one line `error: ...` on stderr and exit
+status 1.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from smlp_jax.data.config import default_input_config
 from smlp_jax.data.transforms import UNREADABLE_ERRORS, EvalTransform
 from smlp_jax.tools.trained import (
     ToolInputError,
-    load_config,
+    load_run,
     parse_with_config_overrides,
     trained_model,
 )
@@ -109,12 +110,13 @@ def build_classifier(args: argparse.Namespace, config_overrides: list[str]):
     """-> (eval-mode model, EvalTransform, class names) from the command-line options."""
     names = read_class_names(args.class_names) if args.class_names else None
     if args.checkpoint:
-        if not args.config:
-            raise PredictError("--checkpoint needs --config FILE:ARG (the run's config).")
-        config = load_config(args.config, config_overrides)
-        num_classes = args.num_classes or (len(names) if names else None)
-        if num_classes is None:
+        run = load_run(args.checkpoint, args.config, config_overrides)
+        config = run.config
+        num_classes = args.num_classes or (len(names) if names else run.num_classes)
+        if num_classes is None:  # a run without a record: its dataset knows
             num_classes = data.get_dataset_info(config).num_classes
+        if names is None and len(run.class_names) == num_classes != 1000:
+            names = run.class_names  # (1000 classes: ImageNet's words, not synset ids)
         model = trained_model(config, args.checkpoint, num_classes)
         input_cfg, image_size = dict(config.input), config.image_size
     else:
@@ -203,7 +205,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--model", help="registered model name, e.g. smlpnet_b")
     parser.add_argument("--pretrained", help="official weights (.pth/.npz/.safetensors)")
     parser.add_argument("--checkpoint", help="our trainer's workdir or checkpoint step dir")
-    parser.add_argument("--config", help="with --checkpoint: the run's FILE.py:ARG")
+    parser.add_argument(
+        "--config", help="with --checkpoint: the run's FILE.py:ARG (default: its run record)"
+    )
     parser.add_argument("--num-classes", type=int, help="classes of the head (the model's)")
     parser.add_argument("--class-names", help="file with one class name a line")
     parser.add_argument(

@@ -1,14 +1,18 @@
-"""A model trained here, for the tools: a run's config file and its checkpoint.
+"""A model trained here, for the tools: a run's record (or config file) and its checkpoint.
 
-`load_config("configs/smlpnet.py:demo", ["--config.KEY=VALUE", ...])` reads a config as
-main.py does; `trained_model(config, WORKDIR)` builds that config's model and fills it
-from the workdir's newest good checkpoint (parameters and BatchNorm statistics).
+`load_run(WORKDIR, None, [])` rebuilds the run's config from the run record saved with its
+checkpoints (`smlp_jax.train.run_record`); `load_config("configs/smlpnet.py:demo",
+["--config.KEY=VALUE", ...])` reads a config file as main.py does (for runs made before
+records existed, or checked against the record when given); `trained_model(config,
+WORKDIR)` builds that config's model and fills it from the workdir's newest good
+checkpoint (parameters and BatchNorm statistics).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -18,8 +22,19 @@ import jax
 from flax import nnx
 
 from smlp_jax import data
-from smlp_jax.train import checkpoint, init_from
+from smlp_jax.train import checkpoint, init_from, run_record
+from smlp_jax.train.run_record import run_preprocessing
 from smlp_jax.train.state import build_model
+
+__all__ = [
+    "Run",
+    "ToolInputError",
+    "load_config",
+    "load_run",
+    "parse_with_config_overrides",
+    "run_preprocessing",
+    "trained_model",
+]
 
 
 class ToolInputError(ValueError):
@@ -40,23 +55,7 @@ def load_config(spec: str, overrides: list[str]) -> Any:
         config = module.get_config(arg) if arg else module.get_config()
     except ValueError as err:  # an unknown variant
         raise ToolInputError(f"--config {spec}: {err}") from None
-    for item in overrides:
-        key, sep, text = item.removeprefix("--config.").partition("=")
-        if not sep:
-            raise ToolInputError(f"{item}: write config overrides as --config.KEY=VALUE.")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text  # a bare string such as a path
-        *parents, leaf = key.split(".")
-        node = config
-        try:
-            for name in parents:
-                node = node[name]
-            node[leaf] = value
-        except (KeyError, AttributeError, TypeError) as err:
-            raise ToolInputError(f"--config.{key}: {err}") from None
-    return config
+    return apply_overrides(config, overrides)
 
 
 def trained_model(config: Any, path: str, num_classes: int | None = None) -> nnx.Module:
@@ -93,15 +92,73 @@ def parse_with_config_overrides(
     return args, [a for a in rest if a.startswith("--config.")]
 
 
-def run_preprocessing(config: Any) -> dict[str, Any]:
-    """How the run fed its eval images: mean, std, crop_pct and the eval resize filter (as
-    `smlp_jax.data.transforms` picks it: `eval_interpolation`, else the train filter, and
-    bicubic for "random"). Exports write this, not the family's official preprocessing."""
-    cfg = dict(config.input)
-    name = cfg.get("eval_interpolation", "") or cfg["interpolation"]
-    return dict(
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-        crop_pct=cfg["crop_pct"],
-        interpolation="bicubic" if name == "random" else name,
-    )
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A trained run as the tools see it: its config, its record (None for a run made
+    before records existed) and its class count."""
+
+    config: Any
+    record: dict[str, Any] | None
+    num_classes: int | None  # None: only the dataset knows (no record)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.record["model"].get("class_names") or []) if self.record else []
+
+
+def apply_overrides(config: Any, overrides: list[str]) -> Any:
+    """`--config.KEY=VALUE` items onto `config` (values read as Python literals, else text)."""
+    for item in overrides:
+        key, sep, text = item.removeprefix("--config.").partition("=")
+        if not sep:
+            raise ToolInputError(f"{item}: write config overrides as --config.KEY=VALUE.")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare string such as a path
+        *parents, leaf = key.split(".")
+        node = config
+        try:
+            for name in parents:
+                node = node[name]
+            node[leaf] = value
+        except (KeyError, AttributeError, TypeError) as err:
+            raise ToolInputError(f"--config.{key}: {err}") from None
+    return config
+
+
+def load_run(checkpoint_path: str, config_spec: str | None, overrides: list[str]) -> Run:
+    """The run in `checkpoint_path` (a workdir, its checkpoints/ or one step).
+
+    With a run record: its config (`config_spec`, when given, must describe the same model);
+    without one (a run made before records): `config_spec` is required, and one line says
+    the config was taken on trust. `overrides` apply to whichever config is used.
+    """
+    if not Path(checkpoint_path).exists():
+        raise ToolInputError(f"--checkpoint {checkpoint_path}: no such workdir or step.")
+    try:
+        found = run_record.read(checkpoint_path)
+    except run_record.RunRecordError as err:
+        raise ToolInputError(str(err)) from None
+    if found is None:
+        if not config_spec:
+            raise ToolInputError(
+                f"{checkpoint_path} has no run record (made before records existed, or not "
+                "one of our runs): pass the run's --config FILE:ARG."
+            )
+        print(
+            f"note: {checkpoint_path} has no run record; using --config {config_spec} as the "
+            "run's config",
+            file=sys.stderr,
+        )
+        return Run(load_config(config_spec, overrides), None, None)
+    record, step_dir = found
+    if config_spec:
+        config = load_config(config_spec, overrides)
+        try:
+            run_record.check_tool_config(record, config, str(step_dir))
+        except run_record.RunRecordError as err:
+            raise ToolInputError(str(err)) from None
+    else:
+        config = apply_overrides(run_record.config_of(record), overrides)
+    return Run(config, record, int(record["model"]["num_classes"]))

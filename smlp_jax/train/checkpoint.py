@@ -7,14 +7,23 @@ One checkpoint per saved step, under `<workdir>/checkpoints/<step>/`:
                             restore, so nnx `Rngs` state can sit in the pytree as it is
     data/process_<i>.json   process i's input-iterator state (each host reads its own shard)
     meta/meta.json          {"step", "metrics", "process_count"}
+    record/run.json         the run record (smlp_jax.train.run_record), when the trainer saves
 
 Atomicity: Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` and renames it once every
 process has finished, so a killed run leaves at worst a temporary directory; it is never
 listed as a step, and the next writing `Checkpointer` deletes it (in the background, before
-its first save). A committed step whose files were damaged later is found when restoring it:
-`restore` warns, moves it aside to `<step>.corrupt` (never deletes it) and falls back to the
-previous step; all processes agree on that step. `read_only=True` readers (evaluating a run
-that may be training) touch nothing.
+its first save). A committed step whose content was damaged later is found when restoring
+it: `restore` warns, moves it aside to `<step>.corrupt` (never deletes it) and falls back to
+the previous step; all processes agree on that step. Damage must be shown, not assumed: data
+that was read and does not decode, a file missing from the step, bad JSON, a wrong shape, an
+input-iterator state its validator (`check_data_state`) rejects. A read the operating system
+or the storage refused (permission denied, I/O error, a timeout or stale handle of a network
+file system, too many open files...; not "no such file", which is damage) says nothing about
+the content: it is one `CheckpointError` line, `could not read checkpoint step 60: FILE:
+Permission denied; ...`, on every process, and nothing is moved aside or skipped. A damaged
+step that cannot be moved aside (the rename refused) is a `CheckpointError` naming both paths
+too, rather than a resume that would meet the same step again at its next save.
+`read_only=True` readers (evaluating a run that may be training) touch nothing.
 
 Retention: the last `keep` steps plus the one with the best `eval/top1`. Orbax's own
 `best_fn` + `max_to_keep` keeps the best N instead, so this uses a preservation policy,
@@ -26,14 +35,21 @@ Retention: the last `keep` steps plus the one with the best `eval/top1`. Orbax's
 A save the operating system refuses (disk full, quota, file-size limit) raises a one-line
 `CheckpointError`, `could not write checkpoint 40 to W/checkpoints: No space left on device;
 the checkpoint of step 20 is intact`: from `save` when synchronous, and for an asynchronous
-save from the next `save`, `wait`, `restore` or `close`. The failed step stays a temporary
-directory (never listed; the next writer removes it), and no older step is deleted for it.
-Orbax's own log records of such a failure (a traceback each, from several threads) are
-dropped: the error says it once.
+save from `check()` once the background write has failed (the trainer calls it every step,
+so the failure of step 80 stops the run at step 81 or so, not at the next save), or else
+from the next `save`, `wait`, `restore` or `close`; it is raised once. The failed step stays
+a temporary directory (never listed; the next writer removes it), and no older step is
+deleted for it. Orbax's own log records of such a failure (a traceback each, from several
+threads) are dropped: the error says it once.
+
+A save in flight can be watched without waiting for it (`in_flight_step`, `is_committed`:
+a flag and a directory's existence): the preemption guard polls them from its signal
+handler so that a second SIGTERM lets that checkpoint land before it exits.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import itertools
 import json
@@ -69,7 +85,8 @@ T = TypeVar("T")
 
 class CheckpointError(RuntimeError):
     """No usable checkpoint where one was required (missing, corrupt, or not matching), or a
-    checkpoint the OS would not let us write (disk full)."""
+    checkpoint the OS would not let us write (disk full), read (permission denied, an I/O
+    error) or move aside."""
 
 
 class CheckpointFallbackWarning(UserWarning):
@@ -85,6 +102,8 @@ def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
             filename=f"process_{jax.process_index()}.json", multiprocessing_options=per_process
         ),
         "meta": ocp.JsonCheckpointHandler(filename="meta.json"),
+        # What the run is (smlp_jax.train.run_record): written by process 0.
+        "record": ocp.JsonCheckpointHandler(filename="run.json"),
     }
 
 
@@ -98,12 +117,18 @@ def _sync(name: str) -> None:
         ocp.multihost.sync_global_processes(f"smlp_jax_{name}_{next(_BARRIER_COUNT)}")
 
 
-def _failed_anywhere(failed_here: bool) -> bool:
-    """Whether any process failed: a damaged per-process file fails on one process only, and
-    every process must fall back to the same step (or they deadlock in the next barrier)."""
+def _worst_anywhere(outcome: int) -> int:
+    """The largest of every process's `outcome`: a damaged per-process file fails on one
+    process only, and every process must take the same next step (or they deadlock in the
+    next barrier)."""
     if jax.process_count() == 1:
-        return failed_here
-    return bool(np.max(multihost_utils.process_allgather(np.int32(failed_here))))
+        return outcome
+    return int(np.max(multihost_utils.process_allgather(np.int32(outcome))))
+
+
+def _failed_anywhere(failed_here: bool) -> bool:
+    """Whether any process failed (see `_worst_anywhere`)."""
+    return bool(_worst_anywhere(int(failed_here)))
 
 
 def first_line(err: BaseException) -> str:
@@ -113,18 +138,86 @@ def first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {line[:300]}"
 
 
+def _chain(err: BaseException) -> Iterable[BaseException]:
+    """`err`, then what it was raised from (or while handling), and so on."""
+    seen: BaseException | None = err
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def _os_errno(err: BaseException) -> int | None:
+    """The operating system's error number behind `err`: an OSError's in its chain, or
+    TensorStore's `[os_error_code='28']`; None if there is none."""
+    for seen in _chain(err):
+        if isinstance(seen, OSError) and seen.errno:
+            return seen.errno
+        code = re.search(r"os_error_code='(\d+)'", str(seen))
+        if code:
+            return int(code.group(1))
+    return None
+
+
 def _os_error_reason(err: BaseException) -> str | None:
     """The operating system's reason a write failed ("No space left on device"), from an
     OSError in `err`'s chain or TensorStore's `[os_error_code='28']`; None if there is none."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno:
-            return os.strerror(seen.errno)
-        code = re.search(r"os_error_code='(\d+)'", str(seen))
-        if code:
-            return os.strerror(int(code.group(1)))
-        seen = seen.__cause__ or seen.__context__
+    code = _os_errno(err)
+    return None if code is None else os.strerror(code)
+
+
+# A file or folder not there, or not a file, where the step has one: its content is damaged
+# (deleted, a cut copy), where every other OS error says only that it could not be read now.
+_MISSING = frozenset({errno.ENOENT, errno.EISDIR, errno.ENOTDIR})
+# The statuses of a refused read from storage without an OS error number (object stores):
+# TensorStore's message starts with one. NOT_FOUND, DATA_LOSS, OUT_OF_RANGE... are damage.
+_REFUSED_STATUS = {
+    "PERMISSION_DENIED": "permission denied",
+    "UNAUTHENTICATED": "not authenticated",
+    "UNAVAILABLE": "storage unavailable",
+    "DEADLINE_EXCEEDED": "timed out",
+    "RESOURCE_EXHAUSTED": "out of memory or another resource",
+}
+
+
+def _read_refused(err: BaseException) -> str | None:
+    """Why a read failed when the operating system or the storage refused it ("Permission
+    denied", "Input/output error", "Stale file handle"...), which says nothing about the
+    content; None when `err` is not such a refusal (damage, a mismatch)."""
+    code = _os_errno(err)
+    if code is not None:
+        return None if code in _MISSING else os.strerror(code)
+    for seen in _chain(err):
+        status = re.match(r"\s*([A-Z_]+): ", str(seen))
+        if status and status.group(1) in _REFUSED_STATUS:
+            return _REFUSED_STATUS[status.group(1)]
     return None
+
+
+def _failed_path(err: BaseException) -> str | None:
+    """The file a failed read names: an OSError's filename, else the longest quoted absolute
+    path in the message (TensorStore names the store, then the file in it); None if none."""
+    for seen in _chain(err):
+        if isinstance(seen, OSError) and seen.filename:
+            return os.fsdecode(seen.filename)
+        text = str(seen).split(" [tensorstore_spec")[0]  # the spec dump quotes its paths too
+        paths = re.findall(r'"(/[^"]+)"', text)
+        if paths:
+            return max(paths, key=len)
+    return None
+
+
+def _unreadable(step: int, err: BaseException, step_dir: Path | None) -> str | None:
+    """The one-line report of a step whose read was refused (see `_read_refused`), naming the
+    file if known, else the step directory; None when `err` is no such refusal."""
+    reason = _read_refused(err)
+    if reason is None:
+        return None
+    where = _failed_path(err) or (str(step_dir) if step_dir is not None else None)
+    return (
+        f"could not read checkpoint step {step}: {where + ': ' if where else ''}{reason}; it "
+        "may well be intact, so it was not moved aside and no older step was used: make it "
+        "readable (permissions, the mount, the storage) and run again."
+    )
 
 
 class _ReportedWriteFailures(logging.Filter):
@@ -189,25 +282,44 @@ def _quiet_orbax_noise() -> None:
         sys.unraisablehook = _quiet_closed_loop(sys.unraisablehook)
 
 
+_RESTORED, _DAMAGED, _UNREADABLE = 0, 1, 2  # a step's outcome on one process, worst last
+
+
 def newest_restorable(
-    steps: Iterable[int], restore_step: Callable[[int], T]
+    steps: Iterable[int],
+    restore_step: Callable[[int], T],
+    step_dir: Callable[[int], Path] | None = None,
 ) -> tuple[int | None, T | None, list[tuple[int, BaseException]]]:
     """Tries `restore_step` on `steps`, newest first, until one succeeds on every process.
 
     -> `(step, result, failed)`: the step restored and what `restore_step` returned, and the
     newer steps that failed, as `(step, error)`; `step` is None when none restored. Every
     process must call it with the same steps, and all end on the same step.
+    A step whose read the OS or the storage refused (`_read_refused`: permission denied, an
+    I/O error...) on any process is not passed over: every process raises `CheckpointError`,
+    one line naming the file (else `step_dir(step)`) and the reason.
     """
     _quiet_orbax_noise()
     failed: list[tuple[int, BaseException]] = []
     for step in sorted(steps, reverse=True):
         error: BaseException | None = None
+        unreadable = None
         try:
             result = restore_step(step)
         except Exception as err:  # damage surfaces as many error types from Orbax/TensorStore
             error = err
             gc.collect()  # the failed step's abandoned reads go now, their noise filtered
-        if _failed_anywhere(error is not None):
+            unreadable = _unreadable(step, err, step_dir(step) if step_dir else None)
+        outcome = _RESTORED if error is None else _UNREADABLE if unreadable else _DAMAGED
+        outcome = _worst_anywhere(outcome)
+        if outcome == _UNREADABLE:
+            raise CheckpointError(
+                unreadable
+                or f"could not read checkpoint step {step} on another process (its error "
+                "names the file and the reason); nothing was moved aside and no older step "
+                "was used."
+            ) from error
+        if outcome == _DAMAGED:
             error = error or CheckpointError(f"step {step} failed on another process")
             failed.append((step, error))
             continue
@@ -316,13 +428,18 @@ def _encode_data_state(data_state: dict[str, Any] | None) -> dict[str, Any]:
     return {"kind": "dict", "value": data_state}
 
 
-def _decode_data_state(stored: dict[str, Any]) -> dict[str, Any] | None:
-    kind = stored.get("kind")
-    if kind == "dict":
+def _decode_data_state(stored: Any) -> dict[str, Any] | None:
+    """The JSON of `data/process_<i>.json` -> the iterator state saved (a dict) or None;
+    ValueError (the file is damaged) for anything `_encode_data_state` does not write."""
+    kind = stored.get("kind") if isinstance(stored, dict) else None
+    if kind == "dict" and isinstance(stored.get("value"), dict):
         return stored["value"]
     if kind == "none":
         return None
-    raise ValueError(f"Unknown data_state encoding {kind!r}.")
+    raise ValueError(
+        'data_state is not {"kind": "dict", "value": {...}} or {"kind": "none"}: '
+        f"{json.dumps(stored)[:100]}"
+    )
 
 
 # --- the checkpointer -------------------------------------------------------------------------
@@ -410,9 +527,11 @@ class Checkpointer:
         *,
         data_state: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
+        record: dict[str, Any] | None = None,
         force: bool = False,
     ) -> bool:
-        """Starts saving `state` (any pytree of jax arrays) as checkpoint `step`.
+        """Starts saving `state` (any pytree of jax arrays) as checkpoint `step`, with the
+        run's `record` (`smlp_jax.train.run_record`, JSON) beside it when given.
 
         A step that is already saved is skipped; so is a step older than the latest one
         unless `force`. Returns whether a save was started. Call `wait()` before relying on
@@ -435,11 +554,14 @@ class Checkpointer:
             "metrics": metrics_json,
             "process_count": jax.process_count(),
         }
-        args = ocp.args.Composite(
+        items = dict(
             state=ocp.args.StandardSave(storable),
             data=ocp.args.JsonSave(_encode_data_state(data_state)),
             meta=ocp.args.JsonSave(meta),
         )
+        if record is not None:
+            items["record"] = ocp.args.JsonSave(record)
+        args = ocp.args.Composite(**items)
         try:
             # force=True: the trainer decides when to save, not Orbax's save-interval policy.
             started = self._manager.save(
@@ -474,18 +596,27 @@ class Checkpointer:
         which = "a checkpoint" if step is None else f"checkpoint {step}"
         return CheckpointError(f"could not write {which} to {self.directory}: {reason}; {intact}")
 
-    def restore(self, abstract_state: Any) -> tuple[int, Any, Any] | None:
+    def restore(
+        self,
+        abstract_state: Any,
+        check_data_state: Callable[[Any], None] | None = None,
+    ) -> tuple[int, Any, Any] | None:
         """Restores the latest good checkpoint as `(step, state, data_state)`; None if none.
 
         `abstract_state` is a pytree of `jax.ShapeDtypeStruct` (or arrays) whose `sharding`
         says where each restored array goes, so the state is restored directly sharded.
-        A checkpoint that fails to restore is moved aside with a `CheckpointFallbackWarning`
-        once an older one has restored; if none restores, a `CheckpointError` is raised and
-        nothing is moved (then the cause is more likely a changed model than damage).
+        `check_data_state` (e.g. `TrainIterator.check_state`) raises ValueError for a stored
+        input-iterator state that is not one; that step then counts as damaged.
+        A damaged checkpoint is moved aside with a `CheckpointFallbackWarning` once an older
+        one has restored; if none restores, a `CheckpointError` is raised and nothing is
+        moved (then the cause is more likely a changed model than damage). A read refused
+        by the OS or the storage raises a one-line `CheckpointError` and moves nothing.
         """
         self.wait()
         step, result, failed = newest_restorable(
-            self._manager.all_steps(), lambda step: self._restore_step(step, abstract_state)
+            self._manager.all_steps(),
+            lambda step: self._restore_step(step, abstract_state, check_data_state),
+            step_dir=lambda step: self.directory / str(step),
         )
         if step is not None:
             if failed:
@@ -501,7 +632,9 @@ class Checkpointer:
             ) from failed[0][1]
         return None
 
-    def _restore_step(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
+    def _restore_step(
+        self, step: int, abstract_state: Any, check_data_state: Callable[[Any], None] | None
+    ) -> tuple[Any, Any]:
         # One collective Orbax restore of what all processes share...
         restored = self._manager.restore(
             step,
@@ -525,7 +658,13 @@ class Checkpointer:
         # process's file fails that process only, past Orbax's barriers, where `restore` can
         # still agree with the others on a fallback.
         data_file = self.directory / str(step) / "data" / f"process_{jax.process_index()}.json"
-        return state, _decode_data_state(json.loads(data_file.read_text()))
+        data_state = _decode_data_state(json.loads(data_file.read_text()))
+        if data_state is not None and check_data_state is not None:
+            try:
+                check_data_state(data_state)
+            except ValueError as err:  # valid JSON, but no state the iterator could have saved
+                raise ValueError(f"data/{data_file.name}: {err}") from None
+        return state, data_state
 
     def _set_aside(self, failed: list[tuple[int, BaseException]], fallback_step: int) -> None:
         for step, err in failed:
@@ -539,9 +678,24 @@ class Checkpointer:
                 action = "Left it in place (read-only)"
             else:
                 _sync("checkpoint_set_aside_before")
+                refused: OSError | None = None
                 if jax.process_index() == 0:
-                    source.rename(target)
-                _sync("checkpoint_set_aside_after")
+                    try:
+                        source.rename(target)
+                    except OSError as rename_error:
+                        refused = rename_error
+                # Stops every process: left in place, the damaged step would block the save
+                # of its own step number when the resumed run reaches it again.
+                if _failed_anywhere(refused is not None):  # also the barrier after the rename
+                    reason = "refused on process 0"
+                    if refused is not None:
+                        reason = _os_error_reason(refused) or first_line(refused)
+                    raise CheckpointError(
+                        f"checkpoint step {step} in {self.directory} is damaged "
+                        f"({first_line(err)}) but could not be moved aside, {source} -> "
+                        f"{target}: {reason}; move it away yourself and run again (step "
+                        f"{fallback_step} restores)."
+                    ) from refused
                 action = f"Moved it aside to {target.name}"
             warnings.warn(
                 f"Checkpoint step {step} in {self.directory} could not be restored "
@@ -554,7 +708,7 @@ class Checkpointer:
 
     def wait(self) -> None:
         """Blocks until every started save is committed to disk."""
-        step, self._in_flight = self._in_flight, None
+        step = self._in_flight
         try:
             self._manager.wait_until_finished()
         except Exception as err:
@@ -562,6 +716,42 @@ class Checkpointer:
             if failure is None:
                 raise
             raise failure from err
+        finally:
+            # Only now: a signal handler that runs while this waits (a second SIGTERM) must
+            # still see the step being written.
+            self._in_flight = None
+
+    def check(self) -> None:
+        """Raises the one-line `CheckpointError` of an asynchronous save whose background
+        write has failed; returns at once otherwise. It never waits for a save still being
+        written, so the training loop calls it every step."""
+        if self._in_flight is not None and self._save_finished():
+            self.wait()  # nothing left to wait for: it collects the outcome (and the error)
+
+    def in_flight_step(self) -> int | None:
+        """The step an asynchronous save is still writing (started, not committed, not
+        failed); None if there is none. A flag and a directory's existence, no waiting and
+        nothing of Orbax's threads: a signal handler may poll it."""
+        step = self._in_flight
+        if step is None or self.is_committed(step) or self._save_finished():
+            return None
+        return step
+
+    def is_committed(self, step: int) -> bool:
+        """Whether checkpoint `step` is committed: Orbax renames `<step>.orbax-checkpoint-tmp-*`
+        to `<step>` once every file is written, so the final directory is the commit."""
+        return (self.directory / str(int(step))).is_dir()
+
+    def _save_finished(self) -> bool:
+        """Whether the save last started has finished, committed or failed, without waiting:
+        Orbax's save-finalize thread (started by an asynchronous save) has ended.
+        `is_saving_in_progress()` says the same, but with several processes it can wait on
+        the lock the finalize thread holds through a barrier, so it is only the fallback."""
+        finalize = getattr(self._manager, "_finalize_thread", None)  # Orbax 0.12
+        if finalize is None:
+            return not self._manager.is_saving_in_progress()
+        thread = finalize.get()
+        return thread is None or not thread.is_alive()
 
     def close(self) -> None:
         """Waits for pending saves and releases Orbax's threads."""

@@ -83,7 +83,8 @@ def load_for_init(
 
     `path` is a step directory (`.../checkpoints/<step>`), a `checkpoints` directory, or a
     workdir (then its newest good step is used; damaged steps are skipped with a warning
-    but left in place, since the run is someone else's). With `partial=True`,
+    but left in place, since the run is someone else's; a step the OS would not let us read,
+    e.g. permission denied, is a `CheckpointError`, not skipped). With `partial=True`,
     `abstract_state` may name only a part of the saved tree (e.g. without the optimiser
     state, or without the classifier head when the class count changes).
     `abstract_state` may also be a function of the saved tree's metadata (Orbax
@@ -102,7 +103,9 @@ def load_for_init(
             f"'state' folder, or a directory of step directories (like WORKDIR/checkpoints)."
         )
     step, state, failed = newest_restorable(
-        steps, lambda step: _load_step_dir(root / str(step), abstract_state, partial)
+        steps,
+        lambda step: _load_step_dir(root / str(step), abstract_state, partial),
+        step_dir=lambda step: root / str(step),
     )
     if step is None:
         raise CheckpointError("; ".join(str(e) for _, e in failed)) from failed[0][1]

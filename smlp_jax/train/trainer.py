@@ -29,6 +29,7 @@ from smlp_jax.train import (
     optim,
     preemption,
     probe,
+    run_record,
     sharding,
     workdir_lock,
 )
@@ -264,11 +265,21 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
         f"{info.num_classes} classes); {jax.device_count()} devices, mesh {dict(mesh.shape)}, "
         f"{jax.process_count()} processes; {total_steps} steps of batch {config.batch_size}"
     )
+    # --- The run record: a resume must mean the same run --------------------------------
+    record = run_record.make(config, info)
+    stored = run_record.read(workdir)
+    if stored is not None:
+        at_step = int(stored[1].name)
+        changes = run_record.check_resume(stored[0], config, at_step)
+        if changes:
+            console(run_record.describe_allowed(changes))
+        record = run_record.resumed(stored[0], record, at_step, changes)
     # --- State: restored from the workdir, or created sharded ---------------------------
     ckpt = checkpoint.Checkpointer(
         workdir, keep=config.keep_checkpoints, keep_best=True, async_save=config.async_checkpoint
     )
-    restored = ckpt.restore(abstract)
+    # An iterator state that is no `get_state()` makes its step count as damaged (fall back).
+    restored = ckpt.restore(abstract, check_data_state=data.TrainIterator.check_state)
     data_state = None
     if restored is not None:
         start_step, state, data_state = restored
@@ -278,7 +289,8 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
             console(
                 f"already finished: {ckpt.directory} holds step {start_step} of {total_steps}"
                 + (f"; its final {eval_line(start_step, final)}" if len(final) > 1 else "")
-                + " (a new --workdir, or a larger config.total_steps, trains again)"
+                + " (a new --workdir trains again; so does a larger config.total_steps with "
+                "--config.allow_changes=total_steps)"
             )
             return final
         console(f"resumed from {ckpt.directory}/{start_step}")
@@ -311,7 +323,10 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
     window, first_bad, pending = None, jnp.asarray(NO_BAD_STEP), None
     step = start_step
     try:
-        with preemption.PreemptionGuard() as guard:
+        # A second SIGTERM/Ctrl-C lets the checkpoint being written land before it exits.
+        with preemption.PreemptionGuard(
+            in_flight=ckpt.in_flight_step, committed=ckpt.is_committed
+        ) as guard:
             while step < total_steps:
                 batch = sharding.global_batch(progress.fetch(train_iter, pending), mesh)
                 if step == start_step:
@@ -323,6 +338,7 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
                     state, step_metrics, bad = train_step(state, batch)
                 pending = bad  # its readiness tells the next fetch whether the device idles
                 step += 1
+                ckpt.check()  # a failed asynchronous save stops the run now, not at the next save
                 if step == start_step + 1:
                     jax.block_until_ready(step_metrics)
                     took = time.perf_counter() - compile_start
@@ -361,6 +377,7 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
                         state,
                         data_state=train_iter.get_state(),
                         metrics=eval_scalars,
+                        record=record,
                         force=stop,
                     )
                 if stop:

@@ -164,7 +164,7 @@ def test_cli_exports_a_trained_checkpoint(demo_data_dir, tmp_path, capsys):
     nowhere = str(tmp_path / "nowhere")
     assert export_tool.main(["--checkpoint", nowhere, "--config", config, "--out", "x"]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("error: ") and "does not exist" in line, line
+    assert line.startswith("error: ") and "no such workdir or step" in line, line
 
 
 def test_state_arrays_are_the_weights_and_statistics():

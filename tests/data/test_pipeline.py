@@ -86,6 +86,36 @@ def test_restored_state_gives_the_same_next_batches_bit_for_bit(demo_data_dir):
         np.testing.assert_array_equal(want["label"], got["label"])
 
 
+@pytest.mark.parametrize(
+    "state, complaint",
+    [
+        ([3, 0, 0], "a dict expected, got list"),
+        ({"step": 3, "skipped_epoch": 0}, "missing skipped_total"),
+        ({"step": 3, "skipped_epoch": 0, "skipped_total": 0, "pos": 1}, "unknown pos"),
+        ({"step": "abc", "skipped_epoch": 0, "skipped_total": 0}, "step='abc', an integer"),
+        ({"step": -1, "skipped_epoch": 0, "skipped_total": 0}, r"step=-1, an integer in \[0"),
+        ({"step": 3.0, "skipped_epoch": 0, "skipped_total": 0}, "step=3.0"),
+        ({"step": True, "skipped_epoch": 0, "skipped_total": 0}, "step=True"),
+        ({"step": 2**48, "skipped_epoch": 0, "skipped_total": 0}, "step=281474976710656"),
+        ({"step": 3, "skipped_epoch": 2, "skipped_total": 1}, "skipped_epoch=2 exceeds"),
+    ],
+)
+def test_train_state_is_validated(tiny_data_dir, state, complaint):
+    """What a checkpoint restore checks before resuming the input (TrainIterator.check_state),
+    and set_state for library callers: an invalid state changes nothing."""
+    good = {"step": 3, "skipped_epoch": 1, "skipped_total": 2}
+    data.TrainIterator.check_state(good)
+    data.TrainIterator.check_state({**good, "step": np.int64(3)})  # numpy ints are ints
+    with pytest.raises(ValueError, match=complaint):
+        data.TrainIterator.check_state(state)
+    config = _tiny(tiny_data_dir, batch_size=8)
+    iterator = data.create_train_iterator(config, process_index=0, process_count=1)
+    iterator.set_state(good)
+    with pytest.raises(ValueError, match=complaint):
+        iterator.set_state(state)
+    assert iterator.get_state() == good
+
+
 def test_worker_processes_give_the_same_batches_and_resume_across_worker_counts(demo_data_dir):
     config = make_config("demo", demo_data_dir, preset="imagenet")
     in_process = data.create_train_iterator(config, process_index=0, process_count=1)

@@ -2,6 +2,7 @@
 weights and from official-layout weights; bad images and mismatched weights are one line."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -11,8 +12,7 @@ from PIL import Image
 
 from smlp_jax.tools import predict
 from smlp_jax.tools.trained import load_config
-from smlp_jax.train import trainer
-from tests.train.tiny import REPO, subprocess_env, tiny_config, tiny_overrides
+from tests.train.tiny import REPO, subprocess_env
 
 CONFIG = str(REPO / "configs" / "smlpnet.py") + ":demo"
 FIXTURE = REPO / "tests" / "fixtures" / "smlpnet_tiny.npz"
@@ -26,13 +26,10 @@ def test_imagenet_class_names_are_1000_unique():
 
 
 @pytest.fixture(scope="module")
-def trained(demo_data_dir, tmp_path_factory):
+def trained(trained_demo_run):
     """A tiny sMLPNet trained 4 steps by the trainer: (workdir, its --config.* flags)."""
-    workdir = tmp_path_factory.mktemp("predict_run")
-    changes = dict(total_steps=4, checkpoint_every=4, log_every=4)
-    trainer.train_and_evaluate(tiny_config(demo_data_dir, **changes), str(workdir))
-    flags = [f"--config.{k}={v!r}" for k, v in tiny_overrides(demo_data_dir, **changes).items()]
-    return workdir, flags
+    workdir, overrides = trained_demo_run
+    return workdir, [f"--config.{k}={v!r}" for k, v in overrides.items()]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +53,8 @@ def test_checkpoint_predictions_are_the_models_softmax(trained, images):
         images / "a.png", images / "b.jpg", "--checkpoint", workdir, "--config", CONFIG, *flags
     )
     model, transform, names = predict.build_classifier(args, overrides)
-    assert names == [f"class {i}" for i in range(10)]  # demo digits: 10 classes, no names file
+    # The demo digits' label names, from the run record (tfds names the ClassLabel's classes).
+    assert names == [str(i) for i in range(10)]
     results = predict.predict(
         model, transform, names, [str(images / "a.png"), str(images / "b.jpg")]
     )
@@ -206,20 +204,24 @@ def test_unreadable_image_is_one_line(trained, images, capsys):
     assert "missing.png" in err
 
 
-def test_model_weights_mismatch_is_one_line(trained, images, capsys):
+def test_model_weights_mismatch_is_one_line(trained, images, capsys, tmp_path):
     workdir, flags = trained
     # The run trained dim 32; a dim-24 model does not fit its weights.
     wider = [f for f in flags if not f.startswith("--config.model_kwargs.dim=")]
-    err = _cli_error(
-        capsys,
-        images / "a.png",
-        "--checkpoint",
-        workdir,
-        "--config",
-        CONFIG,
-        *wider,
-        "--config.model_kwargs.dim=24",
-    )
+    argv = [images / "a.png", "--checkpoint", workdir, "--config", CONFIG, *wider]
+    err = _cli_error(capsys, *argv, "--config.model_kwargs.dim=24")
+    # The run record names the model it trained: the --config is refused before any read.
+    assert "--config describes another model" in err and "model_kwargs.dim 32 -> 24" in err
+    # A run made before records: the weights themselves say it, when they are read.
+    old_run = tmp_path / "old_run"
+    shutil.copytree(workdir, old_run)
+    for record in old_run.glob("checkpoints/*/record"):
+        shutil.rmtree(record)
+    argv[2] = old_run
+    assert predict.main([str(a) for a in [*argv, "--config.model_kwargs.dim=24"]]) == 1
+    note, err = capsys.readouterr().err.strip().splitlines()  # one line each
+    assert note.startswith(f"note: {old_run} has no run record; using --config"), note
+    assert err.startswith("error: ") and "Traceback" not in err
     assert "Could not load init_from checkpoint" in err and "must be the one trained" in err
     # Checked from the metadata before any read: the line names an array and both shapes.
     assert "differ in shape" in err and "in the checkpoint" in err and "24" in err

@@ -177,7 +177,7 @@ def test_cli_artifact_gives_the_official_codes_logits(tmp_path, capsys):
         (["--model", "smlpnet_tt"], "unknown model 'smlpnet_tt'"),
         (["--model", "smlpnet_t", "--pretrained", "nope.pth"], "--pretrained nope.pth: no"),
         (["--checkpoint", "nope", "--config", "configs/smlpnet.py:demo"], "no such workdir"),
-        (["--checkpoint", "nope"], "needs --config"),
+        (["--checkpoint", "tests"], "has no run record"),  # a folder, not one of our runs
     ],
 )
 def test_cli_bad_input_is_one_line(argv, message, tmp_path, capsys):

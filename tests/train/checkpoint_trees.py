@@ -1,7 +1,10 @@
-"""Train-state-like pytrees, their abstract restore targets, bit-exact comparison and ways
-to damage a saved step: shared by the checkpoint and init_from tests (1 CPU device)."""
+"""Train-state-like pytrees, their abstract restore targets, bit-exact comparison, ways
+to damage a saved step and to hold one in flight: shared by the checkpoint, init_from,
+disk-full and preemption tests (1 CPU device)."""
 
+import asyncio
 import glob
+import os
 from pathlib import Path
 
 import jax
@@ -69,3 +72,21 @@ def damage(step_dir: Path, how: str) -> None:
         (step_dir / "state" / "_METADATA").unlink()
     elif how == "garbled_data_state":
         (step_dir / "data" / "process_0.json").write_text('{"kind": "by')
+
+
+def hold_commit(step: int, gate: str | Path):
+    """Holds the commit of checkpoint `step` (Orbax's rename of its temporary directory)
+    until the file `gate` exists, so a save stays in flight for as long as a test needs;
+    other steps commit as usual. Patches Orbax in this process; returns a function that
+    undoes it."""
+    from orbax.checkpoint._src.path import atomicity
+
+    finalize = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def held(self, *args, **kwargs):
+        while self.get_final().name == str(step) and not os.path.exists(gate):
+            await asyncio.sleep(0.02)
+        return await finalize(self, *args, **kwargs)
+
+    atomicity.AtomicRenameTemporaryPath.finalize = held
+    return lambda: setattr(atomicity.AtomicRenameTemporaryPath, "finalize", finalize)

@@ -1,8 +1,9 @@
 """Checkpointer: bit-exact round trips (PRNG keys, data-iterator state), retention of the last
-N plus the best, fallback from a damaged latest step, half-written steps, sharded restore,
-read-only readers, and two processes (with their preemption stop). Small pytrees on the 1 CPU
-device."""
+N plus the best, fallback from a damaged latest step (an invalid iterator state included), a
+refused read that stops instead, half-written steps, sharded restore, read-only readers, and
+two processes (with their preemption stop). Small pytrees on the 1 CPU device."""
 
+import errno
 import json
 import os
 import shutil
@@ -15,9 +16,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
+from smlp_jax import data
 from smlp_jax.train import checkpoint
 from tests.train.checkpoint_trees import (
     IGNORE_CLOSED_LOOP,
@@ -139,6 +142,183 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, how):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert ckpt.restore(abstract_of(states[1]))[0] == 3
+
+
+def _three_steps(tmp_path) -> dict:
+    """Steps 1, 2, 3 of a small state, each with an iterator state as TrainIterator saves it."""
+    with checkpoint.Checkpointer(tmp_path, keep=5, async_save=False) as ckpt:
+        for step in (1, 2, 3):
+            iterator_state = {"step": step, "skipped_epoch": 0, "skipped_total": step}
+            ckpt.save(step, {"w": jnp.full(2, float(step))}, data_state=iterator_state)
+    return abstract_of({"w": jnp.zeros(2)})
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"kind": "dict", "value": {"step": "abc"}},
+        {"kind": "dict", "value": {"step": 3, "skipped_epoch": 0}},  # a key missing
+        {"kind": "dict", "value": {"step": -3, "skipped_epoch": 0, "skipped_total": 3}},
+        {"kind": "dict", "value": [3, 0, 3]},
+        [3, 0, 3],
+        {"kind": "grain", "value": {"step": 3, "skipped_epoch": 0, "skipped_total": 3}},
+    ],
+)
+def test_invalid_data_state_is_damage(tmp_path, stored):
+    """Valid JSON that no iterator saved: the step falls back like any other damage, before
+    the trainer would use it (one warning, the step moved aside)."""
+    abstract = _three_steps(tmp_path)
+    (tmp_path / "checkpoints" / "3" / "data" / "process_0.json").write_text(json.dumps(stored))
+    with checkpoint.Checkpointer(tmp_path, keep=5) as ckpt:
+        with pytest.warns(checkpoint.CheckpointFallbackWarning) as caught:
+            step, restored, data_state = ckpt.restore(
+                abstract, check_data_state=data.TrainIterator.check_state
+            )
+        assert len(caught) == 1
+        message = str(caught[0].message)
+        assert "\n" not in message and "step 3" in message and "3.corrupt" in message
+        assert "process_0.json" in message or "data_state is not" in message, message
+        assert (step, data_state) == (2, {"step": 2, "skipped_epoch": 0, "skipped_total": 2})
+        np.testing.assert_array_equal(restored["w"], [2.0, 2.0])
+        assert _steps_on_disk(ckpt) == ["1", "2", "3.corrupt"]
+
+
+def _refuse_reading(monkeypatch, refused: Path, code: int) -> None:
+    """Path.read_text of `refused` fails as the OS would (we run as root: chmod blocks nothing)."""
+    read_text = Path.read_text
+
+    def read(path, *args, **kwargs):
+        if Path(path) == refused:
+            raise OSError(code, os.strerror(code), str(path))
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read)
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EIO, errno.ESTALE])
+def test_refused_read_stops_without_moving_or_falling_back(tmp_path, monkeypatch, code, read_only):
+    """An unreadable file (permission denied, an NFS or object-store hiccup) says nothing about
+    the step's content: one line naming the file and the reason, nothing moved, no older step."""
+    abstract = _three_steps(tmp_path)
+    refused = tmp_path / "checkpoints" / "3" / "data" / "process_0.json"
+    _refuse_reading(monkeypatch, refused, code)
+    before = sorted(os.listdir(tmp_path / "checkpoints"))
+    with checkpoint.Checkpointer(tmp_path, keep=5, read_only=read_only) as ckpt:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fall-back warning either
+            with pytest.raises(checkpoint.CheckpointError) as raised:
+                ckpt.restore(abstract, check_data_state=data.TrainIterator.check_state)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"could not read checkpoint step 3: {refused}: {os.strerror(code)};" in message
+    assert "not moved aside" in message and "run again" in message
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == before == ["1", "2", "3"]
+    assert isinstance(raised.value.__cause__, OSError)
+
+
+# TensorStore's own message for a state file it may not open (as a non-root user gets it),
+# cut short; its spec dump quotes the store's path too.
+_TENSORSTORE_REFUSAL = (
+    'PERMISSION_DENIED: Error opening "zarr" driver: Error reading "step/.zarray" in OCDBT '
+    'database at local file "{state}/": Error reading Byte range [0, 683) of local file '
+    '"{state}/d/10fe31c3": Failed to open: "{state}/d/10fe31c3": Permission denied '
+    '[tensorstore_spec=\'{{\\"path\\":\\"{state}/\\"}}\'] '
+    "[source_locations='tensorstore/internal/os/file_util_posix.cc:121'] [os_error_code='13']"
+)
+
+
+def test_refused_tensorstore_read_stops_without_moving(tmp_path, monkeypatch):
+    """The same through Orbax: TensorStore reports the OS error in its message."""
+    abstract = _three_steps(tmp_path)
+    state = tmp_path / "checkpoints" / "3" / "state"
+    restore = ocp.CheckpointManager.restore
+
+    def refusing_restore(manager, step, *args, **kwargs):
+        if step == 3:
+            raise ValueError(_TENSORSTORE_REFUSAL.format(state=state))
+        return restore(manager, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "restore", refusing_restore)
+    with checkpoint.Checkpointer(tmp_path, keep=5) as ckpt:
+        with pytest.raises(checkpoint.CheckpointError) as raised:
+            ckpt.restore(abstract)
+    assert str(raised.value).startswith(
+        f"could not read checkpoint step 3: {state}/d/10fe31c3: Permission denied;"
+    )
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1", "2", "3"]
+
+
+def _raised(error: BaseException, cause: BaseException | None = None) -> BaseException:
+    try:
+        raise error from cause
+    except BaseException as err:  # noqa: BLE001 - only to give it a traceback and a cause
+        return err
+
+
+@pytest.mark.parametrize(
+    "error, refused",
+    [
+        (PermissionError(errno.EACCES, "Permission denied", "/w/3/x"), "Permission denied"),
+        (OSError(errno.EIO, "Input/output error"), "Input/output error"),
+        (OSError(errno.ENOSPC, "No space"), "No space left on device"),
+        (OSError(errno.EMFILE, "Too many"), "Too many open files"),
+        (TimeoutError(errno.ETIMEDOUT, "timed out"), os.strerror(errno.ETIMEDOUT)),
+        (ValueError("UNKNOWN: Error reading \"/w/3/d/ab\" [os_error_code='5']"), "Input/output"),
+        (ValueError("UNAVAILABLE: GCS returned 503"), "storage unavailable"),
+        (ValueError("PERMISSION_DENIED: HTTP 403 from the bucket"), "permission denied"),
+        (_raised(RuntimeError("restore failed"), OSError(errno.EIO, "EIO")), "Input/output"),
+        # Damage: a file gone, or data that does not decode.
+        (FileNotFoundError(errno.ENOENT, "No such file", "/w/3/meta"), None),
+        (IsADirectoryError(errno.EISDIR, "Is a directory"), None),
+        (NotADirectoryError(errno.ENOTDIR, "Not a directory"), None),
+        (ValueError("NOT_FOUND: Error reading \"/w/3/d/ab\" [os_error_code='2']"), None),
+        (ValueError("OUT_OF_RANGE: Byte range [0, 683) is not valid for value of size 3"), None),
+        (ValueError("DATA_LOSS: Error decoding the manifest"), None),
+        (json.JSONDecodeError("Expecting value", '{"kind": "by', 12), None),
+        (KeyError("value"), None),
+        (_raised(ValueError("shape (5,) != (2,)"), KeyError("w")), None),
+    ],
+)
+def test_refused_reads_are_told_from_damage(error, refused):
+    reason = checkpoint._read_refused(error)
+    assert (reason is None) == (refused is None), reason
+    if refused is not None:
+        assert reason.startswith(refused)
+
+
+def test_failed_path_names_the_file():
+    tensorstore = ValueError(_TENSORSTORE_REFUSAL.format(state="/w/checkpoints/3/state"))
+    assert checkpoint._failed_path(tensorstore) == "/w/checkpoints/3/state/d/10fe31c3"
+    wrapped = _raised(
+        checkpoint.CheckpointError("init_from failed"), PermissionError(13, "x", "/f")
+    )
+    assert checkpoint._failed_path(wrapped) == "/f"
+    # Unknown: the step directory is named instead.
+    message = checkpoint._unreadable(3, OSError(errno.EIO, "EIO"), Path("/w/checkpoints/3"))
+    assert message.startswith("could not read checkpoint step 3: /w/checkpoints/3: Input/output")
+
+
+def test_refused_rename_is_one_error_and_moves_nothing(tmp_path, monkeypatch):
+    """A damaged step that may not be moved aside: one line naming both paths and the reason;
+    resuming anyway would leave the damaged step where the run saves that step again."""
+    abstract = _three_steps(tmp_path)
+    damage(tmp_path / "checkpoints" / "3", "garbled_data_state")
+
+    def refuse(path, target):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path), None, str(target))
+
+    monkeypatch.setattr(Path, "rename", refuse)
+    with checkpoint.Checkpointer(tmp_path, keep=5) as ckpt:
+        with pytest.raises(checkpoint.CheckpointError) as raised:
+            ckpt.restore(abstract)
+    message = str(raised.value)
+    root = tmp_path / "checkpoints"
+    assert "\n" not in message
+    assert f"step 3 in {root} is damaged (JSONDecodeError" in message
+    assert f"{root / '3'} -> {root / '3.corrupt'}: Permission denied;" in message
+    assert "move it away yourself" in message and "step 2 restores" in message
+    assert sorted(os.listdir(root)) == ["1", "2", "3"]
 
 
 def test_nothing_restorable_raises_and_moves_nothing(tmp_path):

@@ -5,6 +5,9 @@ The full disk is a file-size limit (`RLIMIT_FSIZE`) on a child process: writes p
 with EFBIG ("File too large") in Orbax's Python and TensorStore's C++ threads alike, as they
 would with ENOSPC on a full disk (Python ignores SIGXFSZ, so the write returns the error).
 No root or small filesystem needed, and the limit stays in the child.
+
+An asynchronous save that fails is reported at the next step (`Checkpointer.check`, which
+never waits for a save being written), not at the next save.
 """
 
 import errno
@@ -13,6 +16,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -21,8 +25,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from smlp_jax.train import checkpoint
-from tests.train.checkpoint_trees import abstract_of, assert_bit_equal
-from tests.train.tiny import REPO, main_command, subprocess_env
+from tests.train.checkpoint_trees import abstract_of, assert_bit_equal, hold_commit
+from tests.train.tiny import REPO, main_command, read_metrics, subprocess_env
 
 LIMIT = 64 * 1024  # bytes a file may grow to; every checkpoint's array data file is larger
 REFUSED = os.strerror(errno.EFBIG)
@@ -34,9 +38,10 @@ def _state():
 
 
 # Per mode: step 20 saved, the limit set, step 40 saved (and, asynchronously, step 60 started:
-# it must report the failed 40, not itself). The report is JSON; nothing is read from stdout.
+# it must report the failed 40, not itself; or, mode "check", no further save: the per-step
+# `check()` polled until it reports 40). The report is JSON; nothing is read from stdout.
 _CHILD = """
-import json, logging, resource, sys
+import json, logging, resource, sys, time
 sys.path.insert(0, {repo!r})
 from smlp_jax.train import checkpoint
 from tests.train.test_disk_full import LIMIT, _state
@@ -46,15 +51,20 @@ handler = logging.Handler()
 handler.emit = records.append
 logging.getLogger().addHandler(handler)
 reports = {{}}
-for mode in ("sync", "async"):
+for mode in ("sync", "async", "check"):
     report = reports[mode] = {{"calls": []}}
-    ckpt = checkpoint.Checkpointer(f"{{sys.argv[1]}}/{{mode}}", keep=1, async_save=mode == "async")
+    ckpt = checkpoint.Checkpointer(f"{{sys.argv[1]}}/{{mode}}", keep=1, async_save=mode != "sync")
     ckpt.save(20, _state(), data_state={{"pos": 20}})
     ckpt.wait()
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, resource.RLIM_INFINITY))
     try:
-        for step in (40, 60) if mode == "async" else (40,):
+        for step in {{"sync": (40,), "async": (40, 60), "check": (40,)}}[mode]:
             report["calls"].append(["save", step, ckpt.save(step, _state())])
+        if mode == "check":  # what the training loop does at each step after the save
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                ckpt.check()
+                time.sleep(0.01)
         report["calls"].append(["wait"])
         ckpt.wait()
     except checkpoint.CheckpointError as err:
@@ -90,7 +100,8 @@ def test_failed_save_keeps_the_previous_checkpoint_and_says_so(tmp_path):
             f"could not write checkpoint 40 to {directory}: {REFUSED}; "
             "the checkpoint of step 20 is intact"
         ), mode
-        # Synchronous: save(40) raises. Asynchronous: save(40) starts, save(60) reports it.
+        # Synchronous: save(40) raises. Asynchronous: save(40) starts, and save(60) reports
+        # it, or `check()` does, with no further save (before the 60 s it polls are up).
         calls = [] if mode == "sync" else [["save", 40, True]]
         assert report["calls"] == calls and report["steps"] == [20], mode
         # keep=1 would have deleted step 20 once 40 was committed; 40 never was.
@@ -105,15 +116,48 @@ def test_failed_save_keeps_the_previous_checkpoint_and_says_so(tmp_path):
         assert sorted(os.listdir(directory)) == ["40"], mode
 
 
+def test_check_returns_at_once_while_a_save_is_being_written(tmp_path):
+    """`check()` runs at every step, so it must never wait for a save: while the commit of
+    step 40 is held back, it returns at once (the gate opens by itself only after 5 s, so
+    a check that waited would find it open) and `in_flight_step()` names 40; once step 40
+    is committed, nothing is in flight and `check()` has nothing to report."""
+    gate = tmp_path / "gate"
+    release = hold_commit(40, gate)
+    opener = threading.Timer(5, gate.touch)
+    try:
+        with checkpoint.Checkpointer(tmp_path / "run", keep=1) as ckpt:
+            assert ckpt.save(40, _state())
+            opener.start()
+            for _ in range(10):
+                ckpt.check()
+            assert not gate.exists()
+            assert ckpt.in_flight_step() == 40 and not ckpt.is_committed(40)
+            gate.touch()
+            deadline = time.monotonic() + 60
+            while ckpt.in_flight_step() is not None:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert ckpt.is_committed(40)
+            ckpt.check()
+            assert ckpt.all_steps() == [40]
+    finally:
+        opener.cancel()
+        release()
+
+
 # Reading the intact state back without a target (plain numpy) is what we want here.
 @pytest.mark.filterwarnings("ignore:Sharding info not provided:UserWarning")
 def test_main_py_ends_with_one_line_when_the_disk_is_full(demo_data_dir, tmp_path):
-    """`main.py` on the tiny demo (checkpoints at 4, 8, 12): the file-size limit is set on the
-    running child once step 4 is committed, so a later save fails, and the run exits 1 with
-    the `error:` line last on stderr, naming the failed step and the intact one."""
+    """`main.py` on the tiny demo (checkpoints every 20 steps of 80): the file-size limit is
+    set on the running child once step 20 is committed, so a later save fails, and the run
+    exits 1 with the `error:` line last on stderr, naming the failed step and the intact
+    one. The asynchronous save's failure stops the run a few steps later (about 0.3 s here,
+    through the per-step `Checkpointer.check`), before the next checkpoint step would
+    have reported it."""
+    every = 20
     workdir = tmp_path / "run"
     proc = subprocess.Popen(
-        main_command(workdir, demo_data_dir),
+        main_command(workdir, demo_data_dir, total_steps=4 * every, checkpoint_every=every),
         env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -122,7 +166,7 @@ def test_main_py_ends_with_one_line_when_the_disk_is_full(demo_data_dir, tmp_pat
     )
     try:
         deadline = time.monotonic() + 300
-        while not (workdir / "checkpoints" / "4").is_dir():
+        while not (workdir / "checkpoints" / str(every)).is_dir():
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             assert time.monotonic() < deadline
             time.sleep(0.002)
@@ -140,7 +184,11 @@ def test_main_py_ends_with_one_line_when_the_disk_is_full(demo_data_dir, tmp_pat
         f"{REFUSED}; the checkpoint of step {committed[-1]} is intact"
     )
     assert [line for line in err.splitlines() if line.startswith("error:")] == [last]
-    assert committed[-1] < failed[0]
+    assert "Traceback" not in err, err[-3000:]
+    assert committed[-1] < failed[0] < 4 * every
+    # Reported at the first steps after the failed save, before the next one would have.
+    logged = [m["step"] for m in read_metrics(workdir) if "train/loss" in m]
+    assert failed[0] <= logged[-1] < failed[0] + every, (failed, logged[-1])
     # What it says is intact reads back (every array; bit-exactness: the test above).
     state_dir = (workdir / "checkpoints" / str(committed[-1]) / "state").absolute()
     with ocp.PyTreeCheckpointer() as reader:

@@ -1,11 +1,14 @@
 """`init_from.load_for_init`: the train state (or a sub-tree) from one of our checkpoints,
-given a workdir, its checkpoints folder or one step; damaged steps skipped but left alone;
-errors that say what is wrong. Small pytrees on the 1 CPU device."""
+given a workdir, its checkpoints folder or one step; damaged steps skipped but left alone,
+unreadable ones not skipped; errors that say what is wrong. Small pytrees on the 1 CPU device."""
 
+import errno
 import os
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import orbax.checkpoint as ocp
 import pytest
 
 from smlp_jax.train import checkpoint, init_from
@@ -35,6 +38,29 @@ def test_load_for_init(tmp_path):
     with pytest.warns(checkpoint.CheckpointFallbackWarning, match="skipped checkpoint step 2"):
         assert_bit_equal(tiny_state(seed=1), init_from.load_for_init(tmp_path / "run", full))
     assert sorted(os.listdir(tmp_path / "run/checkpoints")) == ["1", "2"]
+
+
+def test_refused_read_is_not_skipped(tmp_path, monkeypatch):
+    """A newest step the OS will not let us read (permission denied) is an error naming the
+    file, not a silent fall-back to an older step: the user meant the newest weights."""
+    with checkpoint.Checkpointer(tmp_path / "run", async_save=False) as ckpt:
+        ckpt.save(1, {"w": jnp.zeros(2)})
+        ckpt.save(2, {"w": jnp.ones(2)})
+    refused = tmp_path / "run/checkpoints/2/state/_METADATA"
+    metadata = ocp.PyTreeCheckpointHandler.metadata
+
+    def refusing_metadata(handler, directory, *args, **kwargs):
+        if Path(directory) == refused.parent:
+            raise PermissionError(errno.EACCES, "Permission denied", str(refused))
+        return metadata(handler, directory, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.PyTreeCheckpointHandler, "metadata", refusing_metadata)
+    abstract = {"w": jax.ShapeDtypeStruct((2,), jnp.float32)}
+    with pytest.raises(checkpoint.CheckpointError) as raised:
+        init_from.load_for_init(tmp_path / "run", abstract)
+    assert str(raised.value).startswith(
+        f"could not read checkpoint step 2: {refused}: Permission denied;"
+    )
 
 
 def test_load_for_init_errors(tmp_path):

@@ -1,14 +1,21 @@
 """PreemptionGuard on one process: SIGTERM and Ctrl-C become a flag and the old handler
-comes back; a second Ctrl-C exits at once; through main.py, Ctrl-C saves and exits 130.
+comes back; a second signal exits at once, or, while a checkpoint is being written, once it
+is committed (bounded; a third signal ends the wait); through main.py, Ctrl-C saves and
+exits 130, and SIGTERM twice keeps the checkpoint that was being written.
 (Two processes stopping at the same step: tests/train/test_checkpoint.py.)"""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
-from smlp_jax.train import preemption
+import jax.numpy as jnp
+import pytest
+
+from smlp_jax.train import checkpoint, preemption
+from tests.train.checkpoint_trees import abstract_of
 from tests.train.tiny import REPO, main_command, read_metrics, run_main, subprocess_env
 
 
@@ -44,7 +51,8 @@ SECOND_SIGNAL = """
 import os, signal, time
 from smlp_jax.train import preemption
 from tests.train.tiny import REPO, main_command, read_metrics, run_main, subprocess_env
-with preemption.PreemptionGuard() as guard:
+# Nothing in flight (what `Checkpointer.in_flight_step` says between saves).
+with preemption.PreemptionGuard(in_flight=lambda: None, committed=lambda step: False) as guard:
     os.kill(os.getpid(), signal.SIGINT)
     while not guard.should_stop:
         time.sleep(0.01)
@@ -65,6 +73,162 @@ def test_a_second_ctrl_c_exits_at_once():
     assert out.returncode == 130, out
     assert "SIGINT again: exiting now" in out.stdout and "not reached" not in out.stdout
     assert "Traceback" not in out.stderr
+
+
+# Step 20 committed; step 40's commit held until the file argv[2] exists (created argv[3]
+# seconds after the first signal; never if negative). SIGTERM, and 0.1 s later, from another
+# thread, a second one while the main thread waits for step 40, as the trainer's stop save
+# does (its `wait()` for the save in flight).
+HELD_SAVE = """
+import os, signal, sys, threading, time
+from pathlib import Path
+import jax.numpy as jnp
+from smlp_jax.train import checkpoint, preemption
+from tests.train.checkpoint_trees import hold_commit
+
+workdir, gate, commit_after, wait_s = sys.argv[1], Path(sys.argv[2]), *map(float, sys.argv[3:])
+ckpt = checkpoint.Checkpointer(workdir)
+ckpt.save(20, {"w": jnp.arange(4.0)}, data_state={"pos": 20})
+ckpt.wait()
+hold_commit(40, gate)
+ckpt.save(40, {"w": jnp.arange(4.0) + 1}, data_state={"pos": 40})
+with preemption.PreemptionGuard(
+    in_flight=ckpt.in_flight_step, committed=ckpt.is_committed, save_wait_s=wait_s
+) as guard:
+    os.kill(os.getpid(), signal.SIGTERM)
+    while not guard.should_stop:
+        time.sleep(0.01)
+    if commit_after >= 0:
+        threading.Timer(commit_after, gate.touch).start()
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    ckpt.wait()
+print("not reached", flush=True)
+"""
+
+
+@pytest.mark.parametrize("commits", [True, False], ids=["commits", "never_commits"])
+def test_a_second_sigterm_waits_for_the_checkpoint_being_written(tmp_path, commits):
+    """SIGTERM twice 0.1 s apart while checkpoint 40 is still being written (a real
+    Checkpointer, its commit held back): the second one waits for it and exits 143 once it
+    is committed (1 s later), saying so; a save that is not committed within the bound
+    (0.5 s here) is given up, and the line says that too. Either way the resumed run finds
+    a whole checkpoint: 40, or else 20."""
+    workdir, gate = tmp_path / "run", tmp_path / "gate"
+    commit_after, wait_s = ("1", "30") if commits else ("-1", "0.5")
+    out = subprocess.run(
+        [sys.executable, "-c", HELD_SAVE, str(workdir), str(gate), commit_after, wait_s],
+        env=subprocess_env(1),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert out.returncode == 143, out
+    given_up = "was not committed within 0.5 s; exiting without it"
+    outcome = "is committed; exiting" if commits else given_up
+    assert out.stdout.splitlines() == [
+        f"SIGTERM again: waiting up to {wait_s} s for the checkpoint of step 40 being written, "
+        "then exiting",
+        f"the checkpoint of step 40 {outcome}",
+    ], out
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    on_disk = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    if commits:
+        assert on_disk == ["20", "40"], on_disk
+    else:
+        assert on_disk[0] == "20" and on_disk[1].startswith("40.orbax-checkpoint-tmp"), on_disk
+    with checkpoint.Checkpointer(workdir, read_only=True) as reader:
+        step, _, data_state = reader.restore(abstract_of({"w": jnp.arange(4.0)}))
+    assert (step, data_state) == ((40, {"pos": 40}) if commits else (20, {"pos": 20}))
+
+
+THIRD_SIGNAL = """
+import os, signal, threading, time
+from smlp_jax.train import preemption
+# A save of step 40 that never commits: the second Ctrl-C would wait the whole 30 s.
+with preemption.PreemptionGuard(in_flight=lambda: 40, committed=lambda step: False) as guard:
+    os.kill(os.getpid(), signal.SIGINT)
+    while not guard.should_stop:
+        time.sleep(0.01)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()  # the third
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(60)
+print("not reached")
+"""
+
+
+def test_a_third_ctrl_c_ends_the_wait():
+    start = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-c", THIRD_SIGNAL],
+        env=subprocess_env(1),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 130, out
+    assert out.stdout.splitlines() == [
+        "SIGINT again: waiting up to 30 s for the checkpoint of step 40 being written, then "
+        "exiting",
+        "SIGINT again: exiting now, without the checkpoint of step 40",
+    ], out
+    assert time.monotonic() - start < 25  # well before the 30 s bound
+
+
+# main.py, with the commit of checkpoint 8 held until the file argv[1] exists.
+HELD_MAIN = """
+import runpy, sys
+from tests.train.checkpoint_trees import hold_commit
+hold_commit(8, sys.argv[1])
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _logged_steps(workdir) -> list[int]:
+    """The steps in metrics.jsonl so far (a line being written is left out)."""
+    path = workdir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line)["step"] for line in lines if line.endswith("}")]
+
+
+def test_sigterm_twice_in_main_keeps_the_checkpoint_being_written(demo_data_dir, tmp_path):
+    """The fault injector's case through main.py: SIGTERM twice 0.1 s apart while the
+    periodic checkpoint of step 8 is still being written (its commit held back until 1 s
+    after the second signal). The run waits for it, exits 143, and step 8 is committed:
+    the rerun would resume from 8, not from 4. (The stop checkpoint is given up.)"""
+    workdir, gate = tmp_path / "run", tmp_path / "gate"
+    command = main_command(workdir, demo_data_dir, total_steps=40, checkpoint_every=4)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HELD_MAIN, str(gate), *command[1:]],
+        env=subprocess_env(1),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Past step 8's save (its arrays copied, the write in the background), not inside it.
+        deadline = time.monotonic() + 240
+        while max(_logged_steps(workdir), default=0) < 9:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.poll()
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        gate.touch()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, (out[-3000:], err[-3000:])
+    lines = out.splitlines()
+    waiting = "waiting up to 30 s for the checkpoint of step 8 being written, then exiting"
+    assert f"SIGTERM again: {waiting}" in lines, out[-3000:]
+    assert lines[-1] == "the checkpoint of step 8 is committed; exiting", out[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    committed = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert committed == [4, 8], committed
 
 
 def test_ctrl_c_in_main_saves_resumes_exactly_and_a_finished_rerun_says_so(demo_data_dir, tmp_path):

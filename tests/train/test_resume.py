@@ -1,17 +1,21 @@
-"""Exact resume: SIGKILL during asynchronous saves, SIGTERM (preemption), and a damaged latest
-checkpoint.
+"""Exact resume: SIGKILL during asynchronous saves, SIGTERM (preemption), and damaged latest
+checkpoints; a checkpoint the OS will not let the run read stops it instead.
 
 All runs are `main.py` children with the same environment (so the same XLA programs):
 a reference that runs uninterrupted; one killed with SIGKILL twice, each time while a save is
 in flight (its `<step>.orbax-checkpoint-tmp` directory exists): in the background of training
 after step 20's save (or 30's, 40's should a save finish before the kill lands), and in the
 final save at the end of the run; one stopped with SIGTERM whose latest checkpoint is then
-damaged. Restarting the same command must end with the reference's metrics.jsonl (every loss
-and eval value) and final parameters, bit for bit. The runs augment on device
+unreadable (permission denied: the run stops, nothing moved), then damaged (arrays cut short),
+and the one before it holds an invalid input-iterator state. Restarting the same command must
+end with the reference's metrics.jsonl (every loss and eval value) and final parameters, bit
+for bit. The runs augment on device
 (`input.augment_on="device"`), whose draws must replay as well.
 """
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import time
@@ -49,6 +53,30 @@ def _start(workdir: Path, data_dir: str, cache: str, tag: str):
         cwd=REPO,
     )
     return proc, log
+
+
+def _refused_read_run(workdir: Path, data_dir: str, cache: str, unreadable: Path):
+    """Reruns the command with `unreadable` chmod 000 and root's override of file permissions
+    dropped (the tests may run as root), then makes it readable again. -> the finished run;
+    None where root cannot drop it (no setpriv)."""
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            return None
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    mode = unreadable.stat().st_mode
+    unreadable.chmod(0)
+    try:
+        return subprocess.run(
+            prefix + main_command(workdir, data_dir, **RUN),
+            env=subprocess_env(1, cache_dir=cache),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+        )
+    finally:
+        unreadable.chmod(mode)
 
 
 def _wait(run, timeout=300) -> int:
@@ -161,12 +189,31 @@ def test_sigkill_in_saves_sigterm_and_damaged_checkpoint_resume_exactly(demo_dat
     # SIGTERM left a checkpoint at the step it stopped at (not a multiple of 10).
     stopped = max(_step_dirs(preempted)[0])
     assert stopped >= 33
-    # Damage that latest checkpoint as a full disk or a cut copy does: its array data file
-    # truncated, so most of its arrays' reads fail (the metadata still reads).
     data = preempted / "checkpoints" / str(stopped) / "state" / "ocdbt.process_0" / "d"
     largest = max((f for f in data.iterdir() if f.is_file()), key=lambda f: f.stat().st_size)
+    # That checkpoint's array data unreadable (permission denied, as an NFS or object-store
+    # hiccup would be): no proof of damage, so one error line naming the file, and nothing
+    # moved aside or skipped.
+    before = sorted(p.name for p in (preempted / "checkpoints").iterdir())
+    refused = _refused_read_run(preempted, demo_data_dir, cache, largest)
+    if refused is not None:
+        assert refused.returncode == 1, refused.stderr[-3000:]
+        errors = [line for line in refused.stderr.splitlines() if line.strip()]
+        assert errors == [
+            f"error: could not read checkpoint step {stopped}: {largest}: Permission denied; "
+            "it may well be intact, so it was not moved aside and no older step was used: "
+            "make it readable (permissions, the mount, the storage) and run again."
+        ], refused.stderr[-3000:]
+        assert "resumed from" not in refused.stdout
+        assert sorted(p.name for p in (preempted / "checkpoints").iterdir()) == before
+    # Now damage it as a full disk or a cut copy does: its array data file truncated, so most
+    # of its arrays' reads fail (the metadata still reads)...
     with largest.open("r+b") as f:
         f.truncate(1000)
+    # ...and the checkpoint before it holds valid JSON that no input iterator saved.
+    *_, resume_at, previous, _ = sorted(_step_dirs(preempted)[0])
+    data_state = preempted / "checkpoints" / str(previous) / "data" / "process_0.json"
+    data_state.write_text(json.dumps({"kind": "dict", "value": {"step": previous}}))
 
     resumed = {
         "killed": _start(killed, demo_data_dir, cache, "2"),
@@ -182,11 +229,15 @@ def test_sigkill_in_saves_sigterm_and_damaged_checkpoint_resume_exactly(demo_dat
     assert _wait(resumed["killed"]) == 0
     assert _wait(resumed["preempted"]) == 0
     assert _wait(runs["reference"]) == 0
-    # The damaged step was moved aside (not deleted) and the run resumed before it, saying
-    # so in one warning line: none of the failed reads' tracebacks reach the console.
+    # The damaged steps were moved aside (not deleted) and the run resumed before them,
+    # saying so in one warning line each: none of the failed reads' tracebacks reach the
+    # console.
     assert (preempted / "checkpoints" / f"{stopped}.corrupt").is_dir()
+    assert (preempted / "checkpoints" / f"{previous}.corrupt").is_dir()
     log = (preempted.parent / "preempted_2.log").read_text()
-    assert log.count("could not be restored") == 1, log
+    assert log.count("could not be restored") == 2, log
+    assert "data/process_0.json: input-iterator state: keys step" in log, log
+    assert f"resumed from {preempted / 'checkpoints'}/{resume_at}" in log, log
     for noise in ("Traceback", "Exception ignored", "never retrieved", "Event loop is closed"):
         assert noise not in log, log[-3000:]
     other = [line for line in log.splitlines() if not line.startswith(("step ", "eval @"))]

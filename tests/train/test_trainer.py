@@ -99,6 +99,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(demo_run, demo_data_dir, 
         demo_data_dir,
         total_steps=60,
         checkpoint_every=1,
+        allow_changes="optimizer,total_steps",  # the resume changes the recipe on purpose
         **{"optimizer.lr": 1e30, "optimizer.warmup_steps": 0},
     )
     err = _one_line_error(capsys, exploding, workdir)
@@ -169,7 +170,7 @@ def test_config_typo_fails_in_main(demo_data_dir, tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(
         "error: unknown config key 'batchsize' (did you mean 'batch_size'?); known keys at the "
-        "top level: async_checkpoint, "
+        "top level: allow_changes, async_checkpoint, "
     ), line
 
 
@@ -351,7 +352,9 @@ def test_damaged_metrics_lines_are_moved_aside_and_the_resume_trains_on(
     shutil.copytree(demo_run[0], workdir)
     metrics = workdir / "metrics.jsonl"
     metrics.write_bytes(metrics.read_bytes() + DAMAGE + b'{"step": 4')  # + a line cut short
-    config = tiny_config(demo_data_dir, total_steps=45, log_every=5, checkpoint_every=0)
+    config = tiny_config(
+        demo_data_dir, total_steps=45, log_every=5, checkpoint_every=0, allow_changes="total_steps"
+    )
     with pytest.warns(MetricsDamagedWarning, match="3 damaged line"):
         assert trainer.train_and_evaluate(config, str(workdir))["step"] == 45
     assert len((workdir / "metrics.jsonl.damaged").read_text().splitlines()) == 3
