@@ -35,7 +35,7 @@ from smlp_jax.tools.trained import (
     run_preprocessing,
     trained_model,
 )
-from smlp_jax.train import run_record
+from smlp_jax.train import checkpoint, run_record
 from smlp_jax.train.cli import USER_ERRORS
 from smlp_jax.train.metrics import last_logged
 
@@ -100,6 +100,7 @@ def training_summary(run: Run, args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_with_config_overrides(build_parser(), argv)
+    checkpoint.quiet.install()  # this process is ours: one line per failed read
     try:
         model, run = load_model(args, overrides)
         if args.to == "hub":

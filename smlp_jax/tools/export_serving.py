@@ -33,6 +33,7 @@ from smlp_jax.tools.trained import (
     run_preprocessing,
     trained_model,
 )
+from smlp_jax.train import checkpoint
 from smlp_jax.train.cli import USER_ERRORS
 
 ONNX_FILE = "model.onnx"
@@ -121,6 +122,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    checkpoint.quiet.install()  # this process is ours: one line per failed read
     try:
         for path in export(args, overrides):
             print(path)

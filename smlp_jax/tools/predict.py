@@ -49,6 +49,7 @@ from smlp_jax.tools.trained import (
     parse_with_config_overrides,
     trained_model,
 )
+from smlp_jax.train import checkpoint
 from smlp_jax.train.cli import USER_ERRORS
 
 TOP_K = 5
@@ -232,6 +233,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    checkpoint.quiet.install()  # this process is ours: one line per failed read
     try:
         check_images(args.images)
         model, transform, names = build_classifier(args, overrides)

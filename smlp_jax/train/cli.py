@@ -17,7 +17,7 @@ import jax
 from smlp_jax.convert import WeightsFileError, WeightsMismatchError
 from smlp_jax.data import DataError
 from smlp_jax.models import UnknownModelError
-from smlp_jax.train import preemption, trainer
+from smlp_jax.train import checkpoint, preemption, trainer
 from smlp_jax.train.checkpoint import CheckpointError
 from smlp_jax.train.errors import TrainError
 
@@ -69,7 +69,10 @@ def run(
 ) -> int:
     """Runs `mode` and returns the exit status: 0 done, 1 bad input, 128 + the signal's
     number when SIGTERM or Ctrl-C stopped training after a checkpoint (143 / 130)."""
+    # This process is ours (main.py): one-line warnings, and Orbax's noise after a failed
+    # read or write goes (the failure is reported as one line).
     warnings.formatwarning = _format_warning
+    checkpoint.quiet.install()
     message = None
     try:
         if distributed:

@@ -35,6 +35,7 @@ import ml_collections
 
 from smlp_jax.models import registry
 from smlp_jax.train.errors import ConfigError
+from smlp_jax.train.state import model_kwargs
 
 FORMAT = 1
 ITEM = "record"  # the checkpoint item (folder) it is saved as
@@ -139,8 +140,6 @@ def _versions() -> dict[str, str]:
 
 def make(config: Any, info: Any) -> dict[str, Any]:
     """The record of a run of `config` on the dataset `info` (`data.DatasetInfo`)."""
-    from smlp_jax.train.state import model_kwargs  # state imports the models: keep this light
-
     hyperparameters = {**registry.hyperparameters(config.model), **model_kwargs(config)}
     return {
         "format": FORMAT,

@@ -57,7 +57,7 @@ def assert_bit_equal(a, b):
     assert jax.tree.structure(a) == jax.tree.structure(b)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         assert x.dtype == y.dtype and x.shape == y.shape
-        if checkpoint._is_key(x):
+        if checkpoint.encoding._is_key(x):
             x, y = jax.random.key_data(x), jax.random.key_data(y)
         bits_x, bits_y = (np.asarray(v).reshape(-1).view(np.uint8) for v in (x, y))
         np.testing.assert_array_equal(bits_x, bits_y)

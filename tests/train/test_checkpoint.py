@@ -31,6 +31,7 @@ from tests.train.checkpoint_trees import (
     mesh_sharding,
     tiny_state,
 )
+from tests.train.tiny import subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -281,7 +282,7 @@ def _raised(error: BaseException, cause: BaseException | None = None) -> BaseExc
     ],
 )
 def test_refused_reads_are_told_from_damage(error, refused):
-    reason = checkpoint._read_refused(error)
+    reason = checkpoint.errors.read_refused(error)
     assert (reason is None) == (refused is None), reason
     if refused is not None:
         assert reason.startswith(refused)
@@ -289,13 +290,13 @@ def test_refused_reads_are_told_from_damage(error, refused):
 
 def test_failed_path_names_the_file():
     tensorstore = ValueError(_TENSORSTORE_REFUSAL.format(state="/w/checkpoints/3/state"))
-    assert checkpoint._failed_path(tensorstore) == "/w/checkpoints/3/state/d/10fe31c3"
+    assert checkpoint.errors.failed_path(tensorstore) == "/w/checkpoints/3/state/d/10fe31c3"
     wrapped = _raised(
         checkpoint.CheckpointError("init_from failed"), PermissionError(13, "x", "/f")
     )
-    assert checkpoint._failed_path(wrapped) == "/f"
+    assert checkpoint.errors.failed_path(wrapped) == "/f"
     # Unknown: the step directory is named instead.
-    message = checkpoint._unreadable(3, OSError(errno.EIO, "EIO"), Path("/w/checkpoints/3"))
+    message = checkpoint.errors.unreadable(3, OSError(errno.EIO, "EIO"), Path("/w/checkpoints/3"))
     assert message.startswith("could not read checkpoint step 3: /w/checkpoints/3: Input/output")
 
 
@@ -387,10 +388,10 @@ with checkpoint.Checkpointer(workdir) as ckpt:
         w = jax.make_array_from_callback((4,), sharding, lambda i: np.arange(4.0)[i] + step)
         ckpt.save(step, {{"w": w}}, data_state={{"process": process, "step": step}})
     ckpt.wait()
-    checkpoint._sync("damage_before")
+    checkpoint.restore._sync("damage_before")
     if process == 0:
         (ckpt.directory / "3" / "data" / "process_1.json").write_text("{{")
-    checkpoint._sync("damage_after")
+    checkpoint.restore._sync("damage_after")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         step, state, data_state = ckpt.restore(abstract)
@@ -487,3 +488,42 @@ def test_read_only_reader_changes_nothing(tmp_path):
         with pytest.raises(checkpoint.CheckpointError, match="read-only"):
             reader.save(4, state)
     assert _steps_on_disk(ckpt) == ["1", "2", "3.orbax-checkpoint-tmp"]
+
+
+_HOOKS_AFTER_READING = """
+import logging, sys
+sys.path.insert(0, {repo!r})
+import jax, jax.numpy as jnp
+from smlp_jax.train import checkpoint, init_from
+
+def hooks():
+    return (sys.unraisablehook, [tuple(logging.getLogger(n).filters) for n in ("absl", "asyncio")])
+
+before = hooks()
+with checkpoint.Checkpointer({workdir!r}, async_save=False) as ckpt:
+    ckpt.save(1, {{"w": jnp.ones(3)}})
+    ckpt.save(2, {{"w": jnp.ones(3)}})
+(open({workdir!r} + "/checkpoints/2/state/manifest.ocdbt", "wb").write(b"damaged"))
+import warnings
+with warnings.catch_warnings(record=True):
+    with checkpoint.Checkpointer({workdir!r}, read_only=True) as reader:
+        step = reader.restore({{"w": jax.ShapeDtypeStruct((3,), jnp.float32)}})[0]
+    init_from.load_for_init({workdir!r}, {{"w": jax.ShapeDtypeStruct((3,), jnp.float32)}})
+assert step == 1, step
+assert hooks() == before, (hooks(), before)
+assert not checkpoint.quiet.installed()
+checkpoint.quiet.install()
+assert checkpoint.quiet.installed() and hooks() != before
+print("ok")
+"""
+
+
+def test_reading_a_checkpoint_changes_no_process_wide_hook(tmp_path):
+    """Saving, restoring past a damaged step and `load_for_init` leave `sys.unraisablehook`
+    and the log filters as they were: only the process owner installs the quieting."""
+    code = _HOOKS_AFTER_READING.format(repo=str(REPO), workdir=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
+        timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]

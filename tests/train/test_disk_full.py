@@ -46,6 +46,7 @@ sys.path.insert(0, {repo!r})
 from smlp_jax.train import checkpoint
 from tests.train.test_disk_full import LIMIT, _state
 
+checkpoint.quiet.install()  # as main.py and the tools do: this child owns its process
 records = []
 handler = logging.Handler()
 handler.emit = records.append
