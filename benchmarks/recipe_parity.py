@@ -22,7 +22,7 @@ stage and patch 6 (SPACH's datasets.py switches to a CIFAR pipeline at 32 px and
 - our side (`--side ours`): `smlp_jax.train.trainer.train_and_evaluate` on
   configs/smlpnet.py:t with the settings above.
 
-Run (both sides, 3 seeds each, prints the README table and writes recipe_parity.json):
+Run (both sides, 3 seeds each, prints the docs/results.md table and writes recipe_parity.json):
     .venv/bin/python benchmarks/recipe_parity.py --torch-python .venv-bench/bin/python
 (`PARITY_EPOCHS=2` for a quick check that both sides run; the table needs the 30.)
 Set up the torch side once (torch 2.14.1 + torchvision 0.29.1 lie on this machine's disk):

@@ -61,8 +61,7 @@ Result (deterministic from seed 0): eval top-1 95.00% at step 200 and 97.30% at 
 (top-5 99.60%, loss 0.115) on the 1,000 held-out digits; 548k parameters.
 Wall time of the whole command (start-up, data already built, compilation, training, two
 evals): 2 min 26 s on this 2-core CPU on 2026-11-22 20:26 UTC while three other training
-runs shared the two cores (load ~10); the same command took 36 s at load ~2 (README
-"Results").
+runs shared the two cores (load ~10); the same command took 36 s at load ~2 (docs/results.md).
 """
 
 from __future__ import annotations

@@ -349,7 +349,7 @@ def export_onnx(
         from jax2onnx import to_onnx  # lazy: optional dependency
     except ImportError as err:
         raise ServingError(
-            f"ONNX export needs jax2onnx ({err}); see the README's Export section."
+            f"ONNX export needs jax2onnx ({err}); see docs/models.md, 'For serving'."
         ) from None
     forward, weights = _pure_forward(model)
     spec = _image_spec(model, image_size, batch, jnp.float32)

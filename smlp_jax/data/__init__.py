@@ -1,6 +1,6 @@
 """Input pipelines: tfds / image-folder / demo sources through grain, timm-style transforms;
 the augmentation after the crop (optionally) and Mixup/CutMix on device. See each module
-and the README's "Data" section."""
+and docs/data.md."""
 
 from smlp_jax.data import repeated_aug
 from smlp_jax.data.base import DataError, DatasetInfo

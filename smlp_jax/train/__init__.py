@@ -1,4 +1,4 @@
-"""Training: the loop, optimiser, sharding, checkpoints and metrics (see DESIGN.md).
+"""Training: the loop, optimiser, sharding, checkpoints and metrics (docs/design.md).
 
 from smlp_jax.train import train_and_evaluate
 final = train_and_evaluate(config, workdir)  # {"step", "train/loss", "eval/top1", ...}

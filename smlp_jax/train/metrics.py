@@ -208,7 +208,7 @@ class InputWatch:
             f"More worker processes (config.input.num_workers={cfg.num_workers}), a deeper "
             f"prefetch (config.input.prefetch={cfg.prefetch}), or the augmentation and "
             f"resize on the accelerator (config.input.augment_on={cfg.augment_on!r}, "
-            f'resize_on={cfg.resize_on!r}; README "Data").',
+            f'resize_on={cfg.resize_on!r}; docs/data.md).',
             InputWaitWarning,
             stacklevel=2,
         )
