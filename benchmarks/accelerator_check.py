@@ -55,7 +55,7 @@ TINY = (("smlpnet_t", 4, "float32"), ("mixer_b16", 4, "float32"))
 # (JPEGs, batch, timed batches, worker counts) of the input pipeline section.
 PIPELINE_FULL = (256, 64, 24, (0, 8))
 PIPELINE_TINY = (8, 4, 2, (0,))
-MODES = (("host", "host"), ("device", "host"), ("device", "device"))  # (augment_on, resize_on)
+MODES = data.input_plan.ON_DEVICE  # config.input.on_device: "", "augment", "resize_and_augment"
 
 
 def train_row(name: str, batch: int, dtype: str, tiny: bool, steps: int) -> dict:
@@ -95,7 +95,7 @@ def depthwise_row(tiny: bool) -> dict:
 
 def augment_row(tiny: bool) -> dict:
     batch, size = (4, 32) if tiny else (256, 224)
-    cfg = dict(data.default_input_config().to_dict(), augment_on="device")
+    cfg = dict(data.default_input_config().to_dict(), on_device="augment")
     augment = jax.jit(data.DeviceAugment(cfg, size))
     crops = jnp.asarray(np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), np.uint8))
     augment(jax.random.key(0), crops).block_until_ready()
@@ -119,13 +119,10 @@ def pipeline_rows(tiny: bool) -> list[dict]:
         with tempfile.TemporaryDirectory() as root:
             input_pipeline.make_jpeg_folder(root, images)
             for count in workers:
-                for augment_on, resize_on in MODES:
-                    rate = input_pipeline.time_pipeline(
-                        root, count, batch, batches, 1, augment_on, resize_on
-                    )
-                    rows.append({"workers": count, "augment_on": augment_on,
-                                 "resize_on": resize_on, "batch": batch,
-                                 "img_per_s": rate})  # fmt: skip
+                for on_device in MODES:
+                    rate = input_pipeline.time_pipeline(root, count, batch, batches, 1, on_device)
+                    rows.append({"workers": count, "on_device": on_device or "none",
+                                 "batch": batch, "img_per_s": rate})  # fmt: skip
     finally:
         if platforms is None:
             os.environ.pop("JAX_PLATFORMS")
@@ -165,12 +162,8 @@ def markdown(result: dict) -> str:
         )
     rows = result.get("pipeline") or []
     if rows and "error" not in rows[0]:
-        lines += ["", "| input pipeline workers | augment_on | resize_on | img/s |"]
-        lines += ["|--:|--|--|--:|"]
-        lines += [
-            f"| {r['workers']} | {r['augment_on']} | {r['resize_on']} | {r['img_per_s']:.0f} |"
-            for r in rows
-        ]
+        lines += ["", "| input pipeline workers | on_device | img/s |", "|--:|--|--:|"]
+        lines += [f"| {r['workers']} | {r['on_device']} | {r['img_per_s']:.0f} |" for r in rows]
     errors = [
         f"{k}: {v['error']}" for k, v in result.items() if isinstance(v, dict) and "error" in v
     ]

@@ -4,8 +4,8 @@ Generates a folder of photo-like JPEGs at ImageNet-like sizes (500x375, 375x500,
 ...; quality 90), then measures
   1. the per-example transform alone in one thread (decode + RandomResizedCrop + flip +
      RandAugment rand-m9-mstd0.5-inc1 + normalise + random erasing), by stage;
-  2. the host side of `input.augment_on="device"` (decode + RandomResizedCrop to uint8)
-     and, with `input.resize_on="device"` too, of decode + pad alone; the device side:
+  2. the host side of `input.on_device="augment"` (decode + RandomResizedCrop to uint8)
+     and of `"resize_and_augment"` (decode + pad alone); the device side:
      the jitted flip + RandAugment + normalise + erasing of a batch of 32 224 crops
      (`data.DeviceAugment`) and the jitted crop resize (`data.resize_batch`), against an
      sMLPNet-T train step at batch 32 on the same device (`--no-train-step` skips that: a
@@ -69,14 +69,14 @@ def time_stages(root: str, repeats: int) -> list[tuple[str, float, float]]:
     blobs = [open(f, "rb").read() for f in files]
     full = transforms.TrainTransform(cfg, 224)
     no_ra = transforms.TrainTransform(dict(cfg, randaugment="", re_prob=0.0, hflip=0.0), 224)
-    crop = transforms.TrainTransform(dict(cfg, augment_on="device"), 224)
-    decode = transforms.TrainTransform(dict(cfg, augment_on="device", resize_on="device"), 224)
+    crop = transforms.TrainTransform(dict(cfg, on_device="augment"), 224)
+    decode = transforms.TrainTransform(dict(cfg, on_device="resize_and_augment"), 224)
     stages = []
     for name, fn in (
         ("decode + RandomResizedCrop 224 + normalise", no_ra),
         ("host: full recipe (+ flip, RandAugment, erasing)", full),
         ("device: host part, decode + crop to uint8", crop),
-        ("device + resize_on device: host part, decode + pad", decode),
+        ("device resize too: host part, decode + pad", decode),
     ):
         start, start_cpu = time.perf_counter(), time.thread_time()
         for r in range(repeats):
@@ -102,7 +102,7 @@ def time_device_side(batch: int, train_step: bool) -> tuple[float, float, float 
     """(ms per batch of the jitted device augmentation, of the jitted crop resize from
     500x375 images padded to `resize_max`, ms per sMLPNet-T train step) at 224 on the
     default device; best of 5 (3 for the step) calls after compiling."""
-    cfg = dict(data.default_input_config().to_dict(), augment_on="device")
+    cfg = dict(data.default_input_config().to_dict(), on_device="augment")
     augment = jax.jit(data.DeviceAugment(cfg, 224))
     rng = np.random.default_rng(0)
     crops = jnp.asarray(rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8))
@@ -135,8 +135,7 @@ def time_pipeline(
     batch: int,
     batches: int,
     threads: int,
-    augment_on: str = "host",
-    resize_on: str = "host",
+    on_device: str = "",
 ) -> float:
     """Images/s of create_train_iterator after a warm-up batch (worker start-up excluded)."""
     config = ml_collections.ConfigDict(
@@ -146,8 +145,7 @@ def time_pipeline(
     config.input = data.default_input_config()
     config.input.num_workers = workers
     config.input.num_threads = threads
-    config.input.augment_on = augment_on
-    config.input.resize_on = resize_on
+    config.input.on_device = on_device
     iterator = data.create_train_iterator(config, process_index=0, process_count=1)
     next(iterator)
     start = time.perf_counter()
@@ -193,19 +191,14 @@ def main() -> None:
         step = f"{step_ms:.0f}" if step_ms else "-"
         print(f"| {augment_ms:.1f} | {resize_ms:.1f} | {step} | {fraction} |", flush=True)
         print(f"\ngrain pipeline, batch {args.batch}, {args.threads} thread(s) per worker:")
-        print("| workers | augment_on | img/s | img/s per worker process |\n|--:|--|--:|--:|")
+        print("| workers | on_device | img/s | img/s per worker process |\n|--:|--|--:|--:|")
         for workers in args.workers:
-            for augment_on, resize_on in (
-                ("host", "host"),
-                ("device", "host"),
-                ("device", "device"),
-            ):
+            for on_device in data.input_plan.ON_DEVICE:
                 rate = time_pipeline(
-                    root, workers, args.batch, args.batches, args.threads, augment_on, resize_on
+                    root, workers, args.batch, args.batches, args.threads, on_device
                 )
                 per = rate / max(workers, 1)
-                mode = augment_on + (" + resize" if resize_on == "device" else "")
-                print(f"| {workers} | {mode} | {rate:.0f} | {per:.0f} |", flush=True)
+                print(f"| {workers} | {on_device or 'none'} | {rate:.0f} | {per:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 the augmentation after the crop (optionally) and Mixup/CutMix on device. See each module
 and docs/data.md."""
 
-from smlp_jax.data import repeated_aug
+from smlp_jax.data import input_plan, repeated_aug
 from smlp_jax.data.base import DataError, DatasetInfo
 from smlp_jax.data.config import check_loading, default_input_config, default_mixup_config
 from smlp_jax.data.device_augment import DeviceAugment
@@ -27,6 +27,7 @@ from smlp_jax.data.pipeline import (
 from smlp_jax.data.sources import get_dataset_info
 
 __all__ = [
+    "input_plan",
     "check_mixup_mode",
     "DataError",
     "DeviceAugment",

@@ -25,6 +25,8 @@ from smlp_jax.data.base import DataError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PRESETS = ("imagenet", "simple")
+# config.input.on_device: how much of the train input's work the train step does.
+ON_DEVICE = ("", "augment", "resize_and_augment")
 
 
 def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
@@ -56,15 +58,15 @@ def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
     # Train: decode JPEGs at a reduced DCT scale when the crop is downscaled by >= 2x anyway
     # (eval always decodes at full resolution, as timm does).
     cfg.jpeg_draft = True
-    # Where the augmentation after the crop runs: "host" (PIL, numpy: transforms.py, the
-    # reference) or "device" (the host sends uint8 crops; flip, RandAugment, normalise and
-    # random erasing run jitted in the train step: device_augment.py).
-    cfg.augment_on = "host"
-    # With augment_on="device": where the RandomResizedCrop's resize runs. "device": the host
-    # only decodes and sends the image zero-padded to (resize_max, resize_max) with its crop
-    # box; the train step resamples it as Pillow does (device_resize.py). Larger images are
-    # resized on the host as before. 640 holds 640x480 photos (1.2 MB a padded image).
-    cfg.resize_on = "host"
+    # How much of the train input's work after decoding runs in the train step, jitted on
+    # the accelerator (smlp_jax/data/input_plan.py): "" none (the host crops, resizes and
+    # augments: transforms.py, the reference), "augment" (the host sends uint8 crops; flip,
+    # RandAugment, normalise and random erasing run in the step: device_augment.py), or
+    # "resize_and_augment" (the host only decodes and sends the image zero-padded to
+    # (resize_max, resize_max) with its crop box; the step resamples it as Pillow does,
+    # device_resize.py, then augments; larger images are resized on the host). 640 holds
+    # 640x480 photos (1.2 MB a padded image).
+    cfg.on_device = ""
     cfg.resize_max = 640
     # Train transforms.
     cfg.interpolation = "bicubic"  # "bicubic" | "bilinear" | "nearest" | "random" (timm's)

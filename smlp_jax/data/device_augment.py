@@ -1,5 +1,5 @@
 """The train augmentation after the crop, on the accelerator: flip, RandAugment, normalise,
-random erasing; jittable and vmapped over the batch (`config.input.augment_on="device"`).
+random erasing; jittable and vmapped over the batch (`config.input.on_device="augment"`).
 
 `DeviceAugment(input_cfg, image_size)(key, images)`: uint8 (B, S, S, 3), the host's
 RandomResizedCrop (or the simple preset's resize + translation), -> float32 (B, S, S, 3),
@@ -54,19 +54,19 @@ def check_device_input(cfg: dict) -> None:
     """ValueError (one line) for a `config.input` the device path cannot run as the host does."""
     if cfg["interpolation"] not in DEVICE_INTERPOLATIONS and cfg["randaugment"]:
         raise ValueError(
-            f"config.input.augment_on='device' runs RandAugment's warps with "
+            f"config.input.on_device={cfg.get('on_device')!r} runs RandAugment's warps with "
             f"{' or '.join(DEVICE_INTERPOLATIONS)}, not interpolation={cfg['interpolation']!r} "
             "(a filter drawn per op on the host); set config.input.interpolation='bicubic' "
-            "(the official recipe) or config.input.augment_on='host'."
+            "(the official recipe) or config.input.on_device=''."
         )
     if cfg["randaugment"]:
         ops = RandAugment.from_string(cfg["randaugment"]).ops
         lacking = [op for op in ops if op not in DEVICE_OPS]
         if lacking:
             raise ValueError(
-                f"config.input.augment_on='device' has no {', '.join(lacking)} (RandAugment "
-                f"{cfg['randaugment']!r}); it runs {', '.join(DEVICE_OPS)}. Use "
-                "config.input.augment_on='host'."
+                f"config.input.on_device={cfg.get('on_device')!r} has no {', '.join(lacking)} "
+                f"(RandAugment {cfg['randaugment']!r}); it runs {', '.join(DEVICE_OPS)}. Use "
+                "config.input.on_device=''."
             )
 
 

@@ -1,7 +1,7 @@
 """The RandomResizedCrop's resize on the device: Pillow's `Image.resize(size, filter, box)`.
 
-With `config.input.resize_on="device"` the host only decodes: each example travels as its
-decoded image zero-padded to (P, P, 3) uint8 (`input.resize_max`), the crop box (left,
+With `config.input.on_device="resize_and_augment"` the host decodes: each example travels
+as its decoded image zero-padded to (P, P, 3) uint8 (`input.resize_max`), the crop box (left,
 top, right, bottom; float, in that image's pixels) and the image's true (height, width).
 Here, in the train step, the crop is resampled to (S, S, 3) uint8 as Pillow does it
 (Resample.c): a separable filter (bicubic a=-0.5 or bilinear) whose support widens by the

@@ -32,7 +32,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from smlp_jax.data import repeated_aug, sources, transforms
+from smlp_jax.data import input_plan, repeated_aug, sources, transforms
 from smlp_jax.data.base import DataError
 from smlp_jax.data.config import check_loading
 
@@ -104,12 +104,11 @@ class _TrainExample:
             data, label, name = self.source[index]
             rng = self._rng(int(position))
             try:
-                image = self.transform(data, rng)
+                example = self.transform(data, rng)
             except transforms.UNREADABLE_ERRORS as error:
                 _warn_unreadable(name, error)
                 index = (index + 1) % len(self.source)
                 continue
-            example = image if isinstance(image, dict) else {"image": image}
             return {**example, "label": np.int32(label), "_skipped": np.int32(skipped)}
         raise DataError(f"No readable image in {self.source.name}: every file failed to decode.")
 
@@ -287,7 +286,7 @@ def create_train_iterator(config, *, process_index=None, process_count=None) -> 
     examples = stream.map_with_index(
         _TrainExample(
             source,
-            _transform(transforms.TrainTransform, cfg, int(config.image_size)),
+            input_plan.plan(config).host_transform(),  # what the host does of the work
             int(config.seed),
             process_index,
             global_position,

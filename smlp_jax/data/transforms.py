@@ -22,7 +22,6 @@ import numpy as np
 from PIL import Image
 
 from smlp_jax.data import device_resize
-from smlp_jax.data.device_augment import check_device_input
 from smlp_jax.data.randaugment import INTERPOLATIONS, RandAugment, pick_resample
 
 # What a corrupt, truncated or non-image file raises while opening or decoding.
@@ -146,7 +145,7 @@ class Normalize:
         return array
 
 
-def _check_input(cfg: dict) -> None:
+def check_input(cfg: dict) -> None:
     if cfg["preset"] not in ("imagenet", "simple"):
         raise ValueError(
             f"config.input.preset must be 'imagenet' or 'simple', not {cfg['preset']!r}"
@@ -163,27 +162,6 @@ def _check_input(cfg: dict) -> None:
         )
     if cfg["re_mode"] not in ("pixel", "rand", "const"):
         raise ValueError(f"config.input.re_mode must be pixel|rand|const, not {cfg['re_mode']!r}")
-    if cfg.get("augment_on", "host") not in ("host", "device"):
-        raise ValueError(
-            f"config.input.augment_on must be 'host' or 'device', not {cfg['augment_on']!r}."
-        )
-    if cfg.get("augment_on") == "device":
-        check_device_input(cfg)
-    resize_on = cfg.get("resize_on", "host")
-    if resize_on not in ("host", "device"):
-        raise ValueError(f"config.input.resize_on must be 'host' or 'device', not {resize_on!r}.")
-    if resize_on == "device":
-        if cfg.get("augment_on") != "device":
-            raise ValueError(
-                "config.input.resize_on='device' needs config.input.augment_on='device' (the "
-                "augmentation after the crop runs where the crop is resized)."
-            )
-        if cfg["interpolation"] not in device_resize.FILTERS:
-            raise ValueError(
-                f"config.input.resize_on='device' resizes with "
-                f"{' or '.join(device_resize.FILTERS)}, not "
-                f"interpolation={cfg['interpolation']!r}; set config.input.resize_on='host'."
-            )
     if not 0 < cfg["crop_pct"] <= 1:
         raise ValueError(f"config.input.crop_pct must be in (0, 1], got {cfg['crop_pct']}.")
 
@@ -199,24 +177,22 @@ def eval_resample(cfg: dict) -> int:
 
 
 class TrainTransform:
-    """(encoded bytes, rng) -> float32 (S, S, 3); raises UNREADABLE_ERRORS for a bad file.
-    With `augment_on="device"` only the crop: -> uint8 (S, S, 3), the rest runs in the
-    train step (device_augment.py). With `resize_on="device"` too, only the decode: ->
-    {"image": uint8 (P, P, 3) zero-padded, "resize_box": float32 (4,) the crop box,
+    """(encoded bytes, rng) -> one example, a dict; raises UNREADABLE_ERRORS for a bad file.
+
+    What the host does is the input plan's part (`input_plan.plan(config).host_transform()`
+    builds this after checking `config.input.on_device`): with "" everything,
+    {"image": float32 (S, S, 3)}; with "augment" only the crop, {"image": uint8 (S, S, 3)}
+    (the rest runs in the train step, device_augment.py); with "resize_and_augment" only the
+    decode, {"image": uint8 (P, P, 3) zero-padded, "resize_box": float32 (4,) the crop box,
     "image_hw": int32 (2,) the decoded size}, resized in the train step (device_resize.py);
-    an image larger than P (and the "simple" preset) is resized here and sent as a
-    (S, S) image with the whole of it as its box."""
+    an image larger than P (and the "simple" preset) is resized here and sent as a (S, S)
+    image with the whole of it as its box."""
 
     def __init__(self, input_cfg: dict, image_size: int):
-        _check_input(input_cfg)
+        check_input(input_cfg)
         self.cfg = dict(input_cfg)
         self.size = int(image_size)
-        if self.cfg.get("resize_on") == "device" and int(self.cfg["resize_max"]) < self.size:
-            raise ValueError(
-                f"config.input.resize_max={self.cfg['resize_max']} is below "
-                f"config.image_size={self.size}: the padded images must hold a crop; raise it "
-                "(the default, 640, holds 640x480 photos)."
-            )
+        self.on_device = self.cfg.get("on_device", "")
         self.resample = INTERPOLATIONS[self.cfg["interpolation"]]
         self.normalize = Normalize(self.cfg["mean"], self.cfg["std"])
         spec = self.cfg["randaugment"]
@@ -244,7 +220,7 @@ class TrainTransform:
         return img
 
     def _decoded(self, img: Image.Image, rng: np.random.Generator) -> dict:
-        """The decoded image, padded, and its crop box (resize_on="device")."""
+        """The decoded image, padded, and its crop box (on_device="resize_and_augment")."""
         size, cfg, padded = self.size, self.cfg, int(self.cfg["resize_max"])
         if cfg["preset"] == "imagenet":
             box = rrc_box(*img.size, rng, cfg["scale"], cfg["ratio"])
@@ -262,24 +238,25 @@ class TrainTransform:
             "image_hw": np.asarray((height, width), np.int32),
         }
 
-    def __call__(self, data: bytes, rng: np.random.Generator) -> np.ndarray | dict:
-        if self.cfg.get("resize_on", "host") == "device":
+    def __call__(self, data: bytes, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        if self.on_device == "resize_and_augment":
             return self._decoded(open_image(data), rng)
         img = self._geometry(open_image(data), rng)
-        if self.cfg.get("augment_on") == "device":
-            return np.asarray(img, np.uint8)
+        if self.on_device == "augment":
+            return {"image": np.asarray(img, np.uint8)}
         if self.cfg["hflip"] > 0 and rng.random() < self.cfg["hflip"]:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         if self.randaugment is not None:
             img = self.randaugment(img, rng)
         array = self.normalize(img)
-        return random_erasing(
+        erased = random_erasing(
             array,
             rng,
             prob=self.cfg["re_prob"],
             mode=self.cfg["re_mode"],
             max_count=int(self.cfg["re_count"]),
         )
+        return {"image": erased}
 
 
 class EvalTransform:
@@ -288,7 +265,7 @@ class EvalTransform:
     Never uses JPEG draft decoding."""
 
     def __init__(self, input_cfg: dict, image_size: int):
-        _check_input(input_cfg)
+        check_input(input_cfg)
         self.size = int(image_size)
         self.scale_size = math.floor(self.size / float(input_cfg["crop_pct"]))
         self.resample = eval_resample(input_cfg)

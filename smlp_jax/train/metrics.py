@@ -207,8 +207,8 @@ class InputWatch:
             f"{self.windows} log windows: the input pipeline is slower than the step. "
             f"More worker processes (config.input.num_workers={cfg.num_workers}), a deeper "
             f"prefetch (config.input.prefetch={cfg.prefetch}), or the augmentation and "
-            f"resize on the accelerator (config.input.augment_on={cfg.augment_on!r}, "
-            f'resize_on={cfg.resize_on!r}; docs/data.md).',
+            f"resize on the accelerator (config.input.on_device={cfg.on_device!r}: "
+            "'augment' or 'resize_and_augment'; docs/data.md).",
             InputWaitWarning,
             stacklevel=2,
         )

@@ -9,6 +9,7 @@
     preprocessing   what the run fed its eval images: mean, std, crop_pct, interpolation,
                     input_size (`run_preprocessing`)
     data            dataset, splits, image counts
+    input_plan      where the train input's work runs and what the host sends per example
     recipe          the training recipe at a glance (steps, batch, optimiser, lr, schedule...)
     versions        python and the libraries the run used
     resumes         each resume that changed a setting: {"step", "changes": {key: [old, new]}}
@@ -138,8 +139,9 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def make(config: Any, info: Any) -> dict[str, Any]:
-    """The record of a run of `config` on the dataset `info` (`data.DatasetInfo`)."""
+def make(config: Any, info: Any, plan: Any = None) -> dict[str, Any]:
+    """The record of a run of `config` on the dataset `info` (`data.DatasetInfo`), whose
+    input plan (`data.input_plan`) is `plan` (kept as `input_plan` when given)."""
     hyperparameters = {**registry.hyperparameters(config.model), **model_kwargs(config)}
     return {
         "format": FORMAT,
@@ -179,6 +181,7 @@ def make(config: Any, info: Any) -> dict[str, Any]:
                 "seed": config.seed,
             }
         ),
+        "input_plan": plan.describe() if plan is not None else None,
         "versions": _versions(),
         "resumes": [],
     }

@@ -2,8 +2,9 @@
 
 train_step(state, batch) -> (state, TrainMetrics, bad_step)
     batch: {"image": (B, H, W, 3) float32, "label": (B,) int32}, B the global batch;
-    with `input.augment_on="device"` the image is the host's uint8 crop and flip,
-    RandAugment, normalisation and random erasing run here first (data.DeviceAugment).
+    with `input.on_device` set the image is the host's uint8 crop (or padded decode) and
+    the input plan's device function (resize, flip, RandAugment, normalisation, random
+    erasing: data.input_plan) runs here first.
     Mixup/CutMix and label smoothing run here on device; their rng and the drop-path
     masks come from `fold_in(seed, step)`, so a resumed run repeats them exactly. With
     `grad_accum_steps = k` the batch is cut into k micro-batches whose gradients are
@@ -76,70 +77,17 @@ def _model_state_after(model: nnx.Module) -> dict:
     return nnx.to_pure_dict(nnx.split(model, nnx.Param, nnx.RngState, ...)[3])
 
 
-def _check_crops(images, size: int) -> None:
-    """Device augmentation takes the host's uint8 crops of config.image_size (trace time)."""
-    if images.dtype != jnp.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
-        raise data.DataError(
-            f"config.input.augment_on='device' takes uint8 (B, {size}, {size}, 3) crops "
-            f"(config.image_size={size}), got {images.dtype} {tuple(images.shape)}: feed the "
-            "batches of data.create_train_iterator with the same config, or set "
-            "config.input.augment_on='host' for batches that are already augmented."
-        )
-
-
-def _check_padded(batch, padded: int) -> None:
-    """resize_on='device' takes the host's padded images, boxes and sizes (trace time)."""
-    images = batch["image"]
-    if (
-        images.dtype != jnp.uint8
-        or images.shape[1:] != (padded, padded, 3)
-        or "resize_box" not in batch
-        or "image_hw" not in batch
-    ):
-        raise data.DataError(
-            f"config.input.resize_on='device' takes uint8 (B, {padded}, {padded}, 3) images "
-            f"(config.input.resize_max={padded}) with 'resize_box' and 'image_hw', got "
-            f"{images.dtype} {tuple(images.shape)} and keys {sorted(batch)}: feed the batches "
-            "of data.create_train_iterator with the same config."
-        )
-
-
-def device_input(config: Any) -> Callable | None:
-    """`(key, batch) -> float32 (B, S, S, 3)`: what runs on the device before Mixup with
-    `input.augment_on='device'` (the crop's resize first with `input.resize_on='device'`,
-    then data.DeviceAugment), or None when the host did it all."""
-    cfg = config.input
-    if cfg.augment_on != "device":
-        return None
-    size = int(config.image_size)
-    try:
-        augment = data.DeviceAugment(cfg.to_dict(), size)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    resize = cfg.get("resize_on", "host") == "device"
-    padded, interpolation = int(cfg.get("resize_max", 0)), str(cfg.interpolation)
-
-    def run(key, batch):
-        images = batch["image"]
-        if resize:
-            _check_padded(batch, padded)
-            images = data.resize_batch(
-                images, batch["resize_box"], batch["image_hw"], size, interpolation
-            )
-        _check_crops(images, size)
-        return augment(key, images)
-
-    return run
-
-
 def make_train_step(
     config: Any,
     graphs: ModelGraphs,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
     num_classes: int,
+    plan: data.input_plan.InputPlan | None = None,
 ) -> Callable:
-    """Builds `train_step(state, batch)` for jitting (the config is read here, once)."""
+    """Builds `train_step(state, batch)` for jitting (the config is read here, once). `plan`
+    is the run's input plan (`data.input_plan.plan(config)` when not given): its device
+    function runs first, on what the host sent."""
     mix = config.mixup
     accum = int(config.grad_accum_steps)
     ema_decay = float(config.ema.decay or 0.0)
@@ -147,7 +95,7 @@ def make_train_step(
     aux_loss_weight = float(config.aux_loss_weight)
     task_loss = loss_function(config.loss)
     data.check_mixup_mode(mix.mode, float(mix.cutmix_alpha))
-    augment = device_input(config)
+    augment = (plan or data.input_plan.plan(config)).device_function()
 
     # big_vision mixes within each device's shard of the batch (the batch is split over all
     # devices here too).

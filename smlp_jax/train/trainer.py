@@ -53,7 +53,6 @@ from smlp_jax.train.state import (
 )
 from smlp_jax.train.step import (
     NO_BAD_STEP,
-    device_input,
     loss_function,
     make_eval_step,
     make_train_step,
@@ -113,6 +112,7 @@ class Setup:
     abstract: Any  # the state's ShapeDtypeStructs, each with its sharding
     shardings: Any
     graphs: ModelGraphs
+    plan: data.input_plan.InputPlan  # where the train input's work runs (host / device)
 
 
 def build(config: Any) -> Setup:
@@ -129,6 +129,7 @@ def build(config: Any) -> Setup:
     loss_function(config.loss)  # an unknown loss name fails here, before any state exists
     data.check_mixup_mode(config.mixup.mode, float(config.mixup.cutmix_alpha))
     data.check_loading(config.input)
+    plan = data.input_plan.plan(config)  # the one check of where the input's work runs
     total_steps, steps_per_epoch = schedule_lengths(config, info.num_train)
     schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
     tx = optim.make_optimizer(config, schedule)
@@ -147,7 +148,9 @@ def build(config: Any) -> Setup:
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
     graphs = model_graphs(config, info.num_classes)
-    return Setup(info, mesh, total_steps, schedule, tx, make_state, abstract, shardings, graphs)
+    return Setup(
+        info, mesh, total_steps, schedule, tx, make_state, abstract, shardings, graphs, plan
+    )
 
 
 # XLA options for a program that runs once on CPU: optimising it costs more than it saves.
@@ -220,12 +223,12 @@ def _check_finite(first_bad: jax.Array, config: Any, ckpt: checkpoint.Checkpoint
         )
 
 
-def _step_flops_and_peak(config, train_step, state, batch, mesh) -> tuple:
-    """The train step's model FLOPs (`mfu.step_flops`, once; less the on-device
-    augmentation's, which are not the model's) and the run's peak FLOP/s (`mfu`)."""
+def _step_flops_and_peak(config, plan, train_step, state, batch, mesh) -> tuple:
+    """The train step's model FLOPs (`mfu.step_flops`, once; less the input plan's device
+    work, which is not the model's) and the run's peak FLOP/s (`mfu`)."""
     with jax.set_mesh(mesh):
         flops = mfu.step_flops(train_step.__wrapped__, state, batch)
-        augment = device_input(config)
+        augment = plan.device_function()
         if flops and augment is not None:
             augment_flops = mfu.step_flops(augment, jax.random.key(0), batch)
             flops = max(flops - (augment_flops or 0.0), 0.0) or None
@@ -266,7 +269,7 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
         f"{jax.process_count()} processes; {total_steps} steps of batch {config.batch_size}"
     )
     # --- The run record: a resume must mean the same run --------------------------------
-    record = run_record.make(config, info)
+    record = run_record.make(config, info, setup.plan)
     stored = run_record.read(workdir)
     if stored is not None:
         at_step = int(stored[1].name)
@@ -308,7 +311,9 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
     # Called under the mesh, so MoE layers see the `expert` axis when they are traced.
     replicated = sharding.replicated(mesh)
     train_step = jax.jit(
-        make_train_step(config, setup.graphs, setup.tx, setup.schedule, info.num_classes),
+        make_train_step(
+            config, setup.graphs, setup.tx, setup.schedule, info.num_classes, setup.plan
+        ),
         in_shardings=(shardings, sharding.batch_sharding(mesh)),
         out_shardings=(shardings, replicated, replicated),
         donate_argnums=(0,),
@@ -344,7 +349,9 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
                     took = time.perf_counter() - compile_start
                     how = "loaded from the compilation cache" if hits.loaded else "compiled"
                     console(f"train step {how} and run once in {took:.1f}s")
-                    flops, peak = _step_flops_and_peak(config, train_step, state, batch, mesh)
+                    flops, peak = _step_flops_and_peak(
+                        config, setup.plan, train_step, state, batch, mesh
+                    )
                     progress.restart(step)
                 window = step_metrics if window is None else window.merge(step_metrics)
                 first_bad = jnp.minimum(first_bad, bad)

@@ -21,14 +21,12 @@ def test_tiny_check_writes_json_and_table(tmp_path, capsys):
         assert 0 < row["mfu"] < 1  # the CPU's peak is the cached GEMM probe
     assert result["depthwise"]["max_abs_diff"] < 1e-4  # XLA's conv against the shifted sum
     assert result["augment"]["img_per_s"] > 0
-    pipeline = {
-        (r["workers"], r["augment_on"], r["resize_on"]): r["img_per_s"] for r in result["pipeline"]
-    }
-    modes = {(0, "host", "host"), (0, "device", "host"), (0, "device", "device")}
+    pipeline = {(r["workers"], r["on_device"]): r["img_per_s"] for r in result["pipeline"]}
+    modes = {(0, "none"), (0, "augment"), (0, "resize_and_augment")}
     assert set(pipeline) == modes and min(pipeline.values()) > 0
     table = (tmp_path / "check.md").read_text()
     assert "| smlpnet_t | 4 | float32 |" in table and table in capsys.readouterr().out + "\n"
-    assert "| 0 | device | device |" in table and "error" not in table
+    assert "| 0 | resize_and_augment |" in table and "error" not in table
 
 
 def test_a_failing_or_late_row_is_recorded_and_the_rest_still_runs(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ def timm():
 
 def _augment(**changes) -> data.DeviceAugment:
     cfg = data.default_input_config().to_dict()
-    cfg.update(augment_on="device", **changes)
+    cfg.update(on_device="augment", **changes)
     return data.DeviceAugment(cfg, 224)
 
 
@@ -130,9 +130,9 @@ def test_recipe_flips_normalises_and_erases_like_the_host_path():
 
 
 def test_a_setting_the_device_path_lacks_is_one_line():
-    cfg = dict(data.default_input_config().to_dict(), augment_on="device", interpolation="random")
-    with pytest.raises(ValueError, match="augment_on='device' runs RandAugment's warps"):
-        transforms.TrainTransform(cfg, 224)
-    cfg = dict(data.default_input_config().to_dict(), augment_on="tpu")
-    with pytest.raises(ValueError, match="augment_on must be 'host' or 'device', not 'tpu'"):
-        transforms.TrainTransform(cfg, 224)
+    cfg = dict(data.default_input_config().to_dict(), on_device="augment", interpolation="random")
+    with pytest.raises(ValueError, match="on_device='augment' runs RandAugment's warps"):
+        data.input_plan.check(cfg, 224)
+    cfg = dict(data.default_input_config().to_dict(), on_device="tpu")
+    with pytest.raises(ValueError, match="on_device='tpu'; use one of '', 'augment', 'resize"):
+        data.input_plan.check(cfg, 224)

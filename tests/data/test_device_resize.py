@@ -1,5 +1,5 @@
-"""The RandomResizedCrop's resize on the device (`input.resize_on="device"`) against Pillow,
-which the host path runs: Pillow itself is the reference, on photo-like images of
+"""The RandomResizedCrop's resize on the device (`input.on_device="resize_and_augment"`)
+against Pillow, which the host path runs: Pillow itself is the reference, on photo-like images of
 ImageNet-like sizes, for integer and fractional boxes (a draft-decoded JPEG's box is
 fractional), up- and downscaling, bicubic and bilinear."""
 
@@ -79,19 +79,21 @@ def _jpeg(array: np.ndarray) -> bytes:
 
 
 def test_the_transform_sends_the_decoded_image_and_the_host_paths_crop_box():
-    """resize_on="device" draws the same crop box as the host path; resized on the device
-    it gives the host path's crop within one level: for JPEGs decoded whole, decoded at a
+    """on_device="resize_and_augment" draws the same crop box as the host path; resized on
+    the device it gives the host path's crop within one level: for JPEGs decoded whole, decoded at a
     reduced scale (draft; the box scaled with it), and decoded larger than `resize_max`
     (then resized on the host and sent as the (S, S) crop, the whole of it its box)."""
-    base = dict(data.default_input_config().to_dict(), augment_on="device")
+    base = dict(data.default_input_config().to_dict(), on_device="augment")
     host = transforms.TrainTransform(base, 64)
     fallbacks = 0
     for padded in (PADDED, 128):
-        device = transforms.TrainTransform(dict(base, resize_on="device", resize_max=padded), 64)
+        device = transforms.TrainTransform(
+            dict(base, on_device="resize_and_augment", resize_max=padded), 64
+        )
         for seed, (width, height) in enumerate(((500, 375), (333, 500), (900, 600))):
             jpeg = _jpeg(_photo(seed, width, height))
             for position in range(3):
-                want = host(jpeg, np.random.default_rng((seed, position)))
+                want = host(jpeg, np.random.default_rng((seed, position)))["image"]
                 sent = device(jpeg, np.random.default_rng((seed, position)))
                 assert sent["image"].shape == (padded, padded, 3)
                 assert sent["image"].dtype == np.uint8
@@ -116,22 +118,21 @@ def test_the_transform_sends_the_decoded_image_and_the_host_paths_crop_box():
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"resize_on": "gpu"}, "config.input.resize_on must be 'host' or 'device', not 'gpu'"),
+        ({"on_device": "gpu"}, "config.input.on_device='gpu'; use one of '', 'augment'"),
         (
-            {"resize_on": "device", "augment_on": "host"},
-            "config.input.resize_on='device' needs config.input.augment_on='device'",
+            {"on_device": "resize_and_augment", "interpolation": "nearest", "randaugment": ""},
+            "config.input.on_device='resize_and_augment' resizes with bicubic or bilinear",
         ),
         (
-            {"resize_on": "device", "interpolation": "nearest", "randaugment": ""},
-            "config.input.resize_on='device' resizes with bicubic or bilinear",
+            {"on_device": "resize_and_augment", "resize_max": 128},
+            "config.input.resize_max=128 is below",
         ),
-        ({"resize_on": "device", "resize_max": 128}, "config.input.resize_max=128 is below"),
     ],
 )
 def test_a_resize_setting_that_cannot_run_is_one_line(changes, expected):
-    cfg = {**data.default_input_config().to_dict(), "augment_on": "device", **changes}
+    cfg = {**data.default_input_config().to_dict(), **changes}
     with pytest.raises(ValueError) as err:
-        transforms.TrainTransform(cfg, 224)
+        data.input_plan.check(cfg, 224)
     assert str(err.value).startswith(expected) and "\n" not in str(err.value)
 
 
@@ -158,10 +159,15 @@ def test_pipeline_batches_resize_to_the_host_paths_crops_and_the_trainer_runs(
     from tests.data.conftest import make_config
     from tests.train.tiny import tiny_config
 
-    common = {"input.augment_on": "device", "input.resize_max": 96}
-    host_cfg = make_config(f"folder:{jpeg_folder}", preset="imagenet", **common)
+    common = {"input.resize_max": 96}
+    host_cfg = make_config(
+        f"folder:{jpeg_folder}", preset="imagenet", **common, **{"input.on_device": "augment"}
+    )
     device_cfg = make_config(
-        f"folder:{jpeg_folder}", preset="imagenet", **common, **{"input.resize_on": "device"}
+        f"folder:{jpeg_folder}",
+        preset="imagenet",
+        **common,
+        **{"input.on_device": "resize_and_augment"},
     )
     host = next(data.create_train_iterator(host_cfg, process_index=0, process_count=1))
     sent = next(data.create_train_iterator(device_cfg, process_index=0, process_count=1))
@@ -187,7 +193,11 @@ def test_pipeline_batches_resize_to_the_host_paths_crops_and_the_trainer_runs(
         eval_batch_size=4,
         total_steps=3,
         checkpoint_every=0,
-        **{"input.preset": "imagenet", "input.eval_split": "val", "input.resize_on": "device"},
+        **{
+            "input.preset": "imagenet",
+            "input.eval_split": "val",
+            "input.on_device": "resize_and_augment",
+        },
         **common,
     )
     final = trainer.train_and_evaluate(run, str(tmp_path / "run"))

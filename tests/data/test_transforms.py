@@ -103,6 +103,8 @@ def test_any_image_mode_becomes_normalised_rgb(mode, fmt):
         img = Image.fromarray(np.asarray(img).astype(np.uint16) * 257)
     cfg = default_input_config()
     train = transforms.TrainTransform(cfg, 24)(_encode(img, fmt), np.random.default_rng(0))
+    assert set(train) == {"image"}  # one batch form: a dict, whatever the input plan
+    train = train["image"]
     evaluation = transforms.EvalTransform(cfg, 24)(_encode(img, fmt))
     for out in (train, evaluation):
         assert out.shape == (24, 24, 3) and out.dtype == np.float32
@@ -131,7 +133,7 @@ def test_random_interpolation_picks_bilinear_or_bicubic_per_image():
         name: [
             transforms.TrainTransform(dict(cfg, interpolation=name), 32)(
                 data, np.random.default_rng(seed)
-            )
+            )["image"]
             for seed in range(12)
         ]
         for name in ("random", "bilinear", "bicubic")
@@ -153,10 +155,10 @@ def test_jpeg_draft_decoding_matches_full_decoding_closely():
     data = _encode(_photo(800, 600, block=50), "JPEG", quality=95)
     cfg = dict(default_input_config(), randaugment="", re_prob=0.0, hflip=0.0, scale=(1.0, 1.0))
     cfg["ratio"] = (4 / 3, 4 / 3)
-    draft = transforms.TrainTransform(cfg, 64)(data, np.random.default_rng(0))
+    draft = transforms.TrainTransform(cfg, 64)(data, np.random.default_rng(0))["image"]
     full = transforms.TrainTransform(dict(cfg, jpeg_draft=False), 64)(
         data, np.random.default_rng(0)
-    )
+    )["image"]
     assert not np.array_equal(draft, full)  # the reduced decode was used (800 / 64 >= 8)
     assert np.abs(draft - full).mean() < 0.05  # ~1% of the normalised range
 
@@ -166,7 +168,7 @@ def test_simple_preset_translates_without_flipping_digits():
     img.paste(255, (10, 10, 18, 18))
     cfg = default_input_config("simple")
     outs = [
-        transforms.TrainTransform(cfg, 28)(_encode(img, "PNG"), np.random.default_rng(s))
+        transforms.TrainTransform(cfg, 28)(_encode(img, "PNG"), np.random.default_rng(s))["image"]
         for s in range(20)
     ]
     centres = {tuple(np.argwhere(o[..., 0] > 0).mean(0).round().astype(int)) for o in outs}

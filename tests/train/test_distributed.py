@@ -29,12 +29,11 @@ FEATURES = {
     "mixup.cutmix_alpha": 1.0,
     "mixup.label_smoothing": 0.1,
     "fsdp_min_size": 256,  # so that the tiny model's larger arrays are really split
-    "input.augment_on": "device",
+    "input.on_device": "resize_and_augment",
     "input.hflip": 0.5,
     "input.randaugment": "rand-m9-mstd0.5-inc1",
     "input.re_prob": 0.25,
-    # the crop's resize in the step too: padded images, boxes and sizes split with the batch
-    "input.resize_on": "device",
+    # (the crop's resize in the step too: padded images, boxes and sizes split with the batch)
     "input.resize_max": 24,
 }
 # One 8-device mesh with both axes: the batch split over `data` (and `fsdp`), the larger

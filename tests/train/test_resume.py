@@ -10,7 +10,7 @@ unreadable (permission denied: the run stops, nothing moved), then damaged (arra
 and the one before it holds an invalid input-iterator state. Restarting the same command must
 end with the reference's metrics.jsonl (every loss and eval value) and final parameters, bit
 for bit. The runs augment on device
-(`input.augment_on="device"`), whose draws must replay as well.
+(`input.on_device="augment"`), whose draws must replay as well.
 """
 
 import json
@@ -35,7 +35,7 @@ RUN = {
     "total_steps": 60,
     "checkpoint_every": 10,
     "log_every": 1,
-    "input.augment_on": "device",
+    "input.on_device": "augment",
     "input.hflip": 0.5,
     "input.randaugment": "rand-m9-mstd0.5-inc1",
     "input.re_prob": 0.25,

@@ -89,6 +89,10 @@ def test_each_checkpoint_holds_the_record_of_the_run(trained_demo_run):
         pre = record["preprocessing"]
         assert (pre["mean"], pre["std"], pre["crop_pct"]) == ([0.5] * 3, [0.5] * 3, 1.0)
         assert record["data"]["num_eval"] == 400 and record["resumes"] == []
+        assert record["input_plan"] == {
+            "on_device": "",
+            "example": {"image": [[16, 16, 3], "float32"]},
+        }
         assert record["versions"]["jax"] and record["versions"]["smlp_jax"]
     assert run_record.read(workdir)[1].name == "4"  # a workdir: its newest step's record
 

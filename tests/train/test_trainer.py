@@ -78,7 +78,7 @@ def test_a_slow_input_shows_as_input_wait_and_one_warning(demo_data_dir, tmp_pat
         trainer.data, "create_train_iterator", lambda config: _SlowBatches(create(config), 0.25)
     )
     config = tiny_config(demo_data_dir, total_steps=13, log_every=4, checkpoint_every=0)
-    with pytest.warns(InputWaitWarning, match="num_workers=0.*prefetch=2.*augment_on") as caught:
+    with pytest.warns(InputWaitWarning, match="num_workers=0.*prefetch=2.*on_device") as caught:
         trainer.train_and_evaluate(config, str(tmp_path / "slow"))
     assert len([w for w in caught if w.category is InputWaitWarning]) == 1  # once a run
     waits = [e["train/input_wait"] for e in read_metrics(tmp_path / "slow") if "train/loss" in e]
@@ -138,27 +138,25 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(demo_run, demo_data_dir, 
         ({"input.interpolation": "area"}, "config.input.interpolation='area'; use one of"),
         ({"init_from": "/nonexistent.pth"}, "config.init_from='/nonexistent.pth' does not exist"),
         ({"total_steps": 0}, "config.total_steps=0: give a positive number of steps"),
-        ({"input.augment_on": "gpu"}, "config.input.augment_on must be 'host' or 'device'"),
+        ({"input.on_device": "gpu"}, "config.input.on_device='gpu'; use one of '', 'augment'"),
         ({"input.num_workers": 4096}, "config.input.num_workers=4096, but this process may use"),
         ({"input.prefetch": 0}, "config.input.prefetch=0: batches buffered per worker must be"),
         ({"input.num_threads": 0}, "config.input.num_threads=0: threads must be at least 1"),
         (
             {
-                "input.augment_on": "device",
+                "input.on_device": "augment",
                 "input.interpolation": "random",
                 "input.randaugment": "rand-m9",
             },
-            "config.input.augment_on='device' runs RandAugment's warps with bicubic or bilinear",
+            "config.input.on_device='augment' runs RandAugment's warps with bicubic or bilinear",
         ),
     ],
 )
 def test_bad_input_is_one_line(demo_data_dir, tmp_path, capsys, changes, expected):
     err = _one_line_error(capsys, tiny_config(demo_data_dir, **changes), tmp_path)
     assert expected in err
-    # Refused before anything is written (the input transform's own keys are checked when
-    # the pipeline is built, after the checkpoint directory is opened).
-    if not {"input.interpolation", "input.repeated_aug", "input.augment_on"} & set(changes):
-        assert not (tmp_path / "checkpoints").exists(), changes
+    # Refused before anything is written (the input plan is checked with the rest).
+    assert not (tmp_path / "checkpoints").exists(), changes
 
 
 def test_config_typo_fails_in_main(demo_data_dir, tmp_path):
@@ -312,13 +310,13 @@ def test_probe_mode_on_the_trained_checkpoint(demo_run, demo_data_dir, tmp_path,
 
 
 def test_device_augmentation_refuses_batches_that_are_not_the_hosts_crops(demo_data_dir):
-    """With `augment_on='device'` the step takes the pipeline's uint8 crops of
+    """With `on_device='augment'` the step takes the pipeline's uint8 crops of
     config.image_size; a user's own float batch, or crops of another size, get one line
     naming what was expected (raised while tracing, before any compile)."""
     from smlp_jax import data
     from smlp_jax.train.step import make_train_step
 
-    config = tiny_config(demo_data_dir, **{"input.augment_on": "device"})
+    config = tiny_config(demo_data_dir, **{"input.on_device": "augment"})
     size = int(config.image_size)
     setup = trainer.build(config)
     step = make_train_step(config, setup.graphs, setup.tx, setup.schedule, setup.info.num_classes)
@@ -334,8 +332,8 @@ def test_device_augmentation_refuses_batches_that_are_not_the_hosts_crops(demo_d
             jax.eval_shape(step, state, batch(shape, dtype))
         message = str(err.value)
         assert message.startswith(
-            f"config.input.augment_on='device' takes uint8 (B, {size}, {size}, 3) crops "
-            f"(config.image_size={size}), got {np.dtype(dtype).name} {shape}"
+            f"config.input.on_device='augment' (config.image_size={size}) takes batches of "
+            f"image uint8 (B, {size}, {size}, 3); got image {np.dtype(dtype).name} {shape}"
         ), message
         assert "\n" not in message
 
