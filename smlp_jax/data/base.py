@@ -26,6 +26,9 @@ class DatasetInfo:
     # The name of each label, when the source has them (a folder's class subfolders, a tfds
     # ClassLabel's names); kept in the run record. Not part of equality.
     class_names: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    # The longest side of any image, when the source declares it (a tfds builder with a fixed
+    # image shape); None when only decoding every image would tell.
+    max_image_side: int | None = dataclasses.field(default=None, compare=False)
 
 
 class ImageSource(Protocol):

@@ -50,7 +50,8 @@ class InputPlan:
 
     def host_transform(self) -> transforms.TrainTransform:
         """(encoded bytes, rng) -> one example as a dict (`example_spec`)."""
-        return transforms.TrainTransform(self.cfg, self.image_size)
+        cfg = dict(self.cfg, resize_max=self.padded) if self.resizes_on_device else self.cfg
+        return transforms.TrainTransform(cfg, self.image_size)
 
     def example_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
         """The shape and dtype of each array of one example the host sends (label aside)."""
@@ -69,11 +70,16 @@ class InputPlan:
         sends: e.g. float images fed to a step that augments on the device."""
         for name, spec in self.example_spec().items():
             got = batch.get(name)
-            if (
-                got is None
-                or jnp.dtype(got.dtype) != jnp.dtype(spec.dtype)
-                or tuple(got.shape[1:]) != spec.shape
-            ):
+            shape = tuple(got.shape[1:]) if got is not None else None
+            if self.resizes_on_device and name == "image" and shape is not None:
+                # Any canvas that holds a crop: the plan sizes it to the data (`plan`), and a
+                # step built from the config alone need not know the dataset.
+                side = shape[0]
+                fits = (
+                    shape == (side, side, 3) and self.image_size <= side <= self.cfg["resize_max"]
+                )
+                shape = spec.shape if fits else shape
+            if got is None or jnp.dtype(got.dtype) != jnp.dtype(spec.dtype) or shape != spec.shape:
                 wanted = ", ".join(
                     f"{k} {jnp.dtype(v.dtype).name} (B, {', '.join(map(str, v.shape))})"
                     for k, v in self.example_spec().items()
@@ -137,8 +143,15 @@ def check(cfg: dict, image_size: int) -> None:
             )
 
 
-def plan(config: Any) -> InputPlan:
-    """The input plan of `config` (its `input` and `image_size`); `DataError` if invalid."""
+def plan(config: Any, max_image_side: int | None = None) -> InputPlan:
+    """The input plan of `config` (its `input` and `image_size`); `DataError` if invalid.
+
+    `max_image_side`: the longest side of the train images when the source declares it
+    (`DatasetInfo.max_image_side`). With "resize_and_augment" the padded canvas P is sized
+    to the data: the train size with the "simple" preset (the host resizes whole images
+    anyway), else the longest image side (at least the train size) when known, capped by
+    `resize_max`: 28-px digits travel as 32 x 32, not 640 x 640.
+    """
     cfg = config.input.to_dict() if hasattr(config.input, "to_dict") else dict(config.input)
     for key in ("scale", "ratio", "mean", "std"):  # a config rebuilt from JSON has lists
         cfg[key] = tuple(float(v) for v in cfg[key])
@@ -149,5 +162,11 @@ def plan(config: Any) -> InputPlan:
     except ValueError as err:
         raise DataError(str(err)) from None
     on_device = cfg.get("on_device", "")
-    padded = int(cfg["resize_max"]) if on_device == "resize_and_augment" else 0
+    padded = 0
+    if on_device == "resize_and_augment":
+        padded = int(cfg["resize_max"])
+        if cfg["preset"] == "simple":
+            padded = size
+        elif max_image_side:
+            padded = min(padded, max(int(max_image_side), size))
     return InputPlan(on_device, size, padded, cfg)

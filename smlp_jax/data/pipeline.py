@@ -286,7 +286,8 @@ def create_train_iterator(config, *, process_index=None, process_count=None) -> 
     examples = stream.map_with_index(
         _TrainExample(
             source,
-            input_plan.plan(config).host_transform(),  # what the host does of the work
+            # What the host does of the work (the trainer's plan: same config, same source).
+            input_plan.plan(config, getattr(source, "max_image_side", None)).host_transform(),
             int(config.seed),
             process_index,
             global_position,

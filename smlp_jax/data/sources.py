@@ -80,4 +80,5 @@ def get_dataset_info(config) -> DatasetInfo:
         num_train=len(train),
         num_eval=len(evaluation),
         class_names=tuple(str(name) for name in getattr(train, "classes", ())),
+        max_image_side=getattr(train, "max_image_side", None),
     )

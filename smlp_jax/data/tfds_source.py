@@ -98,6 +98,10 @@ class TfdsImageSource:
             )
         self.num_classes = int(label_feature.num_classes)
         self.classes = list(getattr(label_feature, "names", None) or ())
+        # The longest image side when the builder fixes it (MNIST, CIFAR, the demo digits):
+        # the input plan pads device-resize images to it rather than to resize_max.
+        height, width = tuple(builder.info.features[self._image_key].shape)[:2]
+        self.max_image_side = max(height, width) if height and width else None
         self.name = builder.name
         self.split = split
         self._source = builder.as_data_source(

@@ -129,7 +129,8 @@ def build(config: Any) -> Setup:
     loss_function(config.loss)  # an unknown loss name fails here, before any state exists
     data.check_mixup_mode(config.mixup.mode, float(config.mixup.cutmix_alpha))
     data.check_loading(config.input)
-    plan = data.input_plan.plan(config)  # the one check of where the input's work runs
+    # The one check of where the input's work runs (the pipeline derives the same plan).
+    plan = data.input_plan.plan(config, info.max_image_side)
     total_steps, steps_per_epoch = schedule_lengths(config, info.num_train)
     schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
     tx = optim.make_optimizer(config, schedule)

@@ -79,3 +79,34 @@ def test_a_plan_that_cannot_run_is_one_data_error(on_device, changes, expected):
     with pytest.raises(data.DataError) as err:
         data.input_plan.plan(_config(on_device, **changes))
     assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_padded_canvas_is_sized_to_the_data():
+    """With "resize_and_augment", images travel padded to what the data needs: the train
+    size for the simple preset (the host resizes whole images), the longest declared image
+    side (at least the train size), else `resize_max`."""
+    config = _config("resize_and_augment")
+    assert data.input_plan.plan(config).padded == 96  # sizes unknown: resize_max
+    assert data.input_plan.plan(config, max_image_side=28).padded == 32  # at least S
+    assert data.input_plan.plan(config, max_image_side=60).padded == 60
+    assert data.input_plan.plan(config, max_image_side=4000).padded == 96  # capped
+    simple = _config("resize_and_augment", preset="simple")
+    assert data.input_plan.plan(simple, max_image_side=4000).padded == 32
+    assert data.input_plan.plan(_config("augment"), max_image_side=28).padded == 0
+
+
+def test_the_demo_digits_travel_at_the_train_size_with_the_resize_on_the_device(demo_data_dir):
+    """The trap of a fixed 640 canvas for 28-px digits: the demo's batches are (S, S), and
+    the step built from the config alone takes them."""
+    from tests.train.tiny import tiny_config
+
+    config = tiny_config(demo_data_dir, **{"input.on_device": "resize_and_augment"})
+    info = data.get_dataset_info(config)
+    assert info.max_image_side == 28
+    plan = data.input_plan.plan(config, info.max_image_side)
+    batch = next(data.create_train_iterator(config, process_index=0, process_count=1))
+    assert batch["image"].shape == (64, 16, 16, 3) and batch["image"].dtype == np.uint8
+    images = jax.jit(data.input_plan.plan(config).device_function())(
+        jax.random.key(0), {k: jnp.asarray(v) for k, v in batch.items()}
+    )
+    assert plan.padded == 16 and images.shape == (64, 16, 16, 3)
