@@ -4,7 +4,12 @@ and docs/data.md."""
 
 from smlp_jax.data import input_plan, repeated_aug
 from smlp_jax.data.base import DataError, DatasetInfo
-from smlp_jax.data.config import check_loading, default_input_config, default_mixup_config
+from smlp_jax.data.config import (
+    check_loading,
+    default_input_config,
+    default_mixup_config,
+    worker_count,
+)
 from smlp_jax.data.device_augment import DeviceAugment
 from smlp_jax.data.device_resize import resize_batch
 from smlp_jax.data.mixup import MODES as MIXUP_MODES
@@ -40,6 +45,7 @@ __all__ = [
     "EvalIterable",
     "TrainIterator",
     "check_loading",
+    "worker_count",
     "create_eval_iterator",
     "create_train_iterator",
     "local_batch_size",

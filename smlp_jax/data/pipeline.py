@@ -34,7 +34,7 @@ from absl import flags
 
 from smlp_jax.data import input_plan, repeated_aug, sources, transforms
 from smlp_jax.data.base import DataError
-from smlp_jax.data.config import check_loading
+from smlp_jax.data.config import check_loading, worker_count
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
@@ -221,14 +221,15 @@ def _to_iterable(dataset: grain.MapDataset, cfg: dict) -> grain.IterDataset:
         prefetch_buffer_size=int(cfg["prefetch"]),
     )
     iterable = dataset.to_iter_dataset(read)
-    if int(cfg["num_workers"]) > 0:
+    workers = worker_count(cfg)
+    if workers > 0:
         # grain reads absl flags when it starts workers; outside an absl app (notebooks, a
         # user's own loop) they are unparsed, and the defaults are what we want.
         if not flags.FLAGS.is_parsed():
             flags.FLAGS.mark_as_parsed()
         iterable = iterable.mp_prefetch(
             grain.MultiprocessingOptions(
-                num_workers=int(cfg["num_workers"]),
+                num_workers=workers,
                 per_worker_buffer_size=int(cfg["prefetch"]),
             )
         )

@@ -23,6 +23,8 @@ import numpy as np
 from clu import parameter_overview
 from tensorboardX import SummaryWriter
 
+from smlp_jax.data import worker_count
+
 
 def format_duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
@@ -205,7 +207,7 @@ class InputWatch:
         warnings.warn(
             f"the train step waited for its input {100 * wait:.0f}% of the time in the last "
             f"{self.windows} log windows: the input pipeline is slower than the step. "
-            f"More worker processes (config.input.num_workers={cfg.num_workers}), a deeper "
+            f"More worker processes (config.input.num_workers={worker_count(cfg)}), a deeper "
             f"prefetch (config.input.prefetch={cfg.prefetch}), or the augmentation and "
             f"resize on the accelerator (config.input.on_device={cfg.on_device!r}: "
             "'augment' or 'resize_and_augment'; docs/data.md).",

@@ -171,3 +171,17 @@ def test_batch_size_must_divide_over_processes(demo_data_dir):
     config = make_config("demo", demo_data_dir, batch_size=6)
     with pytest.raises(ValueError, match="multiple of the number of processes"):
         data.create_train_iterator(config, process_index=0, process_count=4)
+
+
+def test_the_default_worker_count_follows_the_usable_cores(monkeypatch):
+    from smlp_jax.data import config as data_config
+
+    cfg = data.default_input_config()
+    assert cfg.num_workers == -1  # chosen from the cores
+    for cores, workers in ((1, 0), (2, 0), (3, 0), (4, 2), (16, 14), (96, 32)):
+        monkeypatch.setattr(data_config, "usable_cores", lambda cores=cores: cores)
+        assert data.worker_count(cfg) == workers, cores
+        data.check_loading(cfg)  # -1 is valid whatever the cores
+    assert data.worker_count({"num_workers": 3}) == 3  # asked for: as asked
+    with pytest.raises(data.DataError, match=r"num_workers=-2.*or -1 to choose from the cores"):
+        data.check_loading({**cfg.to_dict(), "num_workers": -2})

@@ -43,10 +43,10 @@ RUN = {
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # where Orbax writes a step before its commit rename
 
 
-def _start(workdir: Path, data_dir: str, cache: str, tag: str):
+def _start(workdir: Path, data_dir: str, cache: str, tag: str, **changes):
     log = open(workdir.parent / f"{workdir.name}_{tag}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        main_command(workdir, data_dir, **RUN),
+        main_command(workdir, data_dir, **{**RUN, **changes}),
         env=subprocess_env(1, cache_dir=cache),
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -217,7 +217,9 @@ def test_sigkill_in_saves_sigterm_and_damaged_checkpoint_resume_exactly(demo_dat
 
     resumed = {
         "killed": _start(killed, demo_data_dir, cache, "2"),
-        "preempted": _start(preempted, demo_data_dir, cache, "2"),
+        # ...resumed with a worker process decoding (the data position does not depend on
+        # the workers, and the run record lets their number change).
+        "preempted": _start(preempted, demo_data_dir, cache, "2", **{"input.num_workers": 1}),
     }
     # SIGKILL again, in the final save: the last step is trained, evaluated and logged.
     last = RUN["total_steps"]
@@ -238,6 +240,7 @@ def test_sigkill_in_saves_sigterm_and_damaged_checkpoint_resume_exactly(demo_dat
     assert log.count("could not be restored") == 2, log
     assert "data/process_0.json: input-iterator state: keys step" in log, log
     assert f"resumed from {preempted / 'checkpoints'}/{resume_at}" in log, log
+    assert "resuming with changed settings: input.num_workers 0 -> 1" in log, log
     for noise in ("Traceback", "Exception ignored", "never retrieved", "Event loop is closed"):
         assert noise not in log, log[-3000:]
     other = [line for line in log.splitlines() if not line.startswith(("step ", "eval @"))]

@@ -33,6 +33,8 @@ def tiny_overrides(data_dir: str, **changes: Any) -> dict[str, Any]:
         "log_every": 1,
         "eval_every": 0,
         "checkpoint_every": 4,
+        # In this process, whatever the machine's cores (the default -1 chooses from them).
+        "input.num_workers": 0,
     }
     overrides.update(changes)
     return overrides
