@@ -197,3 +197,51 @@ def test_bad_input_config_fails_at_construction(override, message):
     cfg = dict(default_input_config(), **override)
     with pytest.raises(ValueError, match=message):
         transforms.TrainTransform(cfg, 32)
+
+
+@pytest.mark.skipif(transforms.simplejpeg is None, reason="simplejpeg is not installed")
+def test_simplejpeg_decodes_the_same_pixels_as_pillow(monkeypatch):
+    """Every transform gives the same arrays with simplejpeg's decode as with Pillow's: whole
+    images (eval), every draft scale (1, 1/2, 1/4, 1/8: crops shrunk 1-8x), the device
+    resize's decode, progressive and 4:4:4 JPEGs; grey and CMYK JPEGs and PNGs are Pillow's."""
+    photo = _photo(500, 375, seed=3, block=25)
+    noise = np.random.default_rng(0).integers(-10, 11, (375, 500, 3))
+    photo = Image.fromarray(np.clip(np.asarray(photo) + noise, 0, 255).astype(np.uint8))
+    images = [
+        _encode(photo, "JPEG", quality=90),
+        _encode(photo, "JPEG", quality=95, progressive=True),
+        _encode(photo, "JPEG", quality=90, subsampling=0),
+        _encode(photo.convert("L"), "JPEG", quality=90),
+        _encode(photo.convert("CMYK"), "JPEG", quality=90),
+        _encode(photo, "PNG"),
+    ]
+    cfg = dict(default_input_config(), randaugment="", re_prob=0.0, hflip=0.0)
+    kinds = [
+        transforms.TrainTransform(dict(cfg, scale=(0.08, 1.0)), 32),  # crops shrunk up to 8x+
+        transforms.TrainTransform(dict(cfg, on_device="resize_and_augment", resize_max=512), 32),
+        transforms.TrainTransform(dict(cfg, scale=(1.0, 1.0), ratio=(4 / 3, 4 / 3)), 224),
+        transforms.TrainTransform(dict(cfg, scale=(1.0, 1.0), ratio=(4 / 3, 4 / 3)), 160),
+    ]
+    evaluation = transforms.EvalTransform(cfg, 64)
+    scales = set()
+
+    def outputs():
+        out = []
+        for blob in images:
+            out.append(evaluation(blob))
+            for kind in kinds:
+                for seed in range(6):
+                    out.extend(kind(blob, np.random.default_rng(seed)).values())
+        return out
+
+    real_scale = transforms._draft_scale
+    monkeypatch.setattr(
+        transforms, "_draft_scale", lambda *a: scales.add(real_scale(*a)) or real_scale(*a)
+    )
+    fast = outputs()
+    assert scales == {1, 2, 4, 8}, scales
+    monkeypatch.setattr(transforms, "simplejpeg", None)
+    pillow = outputs()
+    assert len(fast) == len(pillow)
+    for a, b in zip(fast, pillow, strict=True):
+        np.testing.assert_array_equal(a, b)
