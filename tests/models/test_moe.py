@@ -192,3 +192,26 @@ def test_expert_sharded_forward_and_backward_match_one_device():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "expert-sharded == single device" in done.stdout
+
+
+def test_train_step_adds_the_weighted_moe_aux_loss(demo_data_dir):
+    """The trainer's loss is `cross-entropy + aux_loss_weight x total_aux_loss`; the aux
+    term of a fresh Sparse-MLP is positive (same state, batch and rngs in both steps)."""
+    from smlp_jax.train.step import make_train_step
+    from smlp_jax.train.trainer import build
+    from tests.models.test_demo_training import short_demo_config
+
+    images = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype(np.float32)
+    batch = {"image": images, "label": np.arange(8, dtype=np.int32) % 10}
+    losses = {}
+    for weight in (0.0, 100.0):
+        config = short_demo_config("sparse_mlp", demo_data_dir)
+        config.aux_loss_weight = weight
+        setup = build(config)
+        step = jax.jit(
+            make_train_step(config, setup.graphs, setup.tx, setup.schedule, setup.info.num_classes)
+        )
+        _, metrics, _ = step(setup.make_state(), batch)
+        losses[weight] = float(metrics.compute()["loss"])
+    # 100 x a load-balancing loss of random routers is far above float noise.
+    assert losses[100.0] - losses[0.0] > 1e-3, losses

@@ -165,3 +165,11 @@ def test_every_familys_hyperparameters_are_overridable_on_the_command_line(famil
     key = OVERRIDES[family].split("=")[0]
     assert changed.model_kwargs[key] != base.model_kwargs[key]
     assert _params(changed) != _params(base), family
+
+
+@pytest.mark.parametrize(("family", "variants"), [("raft_mlp", "sml"), ("sparse_mlp", "sbl")])
+def test_full_configs_name_registered_models(family, variants):
+    for variant in variants:
+        assert official_config(family, variant).model in smlp_jax.list_models()
+    with pytest.raises(ValueError, match="unknown variant"):
+        official_config(family, "xl")
