@@ -65,7 +65,7 @@ def _draft_scale(img: Image.Image, box, out_size) -> int:
     """The DCT scale s (1, 2, 4 or 8) Pillow's JPEG draft picks for `_draft`'s request."""
     request = _draft_request(img, box, out_size)
     largest = min(img.size[0] // request[0], img.size[1] // request[1])
-    return next(s for s in (8, 4, 2, 1) if largest >= s)
+    return next((s for s in (8, 4, 2) if largest >= s), 1)  # 1 also when upscaling
 
 
 def _fast_jpeg(img: Image.Image, scale: int) -> Image.Image | None:

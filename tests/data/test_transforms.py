@@ -214,6 +214,7 @@ def test_simplejpeg_decodes_the_same_pixels_as_pillow(monkeypatch):
         _encode(photo.convert("L"), "JPEG", quality=90),
         _encode(photo.convert("CMYK"), "JPEG", quality=90),
         _encode(photo, "PNG"),
+        _encode(_photo(40, 30), "JPEG", quality=90),  # smaller than the crops: upscaled
     ]
     cfg = dict(default_input_config(), randaugment="", re_prob=0.0, hflip=0.0)
     kinds = [
