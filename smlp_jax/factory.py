@@ -15,8 +15,10 @@ from flax import nnx
 
 from smlp_jax.convert import hub, load_pretrained
 from smlp_jax.convert.assign import assign_weights
+from smlp_jax.convert.checkpoint_io import read_weights
 from smlp_jax.convert.export import variable_rules
-from smlp_jax.models import get_entry, make_model
+from smlp_jax.models import HyperparameterError, get_entry, make_model
+from smlp_jax.models.size import check_model_size
 
 
 def create_model(
@@ -36,6 +38,10 @@ def create_model(
       name: a registered name (`smlp_jax.list_models()`), or `"hf-hub:ORG/NAME"`: a
         model in the Hugging Face Hub layout (ours, from `smlp_jax.save_pretrained`, or
         timm's for Mixer and ConvMixer), read through the hub cache with its weights.
+        Its config.json is untrusted: checked for types and the declared ranges, and the
+        model it describes measured abstractly first; parameters plus the largest
+        activation of one image above `$SMLP_JAX_MAX_MODEL_GB` (default 8) are refused
+        (`smlp_jax.models.size`).
       pretrained: official weights to load: a path (`.pth`/`.pth.tar`/`.pt`, `.npz`,
         `.safetensors`), a mapping from official key names to arrays, True (the model's
         official file, found where timm and torch.hub keep downloads: see
@@ -53,7 +59,9 @@ def create_model(
       rngs: `nnx.Rngs` or an integer seed (default 0) for parameters and dropout.
       dtype: computation dtype (parameters stay float32).
       **overrides: the family's hyperparameters (official names); they win over the
-        variant's values.
+        variant's values. Each has a declared type and range
+        (`smlp_jax.models.hyperparameter_ranges(name)`); a value outside it is a
+        `HyperparameterError` naming it and the range.
 
     Returns:
       The nnx module, in train mode (call `.eval()` for inference).
@@ -70,6 +78,10 @@ def create_model(
         pretrained = find_pretrained(name)
     elif pretrained is False:
         pretrained = None
+    if isinstance(pretrained, str | os.PathLike):
+        # Read (and checked: `checkpoint_io`) before the model is built, so that a missing,
+        # damaged or crafted file is one line at once, not after the build.
+        pretrained = read_weights(pretrained)
     # timm's habit: num_classes=0 with weights is the weights' network without its head.
     headless = num_classes == 0 and pretrained is not None
     if headless:
@@ -141,18 +153,23 @@ def find_pretrained(name: str) -> str:
 def _from_hub(name, pretrained, num_classes, image_size, rngs, dtype, overrides) -> nnx.Module:
     if pretrained not in (None, True, False):
         raise ValueError(f"{name} brings its own weights; pretrained={pretrained!r} is not used.")
-    found = hub.read_hub_model(name)
+    found = hub.read_hub_config(name)
     args = {**found.model_args, **overrides}
     if image_size is not None:
         args["image_size"] = image_size
+    # config.json is untrusted input: its values are checked against the declared ranges
+    # and the model it describes is measured abstractly, before anything is allocated.
+    try:
+        check_model_size(found.name, num_classes=found.num_classes, what=found.source, **args)
+    except HyperparameterError as err:
+        raise hub.HubError(f"{found.source}: {hub.CONFIG_FILE}: {err}") from None
+    weights = hub.read_hub_weights(found) if pretrained is not False else None
     model = make_model(found.name, num_classes=found.num_classes, rngs=rngs, dtype=dtype, **args)
-    if pretrained is not False:
+    if weights is not None:
         if found.weights_layout == "smlp_jax":
-            assign_weights(name, variable_rules(model), found.weights)
+            assign_weights(name, variable_rules(model), weights)
         else:
-            load_pretrained(
-                model, found.weights, family=get_entry(found.name).family, model_name=name
-            )
+            load_pretrained(model, weights, family=get_entry(found.name).family, model_name=name)
     if num_classes is not None and num_classes != found.num_classes:
         model.reset_classifier(num_classes, rngs=0 if rngs is None else rngs)
     return model

@@ -8,8 +8,8 @@ The folder holds `config.json` (architecture, hyperparameters, pretrained config
 `model.safetensors` (the family's official state dict where it has one, so the official
 code and timm read the same file; our variable paths for Sparse-MLP) and a model card
 `README.md` written from what is measured on the model itself (parameters, MACs) and
-what the repository proves (the parity test of the family's weight layout), plus the
-training run when given. `smlp_jax.convert.hub` reads the folder back.
+what the repository proves (the parity check its converter names in `PARITY`), plus
+the training run when given. `smlp_jax.convert.hub` reads the folder back.
 """
 
 from __future__ import annotations
@@ -25,26 +25,15 @@ import jax
 import numpy as np
 from flax import nnx
 
-import smlp_jax
 from smlp_jax.convert.assign import WeightsMismatchError
+from smlp_jax.convert.converters import converter
 from smlp_jax.convert.export import export_state_dict, write_state_dict
 from smlp_jax.convert.hub import CONFIG_FILE, WEIGHTS_FILE
+from smlp_jax.models.macs import macs_of
 from smlp_jax.models.registry import ModelSpec, get_entry, pretrained_cfg
+from smlp_jax.version import __version__
 
 CARD_FILE = "README.md"
-
-# The test that proves each family's official weight layout (logits of the official
-# code, given the same weights), named in the model card.
-PARITY_TESTS = {
-    "smlpnet": "tests/convert/test_smlpnet_parity.py",
-    "mixer": "tests/convert/test_mixer_parity.py",
-    "convmixer": "tests/convert/test_convmixer_parity.py",
-    "dynamixer": "tests/convert/test_dynamixer_parity.py",
-    "permutator": "tests/convert/test_permutator_parity.py",
-    "as_mlp": "tests/convert/test_as_mlp_parity.py",
-    "hire_mlp": "tests/convert/test_hire_mlp_parity.py",
-    "raft_mlp": "tests/convert/test_raft_mlp_parity.py",
-}
 
 
 def _spec(model: nnx.Module) -> ModelSpec:
@@ -75,7 +64,7 @@ def hub_config(
         "model_args": {**spec.kwargs(), "image_size": spec.image_size},
         "pretrained_cfg": cfg,
         "smlp_jax": {
-            "version": smlp_jax.__version__,
+            "version": __version__,
             "family": entry.family,
             "weights_layout": weights_layout,
         },
@@ -87,13 +76,6 @@ def _weights(model: nnx.Module) -> tuple[dict[str, np.ndarray], str]:
         return export_state_dict(model, "official"), "official"
     except WeightsMismatchError:  # no official layout (Sparse-MLP)
         return export_state_dict(model, "smlp_jax"), "smlp_jax"
-
-
-def count_macs(model: nnx.Module) -> int:
-    """Batch-1 eval forward MACs of `model` (`smlp_jax.tools.summary`'s count)."""
-    from smlp_jax.tools.summary import macs_of  # lazy: tools import smlp_jax, which imports us
-
-    return macs_of(model)
 
 
 def model_card(
@@ -144,8 +126,9 @@ def model_card(
         "",
     ]
     if weights_layout == "official":
-        test = PARITY_TESTS.get(entry.family)
-        proof = f" The layout is proven by `{test}` in smlp_jax." if test else ""
+        # The family's converter says how its layout is checked (`PARITY`).
+        parity = converter(entry.family).PARITY
+        proof = f" The layout is proven in smlp_jax against {parity}." if parity else ""
         origin = cfg.release or cfg.source
         lines.append(
             f"`{WEIGHTS_FILE}` is in the official layout of {entry.family} ({origin}): the "
@@ -201,7 +184,7 @@ def save_pretrained(
     card = model_card(
         model,
         layout,
-        macs=count_macs(model) if macs else None,
+        macs=macs_of(model) if macs else None,
         training=training,
         repo_id=repo_id,
         preprocessing=preprocessing,

@@ -21,7 +21,11 @@ A saved folder holds:
     forward.jaxexport  `exported.serialize()`: StableHLO plus the calling convention
     weights.npz        the weights argument (absent when baked in)
     serving.json       model name, image size, num_classes, mean/std, crop_pct, filter,
-                       input and output shapes, platforms, jax/flax versions
+                       input and output shapes, platforms, jax/flax versions, and the
+                       sha256 of the other two files
+`load` treats the folder as untrusted: a damaged or changed file (its sha256), a sidecar
+that is not our JSON object, an unreadable artifact, object arrays or shapes the file
+cannot hold in weights.npz are a one-line `ServingError` before anything is run.
 
 The artifact is platform-specific: it runs on the platforms it was lowered for
 (`platforms=`, default the backend JAX runs on here; `("cpu", "cuda")` lowers one artifact
@@ -40,6 +44,7 @@ the optional `jax2onnx` package.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -52,16 +57,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from smlp_jax.errors import UserError
 from smlp_jax.models import registry, xla_cpu
+from smlp_jax.models.npz import read_npz
 
 FORMAT = "smlp_jax.serving/1"
 FORWARD_FILE = "forward.jaxexport"
 WEIGHTS_FILE = "weights.npz"
 SIDECAR_FILE = "serving.json"
 BATCH_DIM = "b"
+_MAX_SIDECAR_BYTES = 1_000_000
 
 
-class ServingError(ValueError):
+class ServingError(UserError, ValueError):
     """A serving artifact that cannot be written, read or run as asked; shown as one line."""
 
 
@@ -252,8 +260,19 @@ def save(
         np.savez(folder / WEIGHTS_FILE, **{k: np.asarray(v) for k, v in weights.items()})
     elif (folder / WEIGHTS_FILE).exists():
         (folder / WEIGHTS_FILE).unlink()  # a stale argument file would contradict the sidecar
+    # `load` checks these before it deserializes or reads anything else.
+    files = [FORWARD_FILE] + ([WEIGHTS_FILE] if weights is not None else [])
+    metadata["sha256"] = {name: _sha256(folder / name) for name in files}
     (folder / SIDECAR_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class ServedModel:
@@ -274,10 +293,16 @@ class ServedModel:
         if len(shape) != len(expected) or shape[1:] != tuple(expected[1:]):
             raise ServingError(
                 f"images of shape {shape}; this artifact takes "
-                f"{self.metadata['input']['shape']} (NHWC, normalised)."
+                f"{[d if isinstance(d, int) else str(d) for d in expected]} (NHWC, normalised)."
             )
         if isinstance(expected[0], int) and shape[0] != expected[0]:
             raise ServingError(f"batch {shape[0]}: this artifact was exported for {expected[0]}.")
+        dtype = jnp.result_type(images)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ServingError(
+                f"{dtype} images: this artifact takes float images normalised as "
+                "(x / 255 - mean) / std, with the mean and std in serving.json."
+            )
         images = jnp.asarray(images, self.input_aval.dtype)
         if self.weights is None:
             return self._call(images)
@@ -293,10 +318,16 @@ def load(path: str | Path) -> ServedModel:
             f"{folder}: no serving artifact ({SIDECAR_FILE} and {FORWARD_FILE}); write one "
             "with smlp_jax.serving.save or python -m smlp_jax.tools.export_serving."
         )
-    metadata = json.loads(sidecar.read_text())
-    if metadata.get("format") != FORMAT:
-        raise ServingError(f"{sidecar}: format {metadata.get('format')!r}, not {FORMAT!r}.")
-    exported = jax.export.deserialize(bytearray((folder / FORWARD_FILE).read_bytes()))
+    metadata = _read_sidecar(sidecar)
+    _check_files(folder, metadata)
+    try:
+        exported = jax.export.deserialize(bytearray((folder / FORWARD_FILE).read_bytes()))
+    except Exception as err:  # noqa: BLE001 - any failure to parse the file is the file's
+        first = (str(err).splitlines() or [""])[0]
+        raise ServingError(
+            f"{folder / FORWARD_FILE} is not a readable jax.export artifact (damaged or "
+            f"truncated? {type(err).__name__}: {first}); export it again."
+        ) from None
     here = jax.export.default_export_platform()
     if here not in exported.platforms:
         raise ServingError(
@@ -305,10 +336,46 @@ def load(path: str | Path) -> ServedModel:
         )
     weights = None
     if _takes_weights(exported):
-        with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as arrays:
-            weights = {name: jnp.asarray(arrays[name]) for name in arrays.files}
+        # Declared shapes checked against the file's bytes first; object arrays refused.
+        arrays = read_npz(folder / WEIGHTS_FILE, ServingError)
+        weights = {name: jnp.asarray(array) for name, array in arrays.items()}
         _check_weights(exported, weights)
     return ServedModel(exported, weights, metadata)
+
+
+def _read_sidecar(sidecar: Path) -> dict[str, Any]:
+    """serving.json as a dict of our format, or a one-line `ServingError`."""
+    if sidecar.stat().st_size > _MAX_SIDECAR_BYTES:
+        raise ServingError(f"{sidecar}: {sidecar.stat().st_size:,} bytes; ours are about 1 kB.")
+    try:
+        metadata = json.loads(sidecar.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ServingError(f"{sidecar} is not valid JSON ({err}).") from None
+    if not isinstance(metadata, dict):
+        raise ServingError(
+            f"{sidecar} holds a JSON {type(metadata).__name__}, not the object "
+            "smlp_jax.serving.save writes."
+        )
+    if metadata.get("format") != FORMAT:
+        raise ServingError(f"{sidecar}: format {metadata.get('format')!r}, not {FORMAT!r}.")
+    return metadata
+
+
+def _check_files(folder: Path, metadata: dict[str, Any]) -> None:
+    """The artifact's files against the sha256 digests serving.json records (artifacts
+    saved before digests were recorded have none to check)."""
+    digests = metadata.get("sha256", {})
+    if not isinstance(digests, dict) or not set(digests) <= {FORWARD_FILE, WEIGHTS_FILE}:
+        raise ServingError(f"{folder / SIDECAR_FILE}: sha256 is not {{file: digest}}.")
+    for name, digest in digests.items():
+        path = folder / name
+        if not path.is_file():
+            raise ServingError(f"{folder}: {name} is missing (serving.json lists it).")
+        if _sha256(path) != digest:
+            raise ServingError(
+                f"{path} does not match the sha256 serving.json records: it was damaged or "
+                "changed after it was saved; export it again."
+            )
 
 
 # jax2onnx logs a traceback for each of its example plugins whose package (equinox, dm_pix)

@@ -4,8 +4,13 @@ through a hub cache built on disk (ours and timm's layouts), `pretrained=True`, 
 network: sockets are refused, so an attempt fails at once."""
 
 import json
+import os
+import re
 import shutil
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import huggingface_hub
@@ -18,9 +23,11 @@ from safetensors.numpy import save_file
 
 import smlp_jax
 from benchmarks.throughput import TINY
+from smlp_jax.convert.converters import CONVERTERS
 from smlp_jax.convert.export import save_weights, state_arrays
 from smlp_jax.convert.hub import HubError
-from tests.train.tiny import REPO
+from smlp_jax.models.size import ModelTooLargeError
+from tests.train.tiny import REPO, subprocess_env
 
 FIXTURES = REPO / "tests" / "fixtures"
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
@@ -73,9 +80,7 @@ def test_save_pretrained_then_create_from_the_hub_cache(tmp_path):
     card = (folder / "README.md").read_text()
     params = sum(np.size(p) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
     assert f"- Parameters: {params:,}\n" in card
-    assert (
-        "tests/convert/test_smlpnet_parity.py" in card and "recipe: configs/smlpnet.py:demo" in card
-    )
+    assert "reference/make_smlpnet_fixture.py" in card and "recipe: configs/smlpnet.py:demo" in card
 
     put_in_cache(tmp_path, "someone/smlpnet-tiny", folder)
     loaded = smlp_jax.create_model("hf-hub:someone/smlpnet-tiny")
@@ -84,6 +89,18 @@ def test_save_pretrained_then_create_from_the_hub_cache(tmp_path):
     # Another class count: the body is the hub model's, the head starts fresh.
     five = smlp_jax.create_model("hf-hub:someone/smlpnet-tiny", num_classes=5)
     assert logits(five, x).shape == (2, 5)
+
+
+def test_each_converter_says_how_its_layout_is_checked():
+    """The card's "proven against" line comes from the family's converter (`PARITY`), not
+    from a table of test files in library code; the fixture script it names exists."""
+    for family, module in CONVERTERS.items():
+        assert isinstance(module.PARITY, str), family
+        if family == "sparse_mlp":  # no official code
+            assert module.PARITY == ""
+            continue
+        paths = re.findall(r"`(reference/[^`]+)`", module.PARITY)
+        assert paths and all((REPO / p).is_file() for p in paths), (family, module.PARITY)
 
 
 def test_sparse_mlp_goes_in_our_own_layout(tmp_path):
@@ -167,6 +184,10 @@ def test_bad_hub_input_is_one_line(tmp_path, monkeypatch):
     # Not in the cache: offline, the line says what to do.
     with pytest.raises(HubError, match="not in the hub cache .* HF_HUB_OFFLINE is set"):
         smlp_jax.create_model("hf-hub:someone/absent")
+    # The command named is the one huggingface_hub installs now (`hf`, not huggingface-cli).
+    with pytest.raises(HubError, match=r"run `hf download someone/absent`"):
+        smlp_jax.create_model("hf-hub:someone/absent")
+    assert shutil.which("hf", path=os.path.dirname(sys.executable))
     # Online, an unreachable Hub (huggingface_hub's own error after its retries, which
     # take ~20 s against the refused sockets: raised here directly) is one line too.
     monkeypatch.delenv("HF_HUB_OFFLINE")
@@ -288,3 +309,156 @@ def test_num_classes_zero_with_weights_drops_their_head(tmp_path):
     source.eval(), headless.eval()
     pooled = source.forward_head(source.forward_features(x), pre_logits=True)
     np.testing.assert_array_equal(np.asarray(headless(x)), np.asarray(pooled))
+
+
+# --- untrusted config.json (issue 35): one line, before anything is read or allocated ---
+
+TINY_CONFIG = {
+    "architecture": "smlpnet_t",
+    "num_classes": 3,
+    "model_args": {
+        "alpha": 3,
+        "depths": [1, 1],
+        "dim": 8,
+        "drop_path_rate": 0.0,
+        "patch_size": 4,
+        "image_size": 32,
+    },
+    "smlp_jax": {"weights_layout": "official"},
+}
+
+
+def hub_folder(tmp_path, config) -> Path:
+    """A hub folder with `config` (a dict, or raw text) and a stand-in weights file."""
+    folder = tmp_path / "hub_model"
+    folder.mkdir(parents=True)
+    text = config if isinstance(config, str) else json.dumps(config)
+    (folder / "config.json").write_text(text)
+    (folder / "model.safetensors").write_bytes(b"never read")
+    return folder
+
+
+def with_args(**changes):
+    return {**TINY_CONFIG, "model_args": {**TINY_CONFIG["model_args"], **changes}}
+
+
+@pytest.mark.parametrize(
+    "config, line",
+    [
+        ([1, 2], "config.json: a JSON list, not an object with architecture"),
+        ("{not json", "config.json: not valid JSON"),
+        ({**TINY_CONFIG, "model_args": [8, 2]}, "config.json: model_args is a JSON list"),
+        ({**TINY_CONFIG, "num_classes": "abc"}, "num_classes='abc' is not a class count"),
+        ({**TINY_CONFIG, "num_classes": -3}, "num_classes=-3 is not a class count"),
+        ({**TINY_CONFIG, "architecture": 7}, "architecture=7 is not a model name"),
+        ({**TINY_CONFIG, "smlp_jax": "x"}, "config.json: smlp_jax is a JSON str"),
+        (
+            with_args(depths=[1000000, 1]),
+            "config.json: smlpnet_t: depths=[1000000, 1] is not accepted; depths takes one "
+            "int from 1 to 256 per stage",
+        ),
+        (
+            with_args(dim=10**9),
+            "config.json: smlpnet_t: dim=1000000000 is not accepted; dim takes an int from "
+            "1 to 65536.",
+        ),
+        (with_args(depths=[1, -1]), "depths=[1, -1] is not accepted"),
+        (with_args(colour="red"), "config.json: smlpnet_t: unknown hyperparameter(s) colour"),
+    ],
+)
+def test_an_untrusted_config_is_one_line_before_anything_is_read_or_built(
+    config, line, tmp_path, monkeypatch
+):
+    def never(*args, **kwargs):
+        raise AssertionError("reached after a bad config.json")
+
+    monkeypatch.setattr(smlp_jax.factory, "make_model", never)
+    monkeypatch.setattr("smlp_jax.convert.hub.read_weights", never)
+    folder = hub_folder(tmp_path, config)
+    with pytest.raises(HubError) as err:
+        smlp_jax.create_model(f"hf-hub:{folder}")
+    assert line in str(err.value) and str(err.value).startswith(str(folder))
+    assert "\n" not in str(err.value)
+
+
+def test_a_config_describing_a_huge_model_is_measured_and_refused(tmp_path, monkeypatch):
+    """In range, but 190 billion parameters: measured abstractly and refused in one line
+    that says how big; SMLP_JAX_MAX_MODEL_GB moves the limit."""
+    monkeypatch.setattr(smlp_jax.factory, "make_model", None)  # never reached
+    folder = hub_folder(tmp_path, with_args(dim=60000))
+    start = time.perf_counter()
+    with pytest.raises(ModelTooLargeError) as err:
+        smlp_jax.create_model(f"hf-hub:{folder}")
+    assert time.perf_counter() - start < 10
+    assert str(err.value) == (
+        f"{folder}: smlpnet_t with these hyperparameters would have 190,806,900,187 "
+        "parameters (763.2 GB), above the limit of 8 GB; set SMLP_JAX_MAX_MODEL_GB "
+        "(gigabytes) higher to build it anyway."
+    )
+    # The limit is the override's: the tiny model (18 kB of parameters, a largest
+    # activation of 12 kB) above 10 kB.
+    monkeypatch.setenv("SMLP_JAX_MAX_MODEL_GB", "0.00001")
+    with pytest.raises(ModelTooLargeError, match=r"4,499 parameters .* limit of 1e-05 GB"):
+        smlp_jax.create_model(f"hf-hub:{hub_folder(tmp_path / 'small', TINY_CONFIG)}")
+
+
+def test_the_export_tool_refuses_a_huge_config_in_seconds_and_small_memory(tmp_path):
+    """Through the CLI, in a fresh process: rc 1, the one line, and the child's peak RSS
+    (its own interpreter's high-water mark, VmHWM, written at exit: wait4's ru_maxrss would
+    also count the pytest parent, whose memory a vfork-ed child holds until its exec) far
+    below the 763 GB the config describes."""
+    folder = hub_folder(tmp_path, with_args(dim=60000))
+    env = {**subprocess_env(), "HF_HUB_OFFLINE": "1"}
+    status_file = tmp_path / "status"
+    tool = ["smlp_jax.tools.export", "--model", f"hf-hub:{folder}"]
+    tool += ["--out", str(tmp_path / "out.safetensors")]
+    launcher = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: open({str(status_file)!r}, 'w').write("
+        "open('/proc/self/status').read()))\n"
+        f"sys.argv = {tool!r}\n"
+        "runpy.run_module(sys.argv[0], run_name='__main__')\n"
+    )
+    start = time.perf_counter()
+    child = subprocess.run(
+        [sys.executable, "-c", launcher], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    err = child.stderr
+    assert child.returncode == 1, err
+    assert err.count("\n") == 1 and err.startswith(f"error: {folder}: smlpnet_t with"), err
+    assert "190,806,900,187 parameters" in err
+    peak_kb = int(re.search(r"VmHWM:\s+(\d+) kB", status_file.read_text()).group(1))
+    assert peak_kb < 1_500_000, peak_kb  # imports and the abstract trace, nothing large
+    assert time.perf_counter() - start < 90  # a loaded 2-core host: jax's import included
+
+
+@pytest.mark.parametrize(
+    "name, line",
+    [
+        ("./does_not_exist", "hf-hub:./does_not_exist: no such folder"),
+        ("../../etc_not_here", "hf-hub:../../etc_not_here: no such folder"),
+        ("/no/such/folder", "hf-hub:/no/such/folder: no such folder"),
+        ("a/b/c", "hf-hub:a/b/c: not a valid Hub name (ORG/NAME"),
+        ("someone/bad..name", "not a valid Hub name"),
+        ("someone/" + "x" * 120, "not a valid Hub name"),
+    ],
+)
+def test_a_missing_folder_or_invalid_hub_name_is_our_one_line(name, line, monkeypatch):
+    def never(**kwargs):
+        raise AssertionError("huggingface_hub reached")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", never)
+    with pytest.raises(HubError) as err:
+        smlp_jax.create_model(f"hf-hub:{name}")
+    assert str(err.value).startswith(f"hf-hub:{name}: ") and line in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_an_existing_folder_named_by_a_relative_path_is_read(tmp_path, monkeypatch):
+    """`hf-hub:../../x`, when it is a folder, is that folder (our words if it is not a
+    hub model)."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a" / "b")
+    with pytest.raises(HubError, match=r"^\.\./\.\./etc has no config\.json"):
+        smlp_jax.create_model("hf-hub:../../etc")

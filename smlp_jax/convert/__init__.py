@@ -1,26 +1,30 @@
 """Weight import from official releases.
 
-One converter per family, `smlp_jax.convert.<family>` (`converter(family)`), with
-`official_rules(model)`: official state-dict key -> (nnx variable, `Layout`). A family with
+One converter per family, `smlp_jax.convert.<family>` (`converter(family)`, from the table
+`converters.CONVERTERS`), with `official_rules(model)`: official state-dict key -> (nnx
+variable, `Layout`). A family with
 several official layouts (Mixer: timm and vit_jax) also has `rules_for_weights(model,
 weights)`, which picks by key names; `rules_for` asks whichever the family has.
 `load_pretrained` reads the file safely (`checkpoint_io`) and assigns it with full key and
-shape checks (`assign`).
+shape checks (`assign`). With `resample_to_grid=True` the grid-tied arrays are first
+carried to the model's grid by our own variable paths (`resample`: each official key goes
+to its variable's path through the rules, into our layout and back).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Mapping
-from types import ModuleType
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from flax import nnx
 
 from smlp_jax.convert.assign import Rules, WeightsMismatchError, assign_weights
 from smlp_jax.convert.checkpoint_io import WeightsFileError, read_weights
-from smlp_jax.convert.resample import resample_weights
+from smlp_jax.convert.converters import converter
+from smlp_jax.convert.export import variable_paths
+from smlp_jax.convert.resample import Resampler, grid_resamplers, resample_arrays
 from smlp_jax.models import family_of
 
 __all__ = [
@@ -31,11 +35,6 @@ __all__ = [
     "read_weights",
     "rules_for",
 ]
-
-
-def converter(family: str) -> ModuleType:
-    """The converter module of a model family: `smlp_jax.convert.<family>`."""
-    return importlib.import_module(f"smlp_jax.convert.{family}")
 
 
 def rules_for(model: nnx.Module, weights: Mapping[str, Any], *, family: str | None = None) -> Rules:
@@ -79,7 +78,45 @@ def load_pretrained(
     ignore = getattr(module, "IGNORED_KEYS", (r"(^|\.)num_batches_tracked$",))
     rules = rules_for(model, weights, family=family)
     if resample_to_grid:
-        resamplers = getattr(module, "GRID_RESAMPLERS", ())
-        weights = resample_weights(model_name or family, rules, weights, resamplers)
+        resamplers = grid_resamplers(module, model_name or family)
+        weights = resample_official(model_name or family, model, rules, weights, resamplers)
     assign_weights(model_name or family, rules, weights, ignore=ignore)
     return model
+
+
+def resample_official(
+    model_name: str,
+    model: nnx.Module,
+    rules: Rules,
+    weights: Mapping[str, Any],
+    resamplers: Sequence[tuple[str, Resampler]],
+) -> dict[str, Any]:
+    """Official `weights` with their grid-tied arrays resampled to `model`'s grid.
+
+    Each official key of `rules` goes to its variable's path in `model`, its array into
+    our layout; `resample_arrays` resamples by path, and what it resampled goes back to
+    the official layout under the same key. Everything else is returned as given, for
+    `assign_weights` to check (an array whose rank does not fit its layout is left alone).
+    """
+    paths = variable_paths(model)
+    ours, keys, shapes = {}, {}, {}
+    for key, (variable, layout) in rules.items():
+        if key not in weights:
+            continue
+        path = paths[id(variable)]
+        shapes[path] = tuple(variable.shape)
+        array = np.asarray(weights[key])
+        if array.ndim != len(layout.official_shape(variable.shape)):
+            continue
+        try:
+            ours[path] = layout.to_ours(array)
+        except ValueError:  # a squeezed 1x1 that is not 1x1: a plain shape mismatch
+            continue
+        keys[path] = key
+    resampled = resample_arrays(model_name, ours, shapes, resamplers, names=keys)
+    out = dict(weights)
+    for path, array in resampled.items():
+        if array is not ours[path]:
+            key = keys[path]
+            out[key] = rules[key][1].to_official(array)
+    return out

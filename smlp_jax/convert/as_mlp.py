@@ -10,6 +10,13 @@ from __future__ import annotations
 from smlp_jax.convert.assign import CONV, CONV1X1_AS_DENSE, COPY, LINEAR, Rules
 from smlp_jax.models.as_mlp import ASMLP
 
+# How the official layout is checked, in the model card's words: the same weights give
+# the logits of the reference named here (its parity test reads that fixture).
+PARITY = (
+    "our independent PyTorch AS-MLP in the official state-dict layout (fixture: "
+    "`reference/make_as_mlp_fixture.py`)"
+)
+
 
 def _norm(prefix: str, norm) -> Rules:
     return {f"{prefix}.weight": (norm.scale, COPY), f"{prefix}.bias": (norm.bias, COPY)}

@@ -16,8 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from smlp_jax.errors import UserError
 
-class WeightsMismatchError(ValueError):
+
+class WeightsMismatchError(UserError, ValueError):
     """Official weights whose keys or shapes do not fit the model."""
 
 

@@ -3,7 +3,9 @@
 Checkpoints are untrusted input: `.pth` files go through `torch.load(weights_only=True)`
 with only `argparse.Namespace` allowed beyond plain containers and tensors (the SPACH and
 DeiT-style training scripts store their args that way), and `.npz` through
-`np.load(allow_pickle=False)`. Loading weights never runs pickled code.
+`np.load(allow_pickle=False)` after every array's declared shape is checked against the
+bytes the file holds (`smlp_jax.models.npz`: a crafted header cannot ask for terabytes).
+Loading weights never runs pickled code.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from smlp_jax.errors import UserError
+from smlp_jax.models.npz import read_npz
+
 # Where training scripts nest the weights inside a checkpoint, in order of preference.
 _NESTED_KEYS = ("model", "state_dict", "model_ema", "params")
 _TORCH_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt")
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(UserError, ValueError):
     """A weights file that is missing, unreadable, or of an unsupported kind."""
 
 
@@ -62,11 +67,8 @@ def _load_file(path: str) -> Mapping[str, Any]:
         raise WeightsFileError(f"weights file {path} does not exist")
     lower = path.lower()
     if lower.endswith(".npz"):
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-            raise WeightsFileError(f"could not read {path} (corrupt or not an npz?): {e}") from e
+        # Each array's declared shape checked against the file's bytes before reading.
+        return read_npz(path, WeightsFileError)
     if lower.endswith(".safetensors"):
         try:
             from safetensors.numpy import load_file  # lazy: optional, for .safetensors only

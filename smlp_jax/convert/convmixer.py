@@ -12,6 +12,10 @@ from __future__ import annotations
 from smlp_jax.convert.assign import CONV, CONV1X1_AS_DENSE, COPY, LINEAR, Rules
 from smlp_jax.models.convmixer import ConvMixer
 
+# How the official layout is checked, in the model card's words: the same weights give
+# the logits of the reference named here (its parity test reads that fixture).
+PARITY = "timm's `ConvMixer` (fixtures: `reference/make_convmixer_fixture.py`)"
+
 
 def _batch_norm(prefix: str, bn) -> Rules:
     return {

@@ -16,10 +16,18 @@ from smlp_jax.convert.assign import CONV, COPY, LINEAR, Rules
 from smlp_jax.convert.resample import dynamixer_generate_bias, dynamixer_generate_kernel
 from smlp_jax.models.dynamixer import DynaMixer
 
-# Grid-tied keys and how to carry them to another image size (resample_to_grid=True).
+# How the official layout is checked, in the model card's words: the same weights give
+# the logits of the reference named here (its parity test reads that fixture).
+PARITY = (
+    "our independent PyTorch DynaMixer in the official state-dict layout (fixtures: "
+    "`reference/make_dynamixer_fixture.py`)"
+)
+
+# Grid-tied arrays (our variable paths) and how to carry them to another image size
+# (resample_to_grid=True, config.init_resample_to_grid).
 GRID_RESAMPLERS = (
-    (r"\.mix_[hw]\.generate\.weight$", dynamixer_generate_kernel),
-    (r"\.mix_[hw]\.generate\.bias$", dynamixer_generate_bias),
+    (r"/attn/mix_[hw]/generate/kernel$", dynamixer_generate_kernel),
+    (r"/attn/mix_[hw]/generate/bias$", dynamixer_generate_bias),
 )
 
 

@@ -11,7 +11,6 @@ official code, `load_state_dict(strict=True)`) reads with every key and shape ch
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from smlp_jax.convert.assign import COPY, Rules, WeightsMismatchError
+from smlp_jax.convert.converters import converter
 from smlp_jax.models import family_of
 
 
@@ -106,7 +106,7 @@ def export_rules(
     family = family or family_of(model)
     if layout == "smlp_jax":
         return variable_rules(model)
-    module = importlib.import_module(f"smlp_jax.convert.{family}")
+    module = converter(family)
     if layout == "official":
         return module.official_rules(model)
     if layout == "vit_jax" and hasattr(module, "vit_jax_rules"):

@@ -13,6 +13,13 @@ from __future__ import annotations
 from smlp_jax.convert.assign import CONV, CONV1X1_AS_DENSE, COPY, LINEAR, Rules
 from smlp_jax.models.hire_mlp import HireMLPNet
 
+# How the official layout is checked, in the model card's words: the same weights give
+# the logits of the reference named here (its parity test reads that fixture).
+PARITY = (
+    "our independent PyTorch Hire-MLP in the official state-dict layout (fixture: "
+    "`reference/make_hire_mlp_fixture.py`)"
+)
+
 
 def _batch_norm(prefix: str, bn) -> Rules:
     return {

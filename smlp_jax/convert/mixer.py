@@ -28,13 +28,18 @@ from smlp_jax.convert.resample import (
 )
 from smlp_jax.models.mixer import MlpMixer
 
-# Official keys whose shapes follow the token grid, and how to carry them to a new grid
-# (`load_pretrained(..., resample_to_grid=True)`): the paper's block-diagonal init.
+# How the official layout is checked, in the model card's words: the same weights give
+# the logits of the reference named here (its parity test reads that fixture).
+PARITY = "timm's `MlpMixer` (fixtures: `reference/make_mixer_fixture.py`)"
+
+# Our variable paths whose shapes follow the token grid, and how to carry them to a new
+# grid (`resample_to_grid=True`, `config.init_resample_to_grid`): the paper's
+# block-diagonal init. Official keys reach them through the rules of either layout.
 GRID_RESAMPLERS = (
-    (r"mlp_tokens\.fc1\.weight$|token_mixing/Dense_0/kernel$", mixer_fc1_kernel),
-    (r"mlp_tokens\.fc1\.bias$|token_mixing/Dense_0/bias$", mixer_fc1_bias),
-    (r"mlp_tokens\.fc2\.weight$|token_mixing/Dense_1/kernel$", mixer_fc2_kernel),
-    (r"mlp_tokens\.fc2\.bias$|token_mixing/Dense_1/bias$", mixer_fc2_bias),
+    (r"^blocks/\d+/token_mixing/fc1/kernel$", mixer_fc1_kernel),
+    (r"^blocks/\d+/token_mixing/fc1/bias$", mixer_fc1_bias),
+    (r"^blocks/\d+/token_mixing/fc2/kernel$", mixer_fc2_kernel),
+    (r"^blocks/\d+/token_mixing/fc2/bias$", mixer_fc2_bias),
 )
 
 

@@ -12,6 +12,22 @@ from __future__ import annotations
 from smlp_jax.convert.assign import CONV, COPY, LINEAR, Rules
 from smlp_jax.models.permutator import VisionPermutator
 
+# How the official layout is checked, in the model card's words: the same weights give
+# the logits of the reference named here (its parity test reads that fixture).
+PARITY = (
+    "our independent PyTorch Vision Permutator in the official state-dict layout "
+    "(fixture: `reference/make_permutator_fixture.py`)"
+)
+
+# Each stage's grid side must equal its segment_dim, so another image size keeps every
+# shape (C x C) but changes what each weight of mlp_h / mlp_w means: nothing to resample,
+# and a shape check would not notice, hence a refusal whenever resampling is asked for.
+GRID_RESAMPLING_UNAVAILABLE = (
+    "Vision Permutator's mlp_h/mlp_w mix (grid side x channels in a segment) with the side "
+    "fixed by segment_dim, so another image size changes what each weight means, not its "
+    "shape, and nothing can be resampled; fine-tune at the checkpoint's image_size."
+)
+
 
 def _linear(prefix: str, dense) -> Rules:
     rules = {f"{prefix}.weight": (dense.kernel, LINEAR)}

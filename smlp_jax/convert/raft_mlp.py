@@ -15,6 +15,23 @@ from __future__ import annotations
 from smlp_jax.convert.assign import COPY, LINEAR, Rules
 from smlp_jax.models.raft_mlp import RaftMLP
 
+# How the official layout is checked, in the model card's words: the same weights give
+# the logits of the reference named here (its parity test reads that fixture).
+PARITY = (
+    "our independent PyTorch RaftMLP in the official state-dict layout (fixture: "
+    "`reference/make_raft_mlp_fixture.py`)"
+)
+
+# The vertical and horizontal token-mixing MLPs mix (raft member x grid side), and their
+# hidden widths grow with the side too: no resampling is defined for them.
+GRID_RESAMPLING_UNAVAILABLE = (
+    "RaftMLP's vertical and horizontal token-mixing MLPs (and their hidden widths) are tied "
+    "to the trained grid and no resampling of them is defined; fine-tune at the "
+    "checkpoint's image_size (for other input sizes, build the model at that image_size "
+    "with resize_to_trained_grid=True, which resizes each level's grid as the official "
+    "code does)."
+)
+
 
 def _linear(prefix: str, dense) -> Rules:
     return {f"{prefix}.weight": (dense.kernel, LINEAR), f"{prefix}.bias": (dense.bias, COPY)}

@@ -12,10 +12,18 @@ from smlp_jax.convert.assign import CONV, CONV1X1_AS_DENSE, COPY, LINEAR, Rules
 from smlp_jax.convert.resample import axial_bias, axial_kernel
 from smlp_jax.models.smlpnet import SMLPNet
 
-# The axial mixing weights follow the grid; resample_to_grid=True interpolates them.
+# How the official layout is checked, in the model card's words: the same weights give
+# the logits of the reference named here (its parity test reads that fixture).
+PARITY = (
+    "our independent PyTorch sMLPNet in the official state-dict layout (fixture: "
+    "`reference/make_smlpnet_fixture.py`)"
+)
+
+# The axial mixing weights follow the grid (our variable paths; `proj_h`/`proh_w` in the
+# official layout); resample_to_grid=True interpolates them.
 GRID_RESAMPLERS = (
-    (r"\.1\.(proj_h|proh_w)\.weight$", axial_kernel),
-    (r"\.1\.(proj_h|proh_w)\.bias$", axial_bias),
+    (r"/token_mixing/smlp/mix_[hw]/kernel$", axial_kernel),
+    (r"/token_mixing/smlp/mix_[hw]/bias$", axial_bias),
 )
 
 

@@ -15,12 +15,15 @@ from smlp_jax.models import (
     smlpnet,  # noqa: F401  (registers smlpnet_*)
     sparse_mlp,  # noqa: F401  (registers sparse_mlp_*)
 )
+from smlp_jax.models.hparams import HyperparameterError
 from smlp_jax.models.pretrained_cfgs import PretrainedCfg
 from smlp_jax.models.registry import (
     ModelEntry,
     UnknownModelError,
+    check_hyperparameters,
     family_of,
     get_entry,
+    hyperparameter_ranges,
     hyperparameters,
     list_models,
     make_model,
@@ -29,11 +32,14 @@ from smlp_jax.models.registry import (
 )
 
 __all__ = [
+    "HyperparameterError",
     "ModelEntry",
     "PretrainedCfg",
     "UnknownModelError",
+    "check_hyperparameters",
     "family_of",
     "get_entry",
+    "hyperparameter_ranges",
     "hyperparameters",
     "list_models",
     "make_model",

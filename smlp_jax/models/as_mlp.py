@@ -20,12 +20,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
+from smlp_jax.models.hparams import (
+    BLOCKS,
+    DROP_PATH_RATE,
+    PATCH,
+    RATIO,
+    WIDTH,
+    Bool,
+    Float,
+    Hyper,
+    Int,
+    per_stage,
+)
 from smlp_jax.models.layers import (
     DropPath,
     Linear,
@@ -36,6 +49,7 @@ from smlp_jax.models.layers import (
     residual,
     trunc_normal_init,
 )
+from smlp_jax.models.pretrained_cfgs import PretrainedCfg, variant_cfgs
 from smlp_jax.models.registry import register_model
 
 Array = jax.Array
@@ -174,6 +188,18 @@ class ASMLP(FeatureInterface, nnx.Module):
     # convolutions keep PyTorch's default, as ours do.
     head_init = trunc_normal_init(0.02)
 
+    # The declared type and range of each hyperparameter (smlp_jax.models.hparams).
+    HYPERPARAMETERS: ClassVar[dict[str, Hyper]] = {
+        "embed_dim": Int(1, WIDTH),
+        "depths": per_stage(Int(1, BLOCKS)),
+        "shift_size": Int(3, PATCH),
+        "mlp_ratio": Float(0.0, RATIO, low_open=True),
+        "as_bias": Bool(),
+        "patch_size": Int(1, PATCH),
+        "patch_norm": Bool(),
+        "drop_path_rate": DROP_PATH_RATE,
+    }
+
     def __init__(
         self,
         *,
@@ -261,11 +287,42 @@ class ASMLP(FeatureInterface, nnx.Module):
         return [sequential(merge, *blocks) for merge, blocks in zip(merges, self.stages)]
 
 
+# The variants' pretrained configurations (`smlp_jax.models.pretrained_cfgs.PretrainedCfg`:
+# the eval input of the official weights and where they are), registered with them.
+# AS-MLP: data/build.py eval with config.py's TEST.CROP True, DATA.INTERPOLATION bicubic:
+# Resize(int(256 / 224 * S), bicubic) + CenterCrop(S), IMAGENET_DEFAULT_MEAN/STD. Weights:
+# README's OneDrive links; file names as train_scripts/test.sh (the yaml's MODEL.NAME).
+PRETRAINED_CFG = PretrainedCfg(
+    first_conv="patch_embed",
+    official_first_conv="patch_embed.proj",
+    release="https://github.com/svip-lab/AS-MLP#main-results-on-imagenet-with-pretrained-models",
+    license="MIT",
+    source="svip-lab/AS-MLP data/build.py build_transform",
+)
+_ONEDRIVE = "https://shanghaitecheducn-my.sharepoint.com/:u:/g/personal/liandz_shanghaitech_edu_cn/"
+PRETRAINED_CFGS = variant_cfgs(
+    PRETRAINED_CFG,
+    asmlp_t=dict(
+        url=_ONEDRIVE + "Eb2lPJI2BshEjJxf9CmRkCUBnB63Wj25-FVVc6zJvgRg6w?e=dEQd5q",
+        file_name="asmlp_tiny_patch4_shift5_224.pth",
+    ),
+    asmlp_s=dict(
+        url=_ONEDRIVE + "EVIbw8xHKk1Aq9MBQL-cRbIBVJA_hJE-HEVNf_GVgkw2iQ?e=QIIp2e",
+        file_name="asmlp_small_patch4_shift5_224.pth",
+    ),
+    asmlp_b=dict(
+        url=_ONEDRIVE + "EZVBFW_LKctLqgrnnINy88wBRtGFava9wp_65emsvVW2KQ?e=clNjuw",
+        file_name="asmlp_base_patch4_shift5_224.pth",
+    ),
+)
+
+
 for _variant, _hparams in VARIANTS.items():
     register_model(
         f"asmlp_{_variant}",
         family="as_mlp",
         build=ASMLP,
+        pretrained_cfg=PRETRAINED_CFGS[f"asmlp_{_variant}"],
         shift_size=5,
         patch_size=4,
         **_hparams,

@@ -14,12 +14,16 @@ refuse it instead). Initialisation is PyTorch's default, as in the official code
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from smlp_jax.models.features import FeatureInterface, feature_specs
+from smlp_jax.models.hparams import BLOCKS, PATCH, WIDTH, Choice, Hyper, Int
 from smlp_jax.models.layers import BatchNorm, DepthwiseConv, Linear, PatchConv, gelu, relu
+from smlp_jax.models.pretrained_cfgs import PretrainedCfg, variant_cfgs
 from smlp_jax.models.registry import register_model
 
 Array = jax.Array
@@ -59,6 +63,15 @@ class ConvMixer(FeatureInterface, nnx.Module):
     timm's interface (`smlp_jax.models.features`): a feature index a block (`blocks.i`,
     stride `patch_size`); `forward_features` is the last block's map (no final norm).
     """
+
+    # The declared type and range of each hyperparameter (smlp_jax.models.hparams).
+    HYPERPARAMETERS: ClassVar[dict[str, Hyper]] = {
+        "dim": Int(1, WIDTH),
+        "depth": Int(1, BLOCKS),
+        "kernel_size": Int(1, PATCH),
+        "patch_size": Int(1, PATCH),
+        "activation": Choice(*sorted(_ACTIVATIONS)),
+    }
 
     def __init__(
         self,
@@ -119,5 +132,45 @@ class ConvMixer(FeatureInterface, nnx.Module):
         return list(self.blocks)
 
 
+# The variants' pretrained configurations (`smlp_jax.models.pretrained_cfgs.PretrainedCfg`:
+# the eval input of the official weights and where they are), registered with them.
+# ConvMixer: timm convmixer.py `_cfg` (= the locuslab fork's timm/models/convmixer.py
+# `_cfg`, which its validate.py resolves): crop 0.96, bicubic. Files: timm's copies of the
+# locuslab release (tmp-iclr/convmixer v1.0) in the layout smlp_jax.convert reads.
+_TIMM_HUB = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
+PRETRAINED_CFG = PretrainedCfg(
+    crop_pct=0.96,
+    official_first_conv="stem.0",
+    file_name="model.safetensors",
+    release="https://github.com/locuslab/convmixer#evaluation",
+    license="MIT",
+    source="timm models/convmixer.py _cfg",
+)
+PRETRAINED_CFGS = variant_cfgs(
+    PRETRAINED_CFG,
+    convmixer_1536_20=dict(url=_TIMM_HUB.format("convmixer_1536_20.in1k")),
+    convmixer_768_32=dict(url=_TIMM_HUB.format("convmixer_768_32.in1k")),
+    convmixer_1024_20=dict(url=_TIMM_HUB.format("convmixer_1024_20_ks9_p14.in1k")),
+    # locuslab/convmixer-cifar10 train.py: CIFAR-10 at 32 px, test_transform is
+    # ToTensor + Normalize(cifar10_mean, cifar10_std) (no resize: crop 1.0). No weights.
+    convmixer_256_8=dict(
+        input_size=(3, 32, 32),
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2471, 0.2435, 0.2616),
+        crop_pct=1.0,
+        num_classes=10,
+        file_name="",
+        release="https://github.com/locuslab/convmixer-cifar10",
+        source="locuslab/convmixer-cifar10 train.py test_transform",
+    ),
+)
+
+
 for _variant, _hparams in VARIANTS.items():
-    register_model(f"convmixer_{_variant}", family="convmixer", build=ConvMixer, **_hparams)
+    register_model(
+        f"convmixer_{_variant}",
+        family="convmixer",
+        build=ConvMixer,
+        pretrained_cfg=PRETRAINED_CFGS[f"convmixer_{_variant}"],
+        **_hparams,
+    )

@@ -23,12 +23,25 @@ Initialisation follows the official code: Dense kernels trunc-normal(0.02), zero
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
+from smlp_jax.models.hparams import (
+    BLOCKS,
+    DROP_PATH_RATE,
+    PATCH,
+    RATIO,
+    WIDTH,
+    Bool,
+    Float,
+    Hyper,
+    Int,
+    per_stage,
+)
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -40,6 +53,7 @@ from smlp_jax.models.layers import (
     residual,
     trunc_normal_init,
 )
+from smlp_jax.models.pretrained_cfgs import PretrainedCfg, variant_cfgs
 from smlp_jax.models.registry import register_model
 
 Array = jax.Array
@@ -195,6 +209,19 @@ class DynaMixer(FeatureInterface, nnx.Module):
 
     head_init = trunc_normal_init(0.02)  # the official `_init_weights`, as `_linear`
 
+    # The declared type and range of each hyperparameter (smlp_jax.models.hparams).
+    HYPERPARAMETERS: ClassVar[dict[str, Hyper]] = {
+        "layers": per_stage(Int(1, BLOCKS)),
+        "transitions": per_stage(Bool()),
+        "embed_dims": per_stage(Int(1, WIDTH)),
+        "num_heads": per_stage(Int(1, WIDTH)),
+        "reduced_dims": per_stage(Int(1, WIDTH)),
+        "mlp_ratio": Float(0.0, RATIO, low_open=True),
+        "patch_size": Int(1, PATCH),
+        "drop_path_rate": DROP_PATH_RATE,
+        "skip_lam": Float(0.0, 1000.0, low_open=True),
+    }
+
     def __init__(
         self,
         *,
@@ -288,11 +315,48 @@ class DynaMixer(FeatureInterface, nnx.Module):
         return stages
 
 
+# The official constructor's argument names, where ours differ (registered with the
+# variants: `create_model` takes either).
+def translate_official_args(kwargs: dict[str, Any]) -> None:
+    """The official `mlp_ratios=[r, ...]` -> `mlp_ratio=r` (one ratio for every stage, as
+    every official config has), in place (registered with the variants;
+    `smlp_jax.models.official_args.translate` calls it)."""
+    if "mlp_ratios" not in kwargs:
+        return
+    ratios = {float(r) for r in kwargs.pop("mlp_ratios")}
+    if len(ratios) != 1:
+        raise TypeError(
+            f"DynaMixer mlp_ratios={sorted(ratios)}: this implementation has one mlp_ratio for "
+            "every stage (as every official config); pass mlp_ratio=."
+        )
+    kwargs["mlp_ratio"] = ratios.pop()
+
+
+# The variants' pretrained configurations (`smlp_jax.models.pretrained_cfgs.PretrainedCfg`:
+# the eval input of the official weights and where they are), registered with them.
+# DynaMixer: models/configs/conf_dynamixer.py default_cfgs over vision_model.py `_cfg`,
+# read by main.py's resolve_data_config. No weights are published (README).
+PRETRAINED_CFG = PretrainedCfg(
+    official_first_conv="patch_embed.proj",
+    release="https://github.com/ziyuwwang/DynaMixer",
+    license="MIT",
+    source="ziyuwwang/DynaMixer models/configs/conf_dynamixer.py default_cfgs",
+)
+PRETRAINED_CFGS = variant_cfgs(
+    PRETRAINED_CFG,
+    dynamixer_s=dict(crop_pct=0.9),
+    dynamixer_m=dict(crop_pct=0.9),
+    dynamixer_l=dict(crop_pct=0.875),
+)
+
+
 for _variant, _hparams in VARIANTS.items():
     register_model(
         f"dynamixer_{_variant}",
         family="dynamixer",
         build=DynaMixer,
+        pretrained_cfg=PRETRAINED_CFGS[f"dynamixer_{_variant}"],
+        official_args=translate_official_args,
         patch_size=7,
         mlp_ratio=3.0,
         **_hparams,

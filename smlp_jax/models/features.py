@@ -182,10 +182,24 @@ class FeatureInterface:
     def _final_norm(self, x: Array) -> Array:
         return x if self.norm is None else self.norm(x)
 
+    def _check_float_images(self, x: Array) -> None:
+        """Refuses non-float images (a uint8 batch of raw 0-255 pixels): the models take
+        normalised float images. On the dtype alone, so it costs nothing at run time."""
+        dtype = jnp.result_type(x)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(
+                f"{type(self).__name__} takes float images normalised as (x / 255 - mean) / "
+                f"std, not {dtype} pixels: convert them with (images.astype(np.float32) / 255 "
+                "- mean) / std, mean and std from smlp_jax.pretrained_cfg(name) (or the ones "
+                "you trained with)."
+            )
+
     def forward_features(self, x: Array) -> Array:
         """`(B, H, W, in_chans)` -> the final features after the final norm, unpooled:
         `(B, h, w, num_features)` (`h = H / feature_info[-1]["reduction"]`), or the tokens
-        `(B, h w, num_features)` for MLP-Mixer and Sparse-MLP (timm's Mixer's meaning)."""
+        `(B, h w, num_features)` for MLP-Mixer and Sparse-MLP (timm's Mixer's meaning).
+        Images are float, normalised; other dtypes are refused (a TypeError)."""
+        self._check_float_images(x)
         x = self._forward_stem(x)
         for stage in self._feature_stages():
             x = stage(x)
@@ -237,6 +251,7 @@ class FeatureInterface:
         stages = self._feature_stages()
         if stop_early:
             stages = stages[: max_index + 1]
+        self._check_float_images(x)
         image_hw = x.shape[1:3]
         x = self._forward_stem(x)
         intermediates = []

@@ -27,12 +27,24 @@ spatial mean), then a Dense(C, C):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
+from smlp_jax.models.hparams import (
+    BLOCKS,
+    DROP_PATH_RATE,
+    PATCH,
+    RATIO,
+    WIDTH,
+    Float,
+    Hyper,
+    Int,
+    per_stage,
+)
 from smlp_jax.models.layers import (
     BatchNorm,
     DropPath,
@@ -42,6 +54,7 @@ from smlp_jax.models.layers import (
     residual,
     trunc_normal_init,
 )
+from smlp_jax.models.pretrained_cfgs import PretrainedCfg, variant_cfgs
 from smlp_jax.models.registry import register_model
 
 Array = jax.Array
@@ -206,6 +219,17 @@ class HireMLPNet(FeatureInterface, nnx.Module):
 
     head_init = INIT
 
+    # The declared type and range of each hyperparameter (smlp_jax.models.hparams).
+    HYPERPARAMETERS: ClassVar[dict[str, Hyper]] = {
+        "layers": per_stage(Int(1, BLOCKS)),
+        "embed_dims": per_stage(Int(2, WIDTH)),  # the region MLP's bottleneck is C // 2
+        "mlp_ratios": per_stage(Float(0.0, RATIO, low_open=True)),
+        "pixel": per_stage(Int(1, PATCH)),
+        "step_stride": per_stage(Int(1, BLOCKS)),
+        "step_dilation": per_stage(Int(0, PATCH)),
+        "drop_path_rate": DROP_PATH_RATE,
+    }
+
     def __init__(
         self,
         *,
@@ -283,7 +307,49 @@ class HireMLPNet(FeatureInterface, nnx.Module):
         return [sequential(down, *blocks) for down, blocks in zip(downsamples, self.stages)]
 
 
+# The official constructor's argument names, where ours differ (registered with the
+# variants: `create_model` takes either).
+def translate_official_args(kwargs: dict[str, Any]) -> None:
+    """The official `step_pad_mode` / `pixel_pad_mode`: "c" (circular, the official default
+    and that of the released weights) is what is built and is dropped; "0" (zeros) is
+    refused (registered with the variants; `smlp_jax.models.official_args.translate` calls
+    it)."""
+    for name in ("step_pad_mode", "pixel_pad_mode"):
+        if name in kwargs and kwargs.pop(name) != "c":
+            raise TypeError(
+                f"Hire-MLP {name}: only 'c' (circular padding: the official default, and the "
+                "released weights') is built here."
+            )
+
+
+# The variants' pretrained configurations (`smlp_jax.models.pretrained_cfgs.PretrainedCfg`:
+# the eval input of the official weights and where they are), registered with them.
+# Hire-MLP: datasets.py eval: Resize(int(256 / 224 * S), bicubic) + CenterCrop(S),
+# IMAGENET_DEFAULT_MEAN/STD; the model's `_cfg` crop_pct 0.9 is never read by train.py.
+_HIRE = "https://github.com/ggjy/Hire-Wave-MLP.pytorch/releases/download/log/"
+PRETRAINED_CFG = PretrainedCfg(
+    first_conv="patch_embed.proj",
+    official_first_conv="patch_embed.proj",
+    release="https://github.com/ggjy/Hire-Wave-MLP.pytorch#hire-mlp-on-imagenet-1k-classification",
+    license="MIT",
+    source="ggjy/Hire-Wave-MLP.pytorch datasets.py build_transform",
+)
+PRETRAINED_CFGS = variant_cfgs(
+    PRETRAINED_CFG,
+    hiremlp_t=dict(url=_HIRE + "hire_mlp_tiny.pth", file_name="hire_mlp_tiny.pth"),
+    hiremlp_s=dict(url=_HIRE + "hire_mlp_small.pth", file_name="hire_mlp_small.pth"),
+    hiremlp_b=dict(url=_HIRE + "hire_mlp_base.pth", file_name="hire_mlp_base.pth"),
+    hiremlp_l={},  # README: no checkpoint for Large
+)
+
+
 for _variant, _hparams in VARIANTS.items():
     register_model(
-        f"hiremlp_{_variant}", family="hire_mlp", build=HireMLPNet, **_SHARED, **_hparams
+        f"hiremlp_{_variant}",
+        family="hire_mlp",
+        build=HireMLPNet,
+        pretrained_cfg=PRETRAINED_CFGS[f"hiremlp_{_variant}"],
+        official_args=translate_official_args,
+        **_SHARED,
+        **_hparams,
     )

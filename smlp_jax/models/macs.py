@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+from flax import nnx
 from jax.extend.core import Literal
 
 DEPTHWISE_SCOPE = "depthwise_conv"
@@ -59,3 +61,22 @@ def model_flops(fn: Callable, *args: Any) -> float:
     """2 x the MACs of one call of `fn` on `args` (arrays or ShapeDtypeStructs): for a
     train step, its forward and backward matmuls and convolutions."""
     return 2.0 * count_macs(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def macs_of(model: nnx.Module) -> int:
+    """Batch-1 eval-mode forward MACs of a built model (at its `model_spec` image size,
+    else 224), counted on the traced jaxpr: nothing is compiled or computed; `model` itself
+    is left in its mode (an eval-mode copy is traced)."""
+    spec = getattr(model, "model_spec", None)
+    size = spec.image_size if spec is not None else 224
+    graphdef, state = nnx.split(model)
+    copy = nnx.merge(graphdef, state, copy=True)
+    copy.eval()
+    graphdef = nnx.graphdef(copy)
+
+    def forward(state, x):
+        return nnx.merge(graphdef, state)(x)
+
+    image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+    return count_macs(jax.make_jaxpr(forward)(abstract, image).jaxpr)

@@ -17,11 +17,14 @@ Initialisation follows the official Flax code: LeCun-normal kernels, zero biases
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from smlp_jax.models.features import FeatureInterface, feature_specs
+from smlp_jax.models.hparams import BLOCKS, DROP_PATH_RATE, PATCH, WIDTH, Bool, Hyper, Int
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -30,6 +33,12 @@ from smlp_jax.models.layers import (
     check_input,
     drop_path_rates,
     residual,
+)
+from smlp_jax.models.pretrained_cfgs import (
+    IMAGENET_INCEPTION_MEAN,
+    IMAGENET_INCEPTION_STD,
+    PretrainedCfg,
+    variant_cfgs,
 )
 from smlp_jax.models.registry import register_model
 
@@ -119,6 +128,17 @@ class MlpMixer(FeatureInterface, nnx.Module):
     token_features = True
     norm_every_intermediate = True
 
+    # The declared type and range of each hyperparameter (smlp_jax.models.hparams).
+    HYPERPARAMETERS: ClassVar[dict[str, Hyper]] = {
+        "hidden_dim": Int(1, WIDTH),
+        "num_blocks": Int(1, BLOCKS),
+        "tokens_mlp_dim": Int(1, WIDTH),
+        "channels_mlp_dim": Int(1, WIDTH),
+        "patch_size": Int(1, PATCH),
+        "drop_path_rate": DROP_PATH_RATE,
+        "gelu_approximate": Bool(),
+    }
+
     def __init__(
         self,
         *,
@@ -187,5 +207,57 @@ class MlpMixer(FeatureInterface, nnx.Module):
         return list(self.blocks)
 
 
+# The official constructor's argument names, where ours differ (registered with the
+# variants: `create_model` takes either).
+def translate_official_args(kwargs: dict[str, Any]) -> None:
+    """timm's MlpMixer argument names -> ours, in place (registered with the variants;
+    `smlp_jax.models.official_args.translate` calls it): `embed_dim` -> `hidden_dim`;
+    `mlp_ratio=(t, c)` -> `tokens_mlp_dim=int(t * hidden_dim)`,
+    `channels_mlp_dim=int(c * hidden_dim)` (timm's arithmetic)."""
+    if "embed_dim" in kwargs:
+        kwargs["hidden_dim"] = kwargs.pop("embed_dim")
+    if "mlp_ratio" in kwargs:
+        ratios = kwargs.pop("mlp_ratio")
+        if "hidden_dim" not in kwargs:
+            raise TypeError(
+                "mlp_ratio=(tokens, channels) needs embed_dim (or hidden_dim) beside it."
+            )
+        tokens, channels = ratios
+        kwargs["tokens_mlp_dim"] = int(tokens * kwargs["hidden_dim"])
+        kwargs["channels_mlp_dim"] = int(channels * kwargs["hidden_dim"])
+
+
+# The variants' pretrained configurations (`smlp_jax.models.pretrained_cfgs.PretrainedCfg`:
+# the eval input of the official weights and where they are), registered with them.
+# MLP-Mixer: timm mlp_mixer.py `_cfg` (0.875, bicubic, mean = std = 0.5) for the vit_jax
+# weights, whose own eval (vit_jax/input_pipeline.py) resizes to S x S with no crop.
+# Files: vit_jax.ipynb's `gsutil ls gs://mixer_models/*` listing (Flax tree, tanh GELU).
+_GCS = "https://storage.googleapis.com/mixer_models/"
+PRETRAINED_CFG = PretrainedCfg(
+    mean=IMAGENET_INCEPTION_MEAN,
+    std=IMAGENET_INCEPTION_STD,
+    official_first_conv="stem",
+    release="https://console.cloud.google.com/storage/mixer_models/",
+    license="Apache-2.0",
+    source="timm models/mlp_mixer.py _cfg",
+)
+PRETRAINED_CFGS = variant_cfgs(
+    PRETRAINED_CFG,
+    mixer_s32=dict(url=_GCS + "gsam/Mixer-S_32.npz", file_name="Mixer-S_32.npz"),
+    mixer_s16=dict(url=_GCS + "gsam/Mixer-S_16.npz", file_name="Mixer-S_16.npz"),
+    mixer_b32=dict(url=_GCS + "sam/Mixer-B_32.npz", file_name="Mixer-B_32.npz"),
+    mixer_b16=dict(url=_GCS + "imagenet1k/Mixer-B_16.npz", file_name="Mixer-B_16.npz"),
+    mixer_l32={},
+    mixer_l16=dict(url=_GCS + "imagenet1k/Mixer-L_16.npz", file_name="Mixer-L_16.npz"),
+)
+
+
 for _variant, _hparams in VARIANTS.items():
-    register_model(f"mixer_{_variant}", family="mixer", build=MlpMixer, **_hparams)
+    register_model(
+        f"mixer_{_variant}",
+        family="mixer",
+        build=MlpMixer,
+        pretrained_cfg=PRETRAINED_CFGS[f"mixer_{_variant}"],
+        official_args=translate_official_args,
+        **_hparams,
+    )

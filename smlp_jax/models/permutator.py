@@ -23,12 +23,25 @@ its `segment_dim`: the model is built for one image size.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
+from smlp_jax.models.hparams import (
+    BLOCKS,
+    DROP_PATH_RATE,
+    PATCH,
+    RATIO,
+    WIDTH,
+    Bool,
+    Float,
+    Hyper,
+    Int,
+    per_stage,
+)
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -40,6 +53,7 @@ from smlp_jax.models.layers import (
     residual,
     trunc_normal_init,
 )
+from smlp_jax.models.pretrained_cfgs import PretrainedCfg, variant_cfgs
 from smlp_jax.models.registry import register_model
 
 Array = jax.Array
@@ -184,6 +198,19 @@ class VisionPermutator(FeatureInterface, nnx.Module):
 
     head_init = LINEAR_INIT
 
+    # The declared type and range of each hyperparameter (smlp_jax.models.hparams).
+    HYPERPARAMETERS: ClassVar[dict[str, Hyper]] = {
+        "layers": per_stage(Int(1, BLOCKS)),
+        "embed_dims": per_stage(Int(1, WIDTH)),
+        "transitions": per_stage(Bool()),
+        "segment_dim": per_stage(Int(1, WIDTH)),
+        "mlp_ratios": per_stage(Float(0.0, RATIO, low_open=True), or_scalar=True),
+        "patch_size": Int(1, PATCH),
+        "qkv_bias": Bool(),
+        "skip_lam": Float(0.0, 1000.0, low_open=True),
+        "drop_path_rate": DROP_PATH_RATE,
+    }
+
     def __init__(
         self,
         *,
@@ -284,11 +311,38 @@ class VisionPermutator(FeatureInterface, nnx.Module):
         return [sequential(down, *blocks) for down, blocks in zip(downsamples, self.stages)]
 
 
+# The variants' pretrained configurations (`smlp_jax.models.pretrained_cfgs.PretrainedCfg`:
+# the eval input of the official weights and where they are), registered with them.
+# Vision Permutator: models/vip.py default_cfgs at the repo's last change to it (5888c42:
+# S 0.9, M 0.9, L 0.875; earlier commits differ), read by validate.py's
+# resolve_data_config. Weights: README's Google Drive links (none for S/14).
+PRETRAINED_CFG = PretrainedCfg(
+    first_conv="patch_embed",
+    official_first_conv="patch_embed.proj",
+    release="https://github.com/houqb/VisionPermutator#comparison-with-recent-mlp-like-models",
+    license="MIT",
+    source="houqb/VisionPermutator models/vip.py default_cfgs",
+)
+_DRIVE = "https://drive.google.com/file/d/{}/view?usp=sharing"
+PRETRAINED_CFGS = variant_cfgs(
+    PRETRAINED_CFG,
+    vip_s14=dict(crop_pct=0.9),
+    vip_s7=dict(
+        crop_pct=0.9,
+        url=_DRIVE.format("1cX6eauDrsGsLSZnqsX7cl0oiKX8Dzv5z"),
+        file_name="vip_s7.pth",  # eval.sh
+    ),
+    vip_m7=dict(crop_pct=0.9, url=_DRIVE.format("15y5WMypthpbBFdc01E3mJCZit7q0Yn8m")),
+    vip_l7=dict(crop_pct=0.875, url=_DRIVE.format("14F5IXGXmB_3jrwK33Efae-WEb5D_G85c")),
+)
+
+
 for _variant, _hparams in VARIANTS.items():
     register_model(
         f"vip_{_variant}",
         family="permutator",
         build=VisionPermutator,
+        pretrained_cfg=PRETRAINED_CFGS[f"vip_{_variant}"],
         mlp_ratios=3.0,
         qkv_bias=False,
         skip_lam=1.0,

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +42,16 @@ import numpy as np
 from flax import nnx
 
 from smlp_jax.models.features import FeatureInterface, feature_specs
+from smlp_jax.models.hparams import (
+    BLOCKS,
+    DROP_PATH_RATE,
+    PATCH,
+    WIDTH,
+    Bool,
+    Hyper,
+    Int,
+    per_stage,
+)
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -50,6 +61,7 @@ from smlp_jax.models.layers import (
     gelu,
     residual,
 )
+from smlp_jax.models.pretrained_cfgs import PretrainedCfg, variant_cfgs
 from smlp_jax.models.registry import register_model
 
 Array = jax.Array
@@ -256,6 +268,19 @@ class RaftMLP(FeatureInterface, nnx.Module):
     last grid.
     """
 
+    # The declared type and range of each hyperparameter (smlp_jax.models.hparams).
+    HYPERPARAMETERS: ClassVar[dict[str, Hyper]] = {
+        "dims": per_stage(Int(1, WIDTH)),
+        "depths": per_stage(Int(1, BLOCKS)),
+        "patch_sizes": per_stage(Int(1, PATCH)),
+        "embedding_kernels": per_stage(Int(1, PATCH), nested=True),
+        "raft_size": Int(1, WIDTH),
+        "token_expansion_factor": Int(1, 64),
+        "channel_expansion_factor": Int(1, 64),
+        "drop_path_rate": DROP_PATH_RATE,
+        "resize_to_trained_grid": Bool(),
+    }
+
     def __init__(
         self,
         *,
@@ -352,5 +377,57 @@ class RaftMLP(FeatureInterface, nnx.Module):
         return x
 
 
+# The official constructor's argument names, where ours differ (registered with the
+# variants: `create_model` takes either).
+def translate_official_args(kwargs: dict[str, Any]) -> None:
+    """The official `layers=[{"depth", "dim", "patch_size", "raft_size"}, ...]` -> `depths`,
+    `dims`, `patch_sizes` and the one `raft_size` (ours is shared by every level), in place
+    (registered with the variants; `smlp_jax.models.official_args.translate` calls it)."""
+    if "layers" not in kwargs:
+        return
+    layers = kwargs.pop("layers")
+    try:
+        kwargs["depths"] = tuple(int(level["depth"]) for level in layers)
+        kwargs["dims"] = tuple(int(level["dim"]) for level in layers)
+        kwargs["patch_sizes"] = tuple(int(level["patch_size"]) for level in layers)
+        rafts = {int(level["raft_size"]) for level in layers}
+    except (TypeError, KeyError) as err:
+        raise TypeError(
+            f"RaftMLP layers=[...]: each level is a dict with depth, dim, patch_size and "
+            f"raft_size (the official format); {err!r} is missing or wrong."
+        ) from err
+    if len(rafts) != 1:
+        raise TypeError(
+            f"RaftMLP layers=[...] with raft sizes {sorted(rafts)}: here one raft_size is "
+            "shared by every level; pass depths=, dims=, patch_sizes= and raft_size=."
+        )
+    kwargs["raft_size"] = rafts.pop()
+
+
+# The variants' pretrained configurations (`smlp_jax.models.pretrained_cfgs.PretrainedCfg`:
+# the eval input of the official weights and where they are), registered with them.
+# RaftMLP: libs/datasets.py ImageNetGetter.test_transform: Resize(256) + CenterCrop(224)
+# with torchvision's default (bilinear) filter, ImageNet mean/std. No weights are
+# published; the training writes `last_model_0.pt` (README's detection section).
+PRETRAINED_CFG = PretrainedCfg(
+    interpolation="bilinear",
+    first_conv="embeddings.0.fc",
+    official_first_conv="levels.0.fn.0.fc",
+    official_classifier="classifier",
+    file_name="last_model_0.pt",
+    release="https://github.com/okojoalg/raft-mlp",
+    license="Apache-2.0",
+    source="okojoalg/raft-mlp libs/datasets.py ImageNetGetter",
+)
+PRETRAINED_CFGS = variant_cfgs(PRETRAINED_CFG, raftmlp_s={}, raftmlp_m={}, raftmlp_l={})
+
+
 for _variant, _hparams in VARIANTS.items():
-    register_model(f"raftmlp_{_variant}", family="raft_mlp", build=RaftMLP, **_hparams)
+    register_model(
+        f"raftmlp_{_variant}",
+        family="raft_mlp",
+        build=RaftMLP,
+        pretrained_cfg=PRETRAINED_CFGS[f"raftmlp_{_variant}"],
+        official_args=translate_official_args,
+        **_hparams,
+    )

@@ -4,8 +4,9 @@ Each family file registers its variants with `register_model`; the family name a
 names its weight converter, `smlp_jax.convert.<family>`, which maps the official
 release's state-dict keys onto the module (see `smlp_jax.convert`). Each entry carries
 its pretrained configuration (`PretrainedCfg`: input size, normalisation, eval crop and
-filter, head name, where the official weights are), given at registration or taken from
-the table in `smlp_jax.models.pretrained_cfgs`; `pretrained_cfg(name)` returns it.
+filter, head name, where the official weights are), given at registration by the family
+file (its `PRETRAINED_CFGS`, beside its `register_model` calls); `pretrained_cfg(name)`
+returns it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from typing import Any
 import jax.numpy as jnp
 from flax import nnx
 
-from smlp_jax.models import official_args
-from smlp_jax.models.pretrained_cfgs import PRETRAINED_CFGS, PretrainedCfg
+from smlp_jax.errors import UserError
+from smlp_jax.models import hparams, official_args
+from smlp_jax.models.hparams import Hyper
+from smlp_jax.models.pretrained_cfgs import PretrainedCfg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,12 +34,15 @@ class ModelEntry:
     build: Callable[..., nnx.Module]  # build(num_classes=, image_size=, rngs=, dtype=, **kw)
     defaults: Mapping[str, Any]  # the variant's hyperparameters (official names)
     pretrained_cfg: PretrainedCfg | None = None  # None: a model registered without one
+    # Rewrites the official constructor's argument names as ours, in place (None: the
+    # family's are ours); `official_args.translate` calls it.
+    official_args: Callable[[dict[str, Any]], None] | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(UserError, ValueError):
     """Raised for a model name that is not registered (or, where its pretrained
     configuration is asked for, registered without one)."""
 
@@ -47,14 +53,26 @@ def register_model(
     family: str,
     build: Callable[..., nnx.Module],
     pretrained_cfg: PretrainedCfg | None = None,
+    official_args: Callable[[dict[str, Any]], None] | None = None,
     **defaults: Any,
 ) -> None:
-    """Registers `name`; `defaults` are the variant's hyperparameters. `pretrained_cfg`
-    defaults to the name's row of `smlp_jax.models.pretrained_cfgs.PRETRAINED_CFGS`."""
+    """Registers `name`; `defaults` are the variant's hyperparameters. `pretrained_cfg` is
+    the variant's pretrained configuration (None: registered without one);
+    `official_args(kwargs)` rewrites the official constructor's argument names as ours, in
+    place, refusing with a TypeError what has no exact equivalent (None: none differ).
+    `build` declares the type and range of every hyperparameter its constructor takes in
+    `build.HYPERPARAMETERS` (`smlp_jax.models.hparams`); one left out is refused here."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
-    cfg = pretrained_cfg if pretrained_cfg is not None else PRETRAINED_CFGS.get(name)
-    _REGISTRY[name] = ModelEntry(name, family, build, dict(defaults), cfg)
+    ranges = _ranges(build)
+    undeclared = [k for k in _constructor_defaults(build, every=True) if k not in ranges]
+    if undeclared:
+        raise ValueError(
+            f"{name}: {getattr(build, '__name__', build)} declares no type and range for "
+            f"{', '.join(undeclared)}; add them to its HYPERPARAMETERS (smlp_jax.models.hparams)."
+        )
+    hparams.check(name, ranges, {**_constructor_defaults(build), **defaults})
+    _REGISTRY[name] = ModelEntry(name, family, build, dict(defaults), pretrained_cfg, official_args)
 
 
 def list_models(
@@ -124,21 +142,54 @@ def pretrained_cfg(name: str) -> PretrainedCfg:
 _NOT_HYPERPARAMETERS = ("self", "num_classes", "image_size", "in_chans", "dtype", "rngs")
 
 
+def _constructor_defaults(build: Callable[..., Any], every: bool = False) -> dict[str, Any]:
+    """{hyperparameter: its default} of `build`'s constructor (arguments without a default
+    left out); `every`: also image_size, in_chans and num_classes."""
+    target = build.__init__ if isinstance(build, type) else build
+    skip = ("self", "dtype", "rngs") if every else _NOT_HYPERPARAMETERS
+    return {
+        k: p.default
+        for k, p in inspect.signature(target).parameters.items()
+        if k not in skip
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and (every or p.default is not inspect.Parameter.empty)
+    }
+
+
+def _ranges(build: Callable[..., Any]) -> dict[str, Hyper]:
+    return {**hparams.COMMON, **getattr(build, "HYPERPARAMETERS", {})}
+
+
+def hyperparameter_ranges(name: str) -> dict[str, Hyper]:
+    """{hyperparameter: its declared type and range} of `name`'s family, image_size,
+    in_chans and num_classes included (`Hyper.describe()` says it in words)."""
+    return _ranges(get_entry(name).build)
+
+
 def hyperparameters(name: str) -> dict[str, Any]:
     """Every hyperparameter `name`'s constructor takes, with the value `name` uses: the
     variant's registered values over the constructor's defaults (arguments without a
     default or defaulting to None are left out: they have no value to show)."""
     entry = get_entry(name)
-    target = entry.build.__init__ if isinstance(entry.build, type) else entry.build
-    values = {
-        k: p.default
-        for k, p in inspect.signature(target).parameters.items()
-        if k not in _NOT_HYPERPARAMETERS
-        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        and p.default is not inspect.Parameter.empty
-    }
-    values.update(entry.defaults)
+    values = {**_constructor_defaults(entry.build), **entry.defaults}
     return {k: v for k, v in values.items() if v is not None}
+
+
+def check_hyperparameters(
+    name: str, *, num_classes: int = 1000, image_size: int = 224, **overrides: Any
+) -> dict[str, Any]:
+    """Raises `HyperparameterError` (one line naming the hyperparameter and what it
+    accepts) unless every value `name` would be built with has its declared type and range
+    (`smlp_jax.models.hparams`); returns the variant's values with `overrides` (official
+    names translated). Nothing is built."""
+    entry = get_entry(name)
+    overrides = official_args.translate(entry, overrides)
+    kwargs = {**entry.defaults, **overrides}
+    values = {**hyperparameters(name), **kwargs}
+    hparams.check(
+        name, _ranges(entry.build), {**values, "num_classes": num_classes, "image_size": image_size}
+    )
+    return kwargs
 
 
 def make_model(
@@ -157,7 +208,7 @@ def make_model(
         rngs = 0
     if isinstance(rngs, int):
         rngs = nnx.Rngs(params=rngs, dropout=rngs + 1)
-    overrides = official_args.translate(entry.family, overrides)
+    overrides = official_args.translate(entry, overrides)
     kwargs = {**entry.defaults, **overrides}
     # nnx's metaclass hides a class's own signature behind (*args, **kwargs).
     target = entry.build.__init__ if isinstance(entry.build, type) else entry.build
@@ -166,10 +217,12 @@ def make_model(
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             known = ", ".join(k for k in accepted if k not in ("rngs", "dtype"))
-            raise TypeError(
+            raise hparams.UnknownHyperparameterError(
                 f"{name}: unknown hyperparameter(s) {', '.join(unknown)}; "
                 f"{entry.family} takes {known}."
             )
+    values = {**hyperparameters(name), **kwargs, "num_classes": num_classes}
+    hparams.check(name, _ranges(entry.build), {**values, "image_size": image_size})
     model = entry.build(
         num_classes=num_classes, image_size=image_size, dtype=dtype, rngs=rngs, **kwargs
     )

@@ -18,6 +18,7 @@ by every row / column and every channel (the "sparse" MLP). channel_mixing: Laye
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,7 @@ from flax import nnx
 
 from smlp_jax.models import backend
 from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
+from smlp_jax.models.hparams import BLOCKS, DROP_PATH_RATE, PATCH, WIDTH, Hyper, Int, per_stage
 from smlp_jax.models.layers import (
     BatchNorm,
     DepthwiseConv,
@@ -38,6 +40,7 @@ from smlp_jax.models.layers import (
     residual,
     torch_uniform_init,
 )
+from smlp_jax.models.pretrained_cfgs import PretrainedCfg, variant_cfgs
 from smlp_jax.models.registry import register_model
 
 Array = jax.Array
@@ -170,6 +173,15 @@ class SMLPNet(FeatureInterface, nnx.Module):
     8 dim channels at stride 32 last); `forward_features` is the normalised last grid.
     """
 
+    # The declared type and range of each hyperparameter (smlp_jax.models.hparams).
+    HYPERPARAMETERS: ClassVar[dict[str, Hyper]] = {
+        "dim": Int(1, WIDTH),
+        "alpha": Int(1, 64),
+        "depths": per_stage(Int(1, BLOCKS)),
+        "patch_size": Int(1, PATCH),
+        "drop_path_rate": DROP_PATH_RATE,
+    }
+
     def __init__(
         self,
         *,
@@ -235,11 +247,33 @@ class SMLPNet(FeatureInterface, nnx.Module):
         return [sequential(stem, *blocks) for stem, blocks in zip(self.stems, self.stages)]
 
 
+# The variants' pretrained configurations (`smlp_jax.models.pretrained_cfgs.PretrainedCfg`:
+# the eval input of the official weights and where they are), registered with them.
+# sMLPNet: SPACH's datasets.py eval: Resize(int(256 / 224 * S), bicubic) + CenterCrop(S),
+# IMAGENET_DEFAULT_MEAN/STD (DeiT's). README: sMLPNet-T has no released file.
+_SPACH = "https://github.com/microsoft/SPACH/releases/download/v1.0/"
+PRETRAINED_CFG = PretrainedCfg(
+    first_conv="stems.0",
+    official_first_conv="to_patch_embedding.0.0",
+    official_classifier="mlp_head.0",
+    release="https://github.com/microsoft/SPACH/releases/tag/v1.0",
+    license="MIT",
+    source="microsoft/SPACH datasets.py build_transform",
+)
+PRETRAINED_CFGS = variant_cfgs(
+    PRETRAINED_CFG,
+    smlpnet_t={},
+    smlpnet_s=dict(url=_SPACH + "smlp_s.pth", file_name="smlp_s.pth"),
+    smlpnet_b=dict(url=_SPACH + "smlp_b.pth", file_name="smlp_b.pth"),
+)
+
+
 for _variant, _hparams in VARIANTS.items():
     register_model(
         f"smlpnet_{_variant}",
         family="smlpnet",
         build=SMLPNet,
+        pretrained_cfg=PRETRAINED_CFGS[f"smlpnet_{_variant}"],
         alpha=3,
         patch_size=4,
         **_hparams,

@@ -38,12 +38,25 @@ the paper's 130M rules out at 24 blocks.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from smlp_jax.models.features import FeatureInterface, feature_specs
+from smlp_jax.models.hparams import (
+    BLOCKS,
+    DROP_PATH_RATE,
+    PATCH,
+    RATIO,
+    WIDTH,
+    Float,
+    Hyper,
+    Int,
+    list_of,
+    optional,
+)
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -55,6 +68,7 @@ from smlp_jax.models.layers import (
 )
 from smlp_jax.models.mixer import MixerBlock
 from smlp_jax.models.moe import MoeMlp
+from smlp_jax.models.pretrained_cfgs import PretrainedCfg, variant_cfgs
 from smlp_jax.models.registry import register_model
 
 Array = jax.Array
@@ -176,6 +190,23 @@ class SparseMLP(FeatureInterface, nnx.Module):
     token_features = True
     norm_every_intermediate = True
 
+    # The declared type and range of each hyperparameter (smlp_jax.models.hparams).
+    HYPERPARAMETERS: ClassVar[dict[str, Hyper]] = {
+        "hidden_dim": Int(1, WIDTH),
+        "num_blocks": Int(1, BLOCKS),
+        "tokens_mlp_dim": Int(1, WIDTH),
+        "channels_mlp_dim": Int(1, WIDTH),
+        "sparse_blocks": list_of(Int(0, BLOCKS - 1)),  # indices below num_blocks
+        "num_token_experts": Int(1, 1024),
+        "num_channel_experts": Int(1, 1024),
+        "channel_expert_dim": optional(Int(1, WIDTH)),
+        "represent_tokens_factor": Float(0.0, RATIO, low_open=True),
+        "represent_channels_factor": Float(0.0, RATIO, low_open=True),
+        "capacity_factor": Float(0.0, RATIO, low_open=True),
+        "patch_size": Int(1, PATCH),
+        "drop_path_rate": DROP_PATH_RATE,
+    }
+
     def __init__(
         self,
         *,
@@ -252,5 +283,22 @@ class SparseMLP(FeatureInterface, nnx.Module):
         return list(self.blocks)
 
 
+# The variants' pretrained configurations (`smlp_jax.models.pretrained_cfgs.PretrainedCfg`:
+# the eval input of the official weights and where they are), registered with them.
+# Sparse-MLP: no official code or weights (arXiv 2109.02008); the DeiT eval of our recipe
+# (configs/sparse_mlp.py), our choice.
+PRETRAINED_CFG = PretrainedCfg(
+    official_classifier="",
+    source="none (no official code): DeiT's eval, our choice",
+)
+PRETRAINED_CFGS = variant_cfgs(PRETRAINED_CFG, sparse_mlp_s={}, sparse_mlp_b={}, sparse_mlp_l={})
+
+
 for _variant, _hparams in VARIANTS.items():
-    register_model(f"sparse_mlp_{_variant}", family="sparse_mlp", build=SparseMLP, **_hparams)
+    register_model(
+        f"sparse_mlp_{_variant}",
+        family="sparse_mlp",
+        build=SparseMLP,
+        pretrained_cfg=PRETRAINED_CFGS[f"sparse_mlp_{_variant}"],
+        **_hparams,
+    )

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -10,12 +11,16 @@ import pytest
 from flax import nnx
 
 import smlp_jax
-from smlp_jax.convert import WeightsMismatchError, converter
+from smlp_jax.convert import WeightsMismatchError, converter, load_pretrained
+from smlp_jax.convert.export import variable_rules
 from smlp_jax.convert.resample import (
     axial_bias,
     axial_kernel,
     dynamixer_generate_kernel,
+    grid_resamplers,
+    interpolate_tokens,
 )
+from smlp_jax.models.registry import get_entry
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 MIXER_WEIGHTS = os.path.join(FIXTURES, "mixer_timm.npz")
@@ -65,8 +70,14 @@ def test_mixer_without_the_option_is_refused_and_told_about_it():
 
 
 def test_mixer_names_the_token_width_it_needs():
-    with pytest.raises(WeightsMismatchError, match="tokens_mlp_dim=96"):
+    with pytest.raises(WeightsMismatchError, match="tokens_mlp_dim=96") as raised:
         _mixer(64, resample_to_grid=True)
+    # One line naming our path, the official key it came from and both shapes (ours).
+    assert "\n" not in str(raised.value)
+    assert (
+        "cannot resample 'blocks/0/token_mixing/fc1/kernel' ('blocks.0.mlp_tokens.fc1.weight') "
+        "from (16, 24) to (64, 24): "
+    ) in str(raised.value)
 
 
 def test_mixer_needs_a_whole_multiple_of_the_grid():
@@ -127,3 +138,79 @@ def test_smlpnet_axial_weights_are_interpolated():
         np.asarray(model.stages[1][0].channel_mixing.mlp.fc1.kernel[...]),
         np.asarray(source.stages[1][0].channel_mixing.mlp.fc1.kernel[...]),
     )
+
+
+def test_token_interpolation_keeps_a_mean_over_the_grid():
+    """A token MLP input layer that averages the 4x4 grid still averages the 8x8 one."""
+    kernel = np.full((16, 3), 1.0 / 16, np.float32)
+    out = interpolate_tokens(kernel, (64, 3), grid=(0,), summed=(0,))
+    np.testing.assert_allclose(out, np.full((64, 3), 1 / 64), rtol=1e-6)
+
+
+def test_token_interpolation_of_a_grid_is_axial_along_rows_and_columns():
+    """A flattened grid axis is interpolated along its columns, then its rows: sMLPNet's
+    axial interpolation applied along W and along H."""
+    w = np.random.default_rng(0).normal(size=(4 * 4,)).astype(np.float32)
+    out = interpolate_tokens(w, (8 * 8,), grid=(0,)).reshape(8, 8)
+    along_w = np.stack([axial_bias(row, (8,)) for row in w.reshape(4, 4)])
+    both = np.stack([axial_bias(column, (8,)) for column in along_w.T]).T
+    np.testing.assert_allclose(out, both, atol=1e-6)
+
+
+def test_token_interpolation_line_and_grid_axes_together():
+    w = np.random.default_rng(1).normal(size=(2, 32, 16)).astype(np.float32)  # (E, 2S, S)
+    out = interpolate_tokens(w, (2, 128, 64), line=(1,), grid=(2,), summed=(1,))
+    assert out.shape == (2, 128, 64) and out.dtype == np.float32
+    # The same shape is the array itself, bit for bit.
+    same = interpolate_tokens(w, w.shape, line=(1,), grid=(2,), summed=(1,))
+    np.testing.assert_array_equal(same, w)
+
+
+def test_token_interpolation_refuses_an_axis_not_tied_to_the_grid():
+    w = np.zeros((16, 8), np.float32)
+    with pytest.raises(WeightsMismatchError, match=r"axis 1 is not tied to the grid \(8 in"):
+        interpolate_tokens(w, (64, 16), grid=(0,), summed=(0,))
+    with pytest.raises(WeightsMismatchError, match="do not form a square grid"):
+        interpolate_tokens(w, (60, 8), grid=(0,))
+
+
+def _abstract(name, image_size):
+    return nnx.eval_shape(
+        lambda: smlp_jax.create_model(name, num_classes=5, image_size=image_size, rngs=0)
+    )
+
+
+FAMILIES = sorted({get_entry(name).family: name for name in smlp_jax.list_models()}.items())
+
+
+@pytest.mark.parametrize("family,name", FAMILIES)
+def test_every_family_declares_its_grid_tied_arrays(family, name):
+    """Built at 224 and 448 (abstractly): every array whose shape changes is named by the
+    family's GRID_RESAMPLERS, every pattern names some array, and a family tied to the
+    grid without a resampler says so (GRID_RESAMPLING_UNAVAILABLE)."""
+    module = converter(family)
+    if getattr(module, "GRID_RESAMPLING_UNAVAILABLE", None):
+        with pytest.raises(WeightsMismatchError, match="cannot resample to another grid") as e:
+            grid_resamplers(module, name)
+        assert "\n" not in str(e.value)
+        return
+    small, large = (
+        {path: tuple(v.shape) for path, (v, _) in variable_rules(_abstract(name, size)).items()}
+        for size in (224, 448)
+    )
+    assert small.keys() == large.keys()
+    patterns = [re.compile(p) for p, _ in grid_resamplers(module, name)]
+    tied = sorted(p for p in small if small[p] != large[p])
+    unnamed = [p for p in tied if not any(rx.search(p) for rx in patterns)]
+    assert not unnamed, unnamed
+    unused = [rx.pattern for rx in patterns if not any(rx.search(p) for p in small)]
+    assert not unused, unused
+    if family in ("convmixer", "as_mlp", "hire_mlp"):
+        assert not tied and not patterns  # resolution-free
+
+
+@pytest.mark.parametrize("name", ["vip_s7", "raftmlp_s"])
+def test_tied_families_without_a_resampler_refuse_in_one_line(name):
+    model = _abstract(name, 224)
+    with pytest.raises(WeightsMismatchError, match=f"{name}: cannot resample to another grid"):
+        load_pretrained(model, {"x": np.zeros(1)}, model_name=name, resample_to_grid=True)

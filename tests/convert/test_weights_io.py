@@ -6,10 +6,14 @@ run only where torch is installed.
 """
 
 import argparse
+import io
 import os
 import pickle
+import time
+import zipfile
 
 import numpy as np
+import numpy.lib.format as npy_format
 import pytest
 
 import smlp_jax
@@ -134,3 +138,70 @@ def test_torch_checkpoint_loads_without_running_pickled_code(tmp_path, weights, 
         with pytest.raises(WeightsFileError, match="refused"):
             read_weights(str(evil))
         assert not marker.exists()
+
+
+def crafted_npz(path, shape=(10**6, 10**6), data=b"0123456789abcdef"):
+    """An .npz whose one array declares `shape` (4 TB of float32) and holds 16 bytes."""
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": shape}
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("w.npy", header.getvalue() + data)
+    return path
+
+
+def test_a_crafted_npz_header_is_refused_before_anything_is_read(tmp_path, monkeypatch):
+    """numpy allocates what the header declares before reading: the declared shape is
+    checked against the member's bytes first, so np.load is never reached."""
+    path = crafted_npz(tmp_path / "crafted.npz")
+
+    def never(*args, **kwargs):
+        raise AssertionError("np.load reached")
+
+    monkeypatch.setattr(np, "load", never)
+    start = time.perf_counter()
+    with pytest.raises(WeightsFileError) as err:
+        read_weights(str(path))
+    assert time.perf_counter() - start < 1
+    assert str(err.value) == (
+        f"{path}: array 'w' declares float32[1000000, 1000000] (4.0 TB) but holds 16 bytes "
+        "(a truncated, damaged or crafted file)."
+    )
+
+
+def test_damaged_and_object_npz_are_one_line(tmp_path, weights):
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, w=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(WeightsFileError, match="holds Python objects") as err:
+        read_weights(str(objects))
+    assert "\n" not in str(err.value)
+    whole = tmp_path / "whole.npz"
+    np.savez(whole, **weights)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(WeightsFileError, match="could not read") as err:
+        read_weights(str(truncated))
+    assert "\n" not in str(err.value)
+    assert read_weights(str(whole)).keys() == weights.keys()  # the intact file still reads
+
+
+def test_create_model_reads_the_weights_before_building(tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built before its weights were read")
+
+    monkeypatch.setattr(smlp_jax.factory, "make_model", never)
+    with pytest.raises(WeightsFileError, match="declares float32"):
+        smlp_jax.create_model("smlpnet_t", pretrained=str(crafted_npz(tmp_path / "w.npz")))
+    with pytest.raises(WeightsFileError, match="does not exist"):
+        smlp_jax.create_model("smlpnet_t", pretrained=str(tmp_path / "missing.npz"))
+
+
+def test_the_export_tool_refuses_a_crafted_npz_in_one_line(tmp_path, capsys):
+    from smlp_jax.tools import export
+
+    path = crafted_npz(tmp_path / "crafted.npz")
+    argv = ["--model", "smlpnet_t", "--pretrained", str(path), "--out", str(tmp_path / "o.npz")]
+    assert export.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: array 'w' declares") and err.count("\n") == 1, err

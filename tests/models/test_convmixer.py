@@ -37,7 +37,7 @@ def test_side_not_divisible_by_patch_is_refused():
 
 
 def test_unknown_activation_is_refused():
-    with pytest.raises(ValueError, match="activation must be one of"):
+    with pytest.raises(ValueError, match="activation takes one of 'gelu', 'relu'"):
         _tiny(activation="swish")
 
 

@@ -298,3 +298,28 @@ def test_bad_indices_fail_in_one_line(indices, message):
 def test_bad_output_format_fails():
     with pytest.raises(ValueError, match="output_fmt must be one of"):
         _tiny("smlpnet_t").forward_intermediates(jnp.zeros((1, SIDE, SIDE, 3)), output_fmt="HWC")
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_non_float_images_are_refused_in_one_line_at_trace_time(name):
+    """A uint8 batch of raw 0-255 pixels (or ints) is refused on its dtype alone, while
+    tracing (shapes only here: no value is looked at), with how to normalise; float
+    images of any width pass."""
+    model = _tiny(name)
+    calls = {
+        "call": lambda m, x: m(x),
+        "forward_features": lambda m, x: m.forward_features(x),
+        "forward_intermediates": lambda m, x: m.forward_intermediates(x),
+    }
+    for dtype in (jnp.uint8, jnp.int32):
+        images = jax.ShapeDtypeStruct((2, SIDE, SIDE, 3), dtype)
+        for call in calls.values():
+            with pytest.raises(TypeError) as error:
+                _trace(model, call, images)
+            message = str(error.value)
+            assert "\n" not in message
+            assert f"not {jnp.dtype(dtype)} pixels" in message
+            assert "(images.astype(np.float32) / 255 - mean) / std" in message
+    for dtype in (jnp.float32, jnp.bfloat16):
+        images = jax.ShapeDtypeStruct((2, SIDE, SIDE, 3), dtype)
+        assert _trace(model, calls["call"], images).shape == (2, 5)

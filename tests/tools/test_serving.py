@@ -198,3 +198,87 @@ def test_onnx_export_reproduces_the_logits(name, tmp_path):
     for n in (3, 1):
         (logits,) = session.run(["logits"], {"images": x[:n]})
         np.testing.assert_allclose(logits, expected[:n], atol=1e-5, rtol=0)
+
+
+# --- a tampered artifact (issue 35): ServingError, one line, nothing deserialized or run ---
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    model = tiny("mixer_s16")
+    folder = tmp_path_factory.mktemp("artifact") / "mixer"
+    exported = serving.export_model(model, image_size=32)
+    return serving.save(
+        exported, folder, weights=serving.serving_weights(model), model_name="x", **CFG
+    )
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, mid-file: the StableHLO or an array
+    path.write_bytes(bytes(data))
+
+
+def _object_weights(path):
+    np.savez(path, **{"head/kernel": np.array([{"a": 1}], dtype=object)})
+
+
+@pytest.mark.parametrize(
+    "file, tamper, line",
+    [
+        (serving.FORWARD_FILE, _truncate, "forward.jaxexport does not match the sha256"),
+        (serving.FORWARD_FILE, _flip, "forward.jaxexport does not match the sha256"),
+        (serving.WEIGHTS_FILE, _flip, "weights.npz does not match the sha256"),
+        (serving.WEIGHTS_FILE, _object_weights, "weights.npz does not match the sha256"),
+        (serving.SIDECAR_FILE, lambda p: p.write_text("[1, 2]"), "holds a JSON list"),
+        (serving.SIDECAR_FILE, lambda p: p.write_text("{oops"), "is not valid JSON"),
+        (serving.SIDECAR_FILE, lambda p: p.write_bytes(b"\xff\xfe"), "is not valid JSON"),
+    ],
+)
+def test_a_tampered_artifact_is_one_line_and_nothing_is_run(
+    artifact, file, tamper, line, tmp_path, monkeypatch
+):
+    import shutil
+
+    folder = shutil.copytree(artifact, tmp_path / "copy")
+    tamper(folder / file)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a tampered artifact was deserialized")
+
+    monkeypatch.setattr(jax.export, "deserialize", never)
+    with pytest.raises(serving.ServingError) as err:
+        serving.load(folder)
+    assert line in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "file, tamper, line",
+    [
+        (serving.FORWARD_FILE, _truncate, "forward.jaxexport is not a readable jax.export"),
+        (serving.WEIGHTS_FILE, _object_weights, "array 'head/kernel' holds Python objects"),
+        (serving.WEIGHTS_FILE, _truncate, "could not read"),
+    ],
+)
+def test_without_recorded_digests_damage_is_still_one_line(artifact, file, tamper, line, tmp_path):
+    """Artifacts saved before serving.json recorded sha256 digests: the readers' own
+    refusals (an unreadable artifact, object arrays, a truncated npz) are one line."""
+    import shutil
+
+    folder = shutil.copytree(artifact, tmp_path / "copy")
+    sidecar = folder / serving.SIDECAR_FILE
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "sha256": {}}))
+    tamper(folder / file)
+    with pytest.raises(serving.ServingError) as err:
+        serving.load(folder)
+    assert line in str(err.value) and "\n" not in str(err.value)
+
+
+def test_served_model_refuses_non_float_images(artifact):
+    served = serving.load(artifact)
+    with pytest.raises(serving.ServingError, match=r"uint8 images: .* \(x / 255 - mean\) / std"):
+        served(np.zeros((1, 32, 32, 3), np.uint8))
