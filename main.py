@@ -12,7 +12,6 @@ Multi-host (TPU pod slice, SLURM): add --distributed (see README "Multi-host").
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import os
 import sys
@@ -57,19 +56,6 @@ def main(argv):
     )
 
 
-def _one_line(err: BaseException) -> str:
-    """The useful line of a flag-parsing error (ml_collections nests repr'd messages and
-    whole tracebacks of a failing get_config inside them)."""
-    text = str(err).replace("\\n", "\n").replace("\\'", "'")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if any(line.startswith("Traceback") for line in lines):
-        lines = [f"{lines[0].split(':', 1)[0]}: {lines[-1]}"]  # the flag and the final error
-    message = " ".join(lines).strip("'\"")
-    if isinstance(err, AttributeError | KeyError) and "Did you mean" in message:
-        message = f"unknown config key '{message}"  # "batchsize' Did you mean ..."
-    return message
-
-
 def _config_arg(argv: list[str]) -> str | None:
     """The value of --config in `argv` (`FILE.py` or `FILE.py:ARG`), or None."""
     for i, arg in enumerate(argv):
@@ -80,68 +66,20 @@ def _config_arg(argv: list[str]) -> str | None:
     return None
 
 
-def _missing_config_file(argv: list[str]) -> str | None:
-    """A line naming the --config file when it does not exist, with the ones that do."""
-    value = _config_arg(argv)
-    path = None if value is None else value.split(":", 1)[0]
-    if path is None or os.path.isfile(path):
-        return None
-    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-    names = sorted(n for n in os.listdir(folder) if n.endswith(".py") and n[0] != "_")
-    names = [f"configs/{n}" for n in names if n != "common.py"]
-    return f"config file {path} not found; the configs are {', '.join(names)}"
-
-
-def _load_config(argv: list[str]):
-    """The --config file's config (before overrides), or None if it does not load."""
-    value = _config_arg(argv)
-    if value is None:
-        return None
-    path, _, arg = value.partition(":")
-    try:
-        spec = importlib.util.spec_from_file_location("_main_config", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.get_config(arg) if arg else module.get_config()
-    except Exception:  # noqa: BLE001 - only to explain an error; absl's message stands
-        return None
-
-
-def _unknown_config_key(argv: list[str]) -> str | None:
-    """A line for the first `--config.KEY=...` that names no key of the loaded config:
-    the closest key and the keys known at that level."""
-    config = _load_config(argv)
-    if config is None:
-        return None
-    for arg in argv[1:]:
-        if not arg.startswith("--config."):
-            continue
-        path = arg[len("--config.") :].split("=", 1)[0]
-        parts, node = path.split("."), config
-        for i, part in enumerate(parts):
-            if not hasattr(node, "keys"):  # a key below a plain value
-                break
-            if part in node:
-                node = node[part]
-                continue
-            known = sorted(node.keys())
-            close = difflib.get_close_matches(part, known, n=1)
-            fixed = ".".join([*parts[:i], *close[:1], *parts[i + 1 :]])
-            hint = f" (did you mean '{fixed}'?)" if close else ""
-            where = f"under {'.'.join(parts[:i])}" if i else "at the top level"
-            return f"unknown config key '{path}'{hint}; known keys {where}: {', '.join(known)}"
-    return None
-
-
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's parsing, with a bad flag or config key (`--config.batchsize=8`, a typo under
-    the locked config) reported as one line and exit status 2 instead of a traceback."""
+    the locked config) reported as one line and exit status 2 instead of a traceback: the
+    line the tools give for the same mistake (`smlp_jax.train.config_file.explain`)."""
     try:
         rest = FLAGS(argv)
         FLAGS.config.get("model")  # a config file that failed to load raises only when read
         return rest
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as err:
-        message = _missing_config_file(argv) or _unknown_config_key(argv) or _one_line(err)
+        # lazy: the package (and jax) only to explain a bad flag, after the re-exec
+        from smlp_jax.train import config_file
+
+        overrides = [arg for arg in argv[1:] if arg.startswith(config_file.PREFIX)]
+        message = config_file.explain(err, _config_arg(argv), overrides)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
 

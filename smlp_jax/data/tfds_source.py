@@ -8,6 +8,7 @@ is a DataError that prints the command that prepares it.
 
 from __future__ import annotations
 
+import os
 import re
 
 import tensorflow_datasets as tfds
@@ -27,6 +28,20 @@ def _prepare_hint(name: str, data_dir: str) -> str:
     )
 
 
+def rebuild_hint(name: str, data_dir: str) -> str:
+    """The command that prepares `name` again (one line, for the damaged-files errors)."""
+    return f"python -m smlp_jax.tools.prepare_data {name} --data_dir {data_dir}"
+
+
+def damaged_error(what: str, folder: str, err: BaseException | str, fix: str) -> DataError:
+    """One line: `what` in `folder` is damaged (the reader's own first clause), and `fix`."""
+    if isinstance(err, BaseException):
+        err = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0].split(';')[0]}"
+    return DataError(
+        f"{what}: the files in {folder} are damaged ({err}); delete that folder and {fix}."
+    )
+
+
 def load_builder(name: str, data_dir: str):
     """The prepared tfds builder of `name` in `data_dir`, else a DataError with the fix."""
     try:
@@ -37,6 +52,10 @@ def load_builder(name: str, data_dir: str):
             f"tensorflow-datasets name (see `tfds.list_builders()`). tfds said: "
             f"{str(e).splitlines()[0]}"
         ) from None
+    except Exception as e:  # noqa: BLE001 - a damaged dataset_info.json (a ParseError), ...
+        folder = os.path.join(data_dir, name.split(":")[0])
+        fix = f"prepare it again: {rebuild_hint(name, data_dir)}"
+        raise damaged_error(f"tfds dataset {name!r}", folder, e, fix) from None
     if not builder.is_prepared():
         raise DataError(
             f"tfds dataset {name!r} is not prepared in {data_dir} (expected "
@@ -77,10 +96,17 @@ def default_eval_split(name: str, data_dir: str) -> str:
 
 
 class TfdsImageSource:
-    """One split of a prepared tfds dataset: index -> (encoded image bytes, label, name)."""
+    """One split of a prepared tfds dataset: index -> (encoded image bytes, label, name).
 
-    def __init__(self, name: str, split: str, data_dir: str):
+    Damaged files (a truncated ArrayRecord shard: "Corrupted Riegeli/records file") are a
+    one-line DataError naming the folder to delete and `fix` (default: the prepare_data
+    command that rebuilds it); the first and last records are read when the split opens,
+    so a truncated shard there is found before anything is built."""
+
+    def __init__(self, name: str, split: str, data_dir: str, fix: str | None = None):
         builder = load_builder(name, data_dir)
+        self._folder = str(builder.data_dir)
+        self._fix = fix or f"prepare it again: {rebuild_hint(name, data_dir)}"
         self._image_key, self._label_key = _feature_keys(builder)
         base_split = re.split(r"[\[+]", split)[0]
         splits = list(builder.info.splits.keys())
@@ -107,15 +133,32 @@ class TfdsImageSource:
         self._source = builder.as_data_source(
             split=split, decoders={self._image_key: tfds.decode.SkipDecoding()}
         )
+        count = len(self._source)
+        for index in sorted({0, count - 1}) if count else ():
+            self._read(index)
 
     def __len__(self) -> int:
         return len(self._source)
 
+    def _read(self, index: int):
+        what = f"tfds dataset {self.name!r} ({self.split})"
+        try:
+            record = self._source[index]
+        except RuntimeError as err:  # array_record's reader: a truncated or missing shard
+            raise damaged_error(what, self._folder, err, self._fix) from None
+        # A shard cut at a block boundary reads back as empty records.
+        if record.get(self._image_key) is None or record.get(self._label_key) is None:
+            reason = f"record {index} reads back empty"
+            raise damaged_error(what, self._folder, reason, self._fix)
+        return record
+
     def __getitem__(self, index: int) -> tuple[bytes, int, str]:
-        record = self._source[int(index)]
+        record = self._read(int(index))
         name = f"{self.name}/{self.split}[{int(index)}]"
         return record[self._image_key], int(record[self._label_key]), name
 
 
-def open_tfds_split(name: str, split: str, data_dir: str) -> TfdsImageSource:
-    return TfdsImageSource(name, split, data_dir)
+def open_tfds_split(
+    name: str, split: str, data_dir: str, fix: str | None = None
+) -> TfdsImageSource:
+    return TfdsImageSource(name, split, data_dir, fix)

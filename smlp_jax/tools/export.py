@@ -24,19 +24,19 @@ import argparse
 import sys
 from typing import Any
 
-import smlp_jax
 from smlp_jax.convert.export import LAYOUTS, save_weights
-from smlp_jax.tools.predict import parse_model_args
+from smlp_jax.errors import UserError
+from smlp_jax.hub import save_pretrained
+from smlp_jax.tools.errors import ToolInputError, file_errors
+from smlp_jax.tools.predict import create_with_model_args
 from smlp_jax.tools.trained import (
     Run,
-    ToolInputError,
     load_run,
     parse_with_config_overrides,
     run_preprocessing,
     trained_model,
 )
 from smlp_jax.train import checkpoint, run_record
-from smlp_jax.train.cli import USER_ERRORS
 from smlp_jax.train.metrics import last_logged
 
 
@@ -67,12 +67,12 @@ def load_model(args: argparse.Namespace, config_overrides: list[str]):
         raise ToolInputError(f"{config_overrides[0]}: --config.KEY needs --checkpoint.")
     if not args.model:
         raise ToolInputError("give --checkpoint WORKDIR --config CFG, or --model NAME.")
-    model = smlp_jax.create_model(
+    model = create_with_model_args(
         args.model,
+        args.model_arg,
         pretrained=args.pretrained,
         num_classes=args.num_classes,
         image_size=args.image_size,
-        **parse_model_args(args.model_arg),
     )
     return model, None
 
@@ -89,7 +89,8 @@ def training_summary(run: Run, args: argparse.Namespace) -> dict[str, Any]:
             f"{config.optimizer.name} lr {config.optimizer.lr}"
         ),
     }
-    final = last_logged(args.checkpoint, "eval/")
+    with file_errors("read", f"{args.checkpoint}/metrics.jsonl"):
+        final = last_logged(args.checkpoint, "eval/")
     if "eval/top1" not in final and run.record is not None:
         found = run_record.read(args.checkpoint)
         final = run_record.step_metrics(found[1]) if found else {}
@@ -113,12 +114,14 @@ def main(argv: list[str] | None = None) -> int:
                     training=training_summary(run, args),
                 )
             )
-            smlp_jax.save_pretrained(model, args.out, **described)
+            with file_errors("write", args.out):
+                save_pretrained(model, args.out, **described)
             print(f"wrote {args.out}/ (config.json, model.safetensors, README.md)")
         else:
-            keys = save_weights(model, args.out, args.to)
+            with file_errors("write", args.out):
+                keys = save_weights(model, args.out, args.to)
             print(f"wrote {args.out}: {len(keys)} arrays in the {args.to} layout")
-    except (ToolInputError, TypeError, OSError, *USER_ERRORS) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -23,18 +23,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import smlp_jax
 from smlp_jax import serving
-from smlp_jax.tools.predict import parse_model_args
+from smlp_jax.errors import UserError
+from smlp_jax.models import pretrained_cfg
+from smlp_jax.tools.errors import ToolInputError
+from smlp_jax.tools.predict import create_with_model_args
 from smlp_jax.tools.trained import (
-    ToolInputError,
     load_run,
     parse_with_config_overrides,
     run_preprocessing,
     trained_model,
 )
 from smlp_jax.train import checkpoint
-from smlp_jax.train.cli import USER_ERRORS
 
 ONNX_FILE = "model.onnx"
 
@@ -53,16 +53,16 @@ def build(args: argparse.Namespace, config_overrides: list[str]) -> tuple[Any, d
         raise ToolInputError(f"{config_overrides[0]}: --config.KEY needs --checkpoint.")
     if not args.model:
         raise ToolInputError("give --model NAME (with --pretrained FILE) or --checkpoint.")
-    cfg = smlp_jax.models.pretrained_cfg(args.model)
+    cfg = pretrained_cfg(args.model)
     if args.pretrained and not Path(args.pretrained).is_file():  # before building the model
         raise ToolInputError(f"--pretrained {args.pretrained}: no such file.")
     image_size = args.image_size or cfg.image_size
-    model = smlp_jax.create_model(
+    model = create_with_model_args(
         args.model,
+        args.model_arg,
         num_classes=args.num_classes or cfg.num_classes,
         image_size=image_size,
         pretrained=args.pretrained,
-        **parse_model_args(args.model_arg),
     )
     return model, {"model_name": args.model, "image_size": image_size}
 
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for path in export(args, overrides):
             print(path)
-    except (ToolInputError, serving.ServingError, TypeError, *USER_ERRORS) as err:
-        print(f"error: {err}", file=sys.stderr)  # TypeError: a bad --model-arg
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
 

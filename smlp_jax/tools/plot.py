@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from smlp_jax.errors import UserError
+from smlp_jax.tools.errors import ToolInputError, file_errors
 from smlp_jax.train.metrics import read_records
 
 # The panels: (metrics.jsonl key, y-axis label, scale applied before plotting).
@@ -24,7 +26,7 @@ PANELS = (
 )
 
 
-class PlotError(ValueError):
+class PlotError(ToolInputError):
     """A workdir without usable metrics; shown as one line."""
 
 
@@ -35,7 +37,8 @@ def read_series(workdir: str | Path) -> dict[str, tuple[list[int], list[float]]]
     if not path.is_file():
         raise PlotError(f"{workdir}: no metrics.jsonl (is it a training workdir?).")
     series: dict[str, tuple[list[int], list[float]]] = {}
-    records, damaged = read_records(path)
+    with file_errors("read", path):
+        records, damaged = read_records(path)
     if damaged:
         print(f"warning: {path}: {len(damaged)} damaged line(s) skipped", file=sys.stderr)
     for _, entry in records:
@@ -74,8 +77,11 @@ def plot_runs(workdirs: list[str], out: str | Path, labels: list[str] | None = N
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     axes[0].legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    try:
+        with file_errors("write", out):
+            fig.savefig(out, dpi=90)
+    finally:
+        plt.close(fig)
     return fig
 
 
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         plot_runs(args.workdirs, args.out, args.labels)
-    except (PlotError, OSError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}")

@@ -37,20 +37,22 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from PIL import Image
 
-import smlp_jax
 from smlp_jax import data
 from smlp_jax.data.config import default_input_config
 from smlp_jax.data.transforms import UNREADABLE_ERRORS, EvalTransform
+from smlp_jax.errors import UserError
+from smlp_jax.factory import create_model
+from smlp_jax.models import pretrained_cfg
+from smlp_jax.tools.errors import ToolInputError
 from smlp_jax.tools.trained import (
-    ToolInputError,
     load_run,
     parse_with_config_overrides,
     trained_model,
 )
 from smlp_jax.train import checkpoint
-from smlp_jax.train.cli import USER_ERRORS
 
 TOP_K = 5
 
@@ -107,6 +109,16 @@ def parse_model_args(items: list[str]) -> dict[str, Any]:
     return kwargs
 
 
+def create_with_model_args(name: str, model_args: list[str], **kwargs: Any) -> nnx.Module:
+    """`create_model(name, **kwargs)` with the `--model-arg KEY=VALUE` hyperparameters; one
+    the model does not take (its constructor's TypeError) is a `ToolInputError`."""
+    hyperparameters = parse_model_args(model_args)
+    try:
+        return create_model(name, **kwargs, **hyperparameters)
+    except TypeError as err:
+        raise ToolInputError(str(err)) from None
+
+
 def build_classifier(args: argparse.Namespace, config_overrides: list[str]):
     """-> (eval-mode model, EvalTransform, class names) from the command-line options."""
     names = read_class_names(args.class_names) if args.class_names else None
@@ -125,15 +137,15 @@ def build_classifier(args: argparse.Namespace, config_overrides: list[str]):
             raise PredictError(f"{config_overrides[0]}: --config.KEY needs --checkpoint.")
         if not args.model:
             raise PredictError("give --model NAME (with --pretrained FILE) or --checkpoint.")
-        cfg = smlp_jax.models.pretrained_cfg(args.model)
+        cfg = pretrained_cfg(args.model)
         num_classes = args.num_classes or (len(names) if names else cfg.num_classes)
         image_size = args.image_size or cfg.image_size
-        model = smlp_jax.create_model(
+        model = create_with_model_args(
             args.model,
+            args.model_arg,
             num_classes=num_classes,
             image_size=image_size,
             pretrained=args.pretrained,
-            **parse_model_args(args.model_arg),
         )
         input_cfg = dict(default_input_config("imagenet"))
         input_cfg.update(
@@ -239,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         model, transform, names = build_classifier(args, overrides)
         for result in predict(model, transform, names, args.images):
             print("\n".join(result.lines()))
-    except (ToolInputError, TypeError, *USER_ERRORS) as err:  # TypeError: a bad --model-arg
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -17,6 +17,7 @@ import importlib.util
 import sys
 
 from smlp_jax.data import sources
+from smlp_jax.errors import UserError
 
 
 def prepare(name: str, data_dir: str | None, manual_dir: str | None = None) -> str:
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = prepare(args.name, args.data_dir, args.manual_dir)
-    except sources.DataError as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Prepared {args.name} in {path}")

@@ -24,9 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-import smlp_jax
+from smlp_jax.errors import UserError
+from smlp_jax.factory import create_model
 from smlp_jax.models.macs import count_macs, model_flops
-from smlp_jax.models.registry import UnknownModelError
+from smlp_jax.tools.errors import ToolInputError
 
 
 @dataclasses.dataclass
@@ -105,24 +106,6 @@ def _forward(graphdef):
     return forward
 
 
-def macs_of(model: nnx.Module) -> int:
-    """Batch-1 eval-mode forward MACs of a built model (at its `model_spec` image size,
-    else 224), counted on the traced jaxpr: nothing is compiled or computed."""
-    spec = getattr(model, "model_spec", None)
-    size = spec.image_size if spec is not None else 224
-    graphdef, state = nnx.split(model)
-    graphdef = nnx.graphdef(_eval_copy(graphdef, state))
-    image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
-    return count_macs(jax.make_jaxpr(_forward(graphdef))(abstract, image).jaxpr)
-
-
-def _eval_copy(graphdef, state) -> nnx.Module:
-    copy = nnx.merge(graphdef, state, copy=True)
-    copy.eval()
-    return copy
-
-
 def _xla_flops(fn, *args) -> float | None:
     cost = jax.jit(fn).lower(*args).cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -142,10 +125,16 @@ def _train_loss(train_graphdef):
 def summarize(
     name: str, *, image_size: int = 224, num_classes: int = 1000, xla_cost: bool = True, **kw
 ) -> Summary:
-    """Counts `name`'s parameters (per top-level group) and its batch-1 forward MACs."""
-    model = nnx.eval_shape(
-        lambda: smlp_jax.create_model(name, image_size=image_size, num_classes=num_classes, **kw)
-    )
+    """Counts `name`'s parameters (per top-level group) and its batch-1 forward MACs. A
+    name, size or hyperparameter the model refuses is a `UserError`."""
+    try:
+        model = nnx.eval_shape(
+            lambda: create_model(name, image_size=image_size, num_classes=num_classes, **kw)
+        )
+    except (TypeError, ValueError) as err:  # e.g. an image size the grid does not divide
+        if isinstance(err, UserError):
+            raise
+        raise ToolInputError(str(err)) from None
     train_graphdef, *train_state = nnx.split(model, nnx.Param, ...)
     model.eval()
     groups = parameter_groups(model)
@@ -180,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 num_classes=args.num_classes,
                 xla_cost=not args.no_xla,
             )
-        except (UnknownModelError, ValueError, TypeError) as e:
+        except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(summary.table())

@@ -2,8 +2,9 @@
 
 `load_run(WORKDIR, None, [])` rebuilds the run's config from the run record saved with its
 checkpoints (`smlp_jax.train.run_record`); `load_config("configs/smlpnet.py:demo",
-["--config.KEY=VALUE", ...])` reads a config file as main.py does (for runs made before
-records existed, or checked against the record when given); `trained_model(config,
+["--config.KEY=VALUE", ...])` reads a config file as main.py does, by the same function
+(`smlp_jax.train.config_file`: for runs made before records existed, or checked against the
+record when given); `trained_model(config,
 WORKDIR)` builds that config's model and fills it from the workdir's newest good
 checkpoint (parameters and BatchNorm statistics).
 """
@@ -11,9 +12,7 @@ checkpoint (parameters and BatchNorm statistics).
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ import jax
 from flax import nnx
 
 from smlp_jax import data
-from smlp_jax.train import checkpoint, init_from, run_record
+from smlp_jax.tools.errors import ToolInputError
+from smlp_jax.train import checkpoint, config_file, init_from, run_record
 from smlp_jax.train.run_record import run_preprocessing
 from smlp_jax.train.state import build_model
 
@@ -37,25 +37,10 @@ __all__ = [
 ]
 
 
-class ToolInputError(ValueError):
-    """Bad input to a tool (options, a config, a checkpoint); shown as one line."""
-
-
 def load_config(spec: str, overrides: list[str]) -> Any:
-    """`FILE.py[:ARG]` -> that file's `get_config(ARG)`, with `KEY=VALUE` overrides applied."""
-    path, _, arg = spec.partition(":")
-    if not Path(path).is_file():
-        raise ToolInputError(f"--config {path}: no such file (e.g. configs/smlpnet.py:demo).")
-    # The config files import `configs.common`: put the repository root first on the path.
-    sys.path.insert(0, str(Path(path).resolve().parent.parent))
-    module_spec = importlib.util.spec_from_file_location("_tool_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    try:
-        config = module.get_config(arg) if arg else module.get_config()
-    except ValueError as err:  # an unknown variant
-        raise ToolInputError(f"--config {spec}: {err}") from None
-    return apply_overrides(config, overrides)
+    """`FILE.py[:ARG]` -> that file's `get_config(ARG)`, with `--config.KEY=VALUE` overrides
+    applied, exactly as main.py reads its --config (`smlp_jax.train.config_file.load`)."""
+    return config_file.load(spec, overrides)
 
 
 def trained_model(config: Any, path: str, num_classes: int | None = None) -> nnx.Module:
@@ -107,24 +92,9 @@ class Run:
 
 
 def apply_overrides(config: Any, overrides: list[str]) -> Any:
-    """`--config.KEY=VALUE` items onto `config` (values read as Python literals, else text)."""
-    for item in overrides:
-        key, sep, text = item.removeprefix("--config.").partition("=")
-        if not sep:
-            raise ToolInputError(f"{item}: write config overrides as --config.KEY=VALUE.")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text  # a bare string such as a path
-        *parents, leaf = key.split(".")
-        node = config
-        try:
-            for name in parents:
-                node = node[name]
-            node[leaf] = value
-        except (KeyError, AttributeError, TypeError) as err:
-            raise ToolInputError(f"--config.{key}: {err}") from None
-    return config
+    """`--config.KEY=VALUE` items onto `config` (a run record's), by main.py's rules
+    (`smlp_jax.train.config_file.override`)."""
+    return config_file.override(config, overrides)
 
 
 def load_run(checkpoint_path: str, config_spec: str | None, overrides: list[str]) -> Run:

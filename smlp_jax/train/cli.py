@@ -1,7 +1,8 @@
 """What `main.py` runs: multi-host set-up, the chosen mode, and one-line errors.
 
-Errors that mean "the input is wrong" (`USER_ERRORS`) become one line on stderr,
-`error: <message>`, and exit status 1; anything else is a bug and keeps its traceback.
+Errors that mean "the input is wrong" (`smlp_jax.errors.UserError`, the base of every such
+error class) become one line on stderr, `error: <message>`, and exit status 1; anything else
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ from typing import Any
 
 import jax
 
-from smlp_jax.convert import WeightsFileError, WeightsMismatchError
-from smlp_jax.data import DataError
-from smlp_jax.models import UnknownModelError
-from smlp_jax.train import checkpoint, preemption, trainer
-from smlp_jax.train.checkpoint import CheckpointError
-from smlp_jax.train.errors import TrainError
+from smlp_jax.errors import UserError
+from smlp_jax.train import checkpoint, preemption, trainer, workdir_lock
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
@@ -31,16 +28,6 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 
 
 _python_format_warning = warnings.formatwarning
-
-# The exception types whose message alone is a complete answer to the user.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    TrainError,
-    UnknownModelError,
-    WeightsFileError,
-    WeightsMismatchError,
-    CheckpointError,
-    DataError,
-)
 
 
 def initialize_distributed(
@@ -78,6 +65,8 @@ def run(
         if distributed:
             initialize_distributed(coordinator_address, num_processes, process_id)
         workdir = os.path.abspath(workdir)
+        # A file or a read-only folder: one line now, not a traceback after the header.
+        workdir_lock.check_workdir(workdir, writable=mode == "train")
         if mode == "train":
             final = trainer.train_and_evaluate(config, workdir)
             if final.get("stopped_by"):
@@ -86,7 +75,7 @@ def run(
             trainer.probe_only(config, workdir)
         else:
             trainer.evaluate_only(config, workdir)
-    except USER_ERRORS as err:
+    except UserError as err:
         message = str(err)
     if message is None:
         return 0

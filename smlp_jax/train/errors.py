@@ -1,14 +1,16 @@
 """Errors that mean "the run's input is wrong", shown to the user as one line.
 
-`main.py` catches `TrainError` (and the library's own ValueError subclasses listed in
-`smlp_jax.train.cli.USER_ERRORS`) and prints `error: <message>` on stderr with a non-zero
-exit, instead of a traceback: the message itself says what to change.
+`main.py` catches `smlp_jax.errors.UserError` (the base of these and of every other error a
+user can fix) and prints `error: <message>` on stderr with a non-zero exit, instead of a
+traceback: the message itself says what to change.
 """
 
 from __future__ import annotations
 
+from smlp_jax.errors import UserError
 
-class TrainError(ValueError):
+
+class TrainError(UserError, ValueError):
     """A problem with the config or the run set-up, found before or during training."""
 
 

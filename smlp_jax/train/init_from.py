@@ -8,9 +8,12 @@ so; every other shape must match.
 - our checkpoint: a workdir, its `checkpoints/` folder, or one `checkpoints/<step>` folder,
   read by `load_for_init` (the train state only, any sub-tree of it). With
   `config.init_resample_to_grid`, a checkpoint trained at another image size: its weights
-  are read at their saved shapes, written in the official layout (`convert.export`) and
-  loaded like official weights, so the grid-tied ones are resampled the same way;
-- official weights: a file (`.pth`, `.npz`, `.safetensors`) read by `smlp_jax.convert`.
+  are read at their saved shapes (the checkpoint's own metadata), the grid-tied ones are
+  resampled by their variable paths (the family converter's `GRID_RESAMPLERS`, see
+  `smlp_jax.convert.resample`; no official layout involved, so families without one,
+  Sparse-MLP, resample too) and everything else must fit as saved;
+- official weights: a file (`.pth`, `.npz`, `.safetensors`) read by `smlp_jax.convert`,
+  resampled the same way by path with `config.init_resample_to_grid`.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from smlp_jax.convert import (
     read_weights,
     rules_for,
 )
-from smlp_jax.convert.export import flatten_arrays, official_arrays
+from smlp_jax.convert.export import flatten_arrays
+from smlp_jax.convert.resample import grid_resamplers, resample_arrays
 from smlp_jax.models.registry import get_entry
 from smlp_jax.train.checkpoint import (
     CHECKPOINTS_SUBDIR,
@@ -57,8 +61,7 @@ def load_model_weights(config: Any, state: dict, abstract: dict, num_classes: in
     """Returns `state` with params/model_state (and EMA) taken from `config.init_from`."""
     path = config.init_from
     if is_our_checkpoint(path) and config.init_resample_to_grid:
-        weights = _checkpoint_as_official(config, path, num_classes)
-        params, model_state = _from_official(config, weights, num_classes, abstract, path)
+        params, model_state = _from_checkpoint_resampled(config, path, abstract, state["params"])
     elif is_our_checkpoint(path):
         head = head_name(config.model)
         params, model_state = _from_checkpoint(path, abstract, state["params"], head)
@@ -208,27 +211,80 @@ def _saved_weights_target(saved: dict) -> dict:
     return {k: jax.tree.map(as_struct, saved[k]) for k in ("params", "model_state")}
 
 
-def _checkpoint_as_official(config: Any, path: str, num_classes: int) -> dict[str, np.ndarray]:
-    """Our checkpoint's weights, at whatever image size it was trained, as the official
-    state dict of `config.model`'s family (for `init_resample_to_grid`)."""
-    loaded = load_for_init(path, _saved_weights_target, partial=True)
-    arrays = {**flatten_arrays(loaded["params"]), **flatten_arrays(loaded["model_state"])}
-    model = nnx.eval_shape(lambda: build_model(config, num_classes, 0))
+def _from_checkpoint_resampled(
+    config: Any, path: str, abstract: dict, fresh_params: dict
+) -> tuple[dict, dict]:
+    """Our checkpoint's weights at their saved shapes, the grid-tied ones resampled to this
+    model by variable path (`config.init_resample_to_grid`); a classifier for another
+    class count starts fresh; every other array must have this model's shape."""
     try:
-        rules = converter(get_entry(config.model).family).official_rules(model)
-    except WeightsMismatchError:
-        raise CheckpointError(
-            f"config.init_resample_to_grid is not available for {config.model}: its family "
-            "has no official weight layout to resample in. Fine-tune it at the image size "
-            "it was trained at."
-        ) from None
-    try:
-        return official_arrays(model, rules, arrays, model_name=config.model)
+        module = converter(get_entry(config.model).family)
+        resamplers = grid_resamplers(module, config.model)
     except WeightsMismatchError as err:
+        raise CheckpointError(f"config.init_resample_to_grid: {err}") from None
+    loaded = load_for_init(path, _saved_weights_target, partial=True)
+    head = head_name(config.model)
+    trees, missing, mismatched, head_differs = {}, [], [], False
+    for part in ("params", "model_state"):
+        saved = flatten_arrays(loaded[part])
+        targets = _leaves_by_path(abstract[part])
+        shapes = {name: tuple(leaf.shape) for name, leaf in targets.items()}
+        try:
+            arrays = resample_arrays(config.model, saved, shapes, resamplers)
+        except WeightsMismatchError as err:
+            raise CheckpointError(f"init_from {path}: {err}") from None
+        for name, leaf in targets.items():
+            if name not in arrays:
+                missing.append(name)
+            elif tuple(arrays[name].shape) != tuple(leaf.shape):
+                if part == "params" and name.split("/")[0] == head:
+                    head_differs = True
+                else:
+                    mismatched.append(
+                        f"'{name}' is {tuple(arrays[name].shape)} in the checkpoint, "
+                        f"{tuple(leaf.shape)} here"
+                    )
+        trees[part] = arrays
+    problems = []
+    if missing:
+        shown = ", ".join(repr(n) for n in missing[:3])
+        problems.append(f"{len(missing)} array(s) missing from the checkpoint: {shown}")
+    if mismatched:
+        problems.append(
+            f"{len(mismatched)} array(s) differ in shape and are not resampled to the grid: "
+            + "; ".join(mismatched[:3])
+        )
+    if problems:
         raise CheckpointError(
-            f"init_from {path}: {err} Check that config.model and config.model_kwargs are "
-            "the checkpoint's (only the image size may differ)."
-        ) from None
+            f"Could not load init_from checkpoint {path}: {'; '.join(problems)}. Check that "
+            "config.model and config.model_kwargs are the checkpoint's (only the image size "
+            "may differ)."
+        )
+
+    def put(part: str, like: Any) -> Any:
+        def leaf(key_path, target):
+            value = trees[part][path_name(key_path)]
+            if value.dtype != target.dtype:
+                value = np.asarray(value, dtype=target.dtype)
+            return jax.device_put(value, getattr(target, "sharding", None))
+
+        return jax.tree_util.tree_map_with_path(leaf, like)
+
+    if not head_differs:
+        params = put("params", abstract["params"])
+    else:
+        body = {k: v for k, v in abstract["params"].items() if k != head}
+        params = {**put("params", body), head: fresh_params[head]}
+        console(f"init_from {path}: class count differs; the '{head}' layer starts fresh.")
+    model_state = put("model_state", abstract["model_state"])
+    return params, model_state
+
+
+def _leaves_by_path(tree: Any) -> dict[str, Any]:
+    """`{"blocks/0/token_mixing/fc1/kernel": leaf}` for an abstract tree (our variable
+    paths, list indices as strings, as in a checkpoint and in `flatten_arrays`)."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {path_name(key_path): leaf for key_path, leaf in leaves}
 
 
 # --- official weights -----------------------------------------------------------------------

@@ -74,10 +74,14 @@ def read_records(path: str | os.PathLike) -> tuple[list[tuple[str, dict]], list[
 class MetricWriter:
     """Writes scalars to the console, metrics.jsonl and TensorBoard (process 0 only)."""
 
-    def __init__(self, workdir: str | os.PathLike, *, resume_step: int | None = None):
+    def __init__(
+        self, workdir: str | os.PathLike, *, resume_step: int | None = None, sinks: Any = ()
+    ):
         self.enabled = jax.process_index() == 0
         self.path = Path(workdir) / "metrics.jsonl"
         self._tb = None
+        # More writers of the same scalars (`write(step, scalars)`, `close()`): W&B.
+        self._sinks = list(sinks)
         if not self.enabled:
             return
         Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -115,10 +119,14 @@ class MetricWriter:
         for name, value in values.items():
             self._tb.add_scalar(name, value, int(step))
         self._tb.flush()
+        for sink in self._sinks:
+            sink.write(int(step), values)
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+        for sink in self._sinks:
+            sink.close()
 
 
 def last_logged(workdir: str | os.PathLike, prefix: str) -> dict[str, float]:
@@ -153,6 +161,7 @@ class Progress:
     def __init__(self, start_step: int, total_steps: int, batch_size: int):
         self.total_steps = total_steps
         self.batch_size = batch_size
+        self.total_waited = 0.0  # the input wait summed over the run (time/input)
         self.restart(start_step)
 
     def restart(self, step: int) -> None:
@@ -165,7 +174,9 @@ class Progress:
         start = time.perf_counter()
         batch = next(batches)
         if pending is None or pending.is_ready():
-            self._waited += time.perf_counter() - start
+            waited = time.perf_counter() - start
+            self._waited += waited
+            self.total_waited += waited
         return batch
 
     def update(self, step: int) -> tuple[float, float, float]:

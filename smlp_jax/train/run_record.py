@@ -13,6 +13,8 @@
     recipe          the training recipe at a glance (steps, batch, optimiser, lr, schedule...)
     versions        python and the libraries the run used
     resumes         each resume that changed a setting: {"step", "changes": {key: [old, new]}}
+    wandb           {"id", "project"}: the Weights & Biases run this run logs to (only with
+                    config.wandb on; a resume keeps it, so W&B continues the same run)
 
 The step's own metrics sit beside it in `meta/meta.json`. Tools rebuild the run from the
 record alone (`read` + `config_of`: `--checkpoint WORKDIR`, no `--config`); a resume compares
@@ -63,7 +65,12 @@ HARMLESS = (
     "init_from",
     "init_resample_to_grid",
     "probe.",
+    "evals.",
+    "eval_only",
+    "best_metric",
     "allow_changes",
+    "profile",
+    "wandb.",
 )
 
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy", "smlp_jax")
@@ -312,11 +319,17 @@ def describe_allowed(changes: dict[str, tuple[Any, Any]]) -> str:
 
 def resumed(stored: dict[str, Any], fresh: dict[str, Any], step: int, changes) -> dict:
     """The record to save from now on: `fresh` (this run's config), keeping the first run's
-    creation time and the history of resumes, with this one's changes added."""
+    creation time, the history of resumes with this one's changes added, and the W&B run."""
     history = list(stored.get("resumes", []))
     if changes:
         history.append({"step": int(step), "changes": {k: list(v) for k, v in changes.items()}})
-    return {**fresh, "created": stored.get("created", fresh["created"]), "resumes": history}
+    kept = {"wandb": stored["wandb"]} if stored.get("wandb") else {}  # the same W&B run
+    return {
+        **fresh,
+        **kept,
+        "created": stored.get("created", fresh["created"]),
+        "resumes": history,
+    }
 
 
 def check_tool_config(record: dict[str, Any], config: Any, where: str) -> None:

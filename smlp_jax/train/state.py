@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-import smlp_jax
+from smlp_jax.factory import create_model
 from smlp_jax.models import registry
 from smlp_jax.train.errors import ConfigError
 
@@ -47,7 +47,7 @@ def compute_dtype(name: str):
 
 def build_model(config: Any, num_classes: int, seed: int) -> nnx.Module:
     """The configured model, freshly initialised from `seed`."""
-    return smlp_jax.create_model(
+    return create_model(
         config.model,
         num_classes=num_classes,
         image_size=config.image_size,
@@ -101,7 +101,7 @@ def model_check(config: Any, num_classes: int) -> None:
     except TypeError as err:  # unknown hyperparameter names in config.model_kwargs
         raise ConfigError(f"config.model_kwargs: {err}") from None
     except ValueError as err:
-        if isinstance(err, smlp_jax.UnknownModelError):
+        if isinstance(err, registry.UnknownModelError):
             raise
         raise ConfigError(f"config.model={config.model!r}: {err}") from None
     del model

@@ -10,7 +10,8 @@ train_step(state, batch) -> (state, TrainMetrics, bad_step)
     `grad_accum_steps = k` the batch is cut into k micro-batches whose gradients are
     averaged (one optimiser update per step). A step whose loss or gradient is not
     finite leaves the state unchanged and reports its number in `bad_step`
-    (`NO_BAD_STEP` otherwise), so a NaN state never reaches a checkpoint.
+    (`NO_BAD_STEP` otherwise), so a NaN state never reaches a checkpoint. Parameters that
+    `optimizer.freeze` matches take no gradient and are kept bit for bit (`optim`).
 
 eval_step(params, model_state, rngs, batch) -> EvalMetrics
     batch adds "mask": (B,) bool; padded examples count nowhere.
@@ -29,6 +30,7 @@ from flax import nnx
 
 from smlp_jax import data
 from smlp_jax.models.moe import total_aux_loss
+from smlp_jax.train import optim
 from smlp_jax.train.errors import ConfigError
 from smlp_jax.train.state import ModelGraphs, ema_update, rngs_for_step
 
@@ -94,6 +96,8 @@ def make_train_step(
     seed = int(config.seed)
     aux_loss_weight = float(config.aux_loss_weight)
     task_loss = loss_function(config.loss)
+    # Frozen parameters (optimizer.freeze): no gradient, and kept bit for bit.
+    freeze = tuple(config.optimizer.get("freeze", ()) or ())
     data.check_mixup_mode(mix.mode, float(mix.cutmix_alpha))
     augment = (plan or data.input_plan.plan(config)).device_function()
 
@@ -102,6 +106,8 @@ def make_train_step(
     mix_groups = jax.device_count() if mix.mode == "big_vision" else 1
 
     def loss_fn(params, model_state, rngs, images, targets, labels):
+        if freeze:
+            params = optim.stop_frozen_gradients(params, freeze)
         model = nnx.merge(graphs.train, params, rngs, model_state)
         logits = model(images).astype(jnp.float32)
         loss = task_loss(logits, targets)
@@ -162,8 +168,11 @@ def make_train_step(
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
+        new_params = optax.apply_updates(params, updates)
+        if freeze:
+            new_params = optim.keep_frozen(new_params, params, freeze)
         new = {
-            "params": optax.apply_updates(params, updates),
+            "params": new_params,
             "model_state": model_state,
             "opt_state": opt_state,
         }

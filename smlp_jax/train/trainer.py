@@ -24,13 +24,17 @@ from smlp_jax.models import moe, registry
 from smlp_jax.train import (
     checkpoint,
     compilation_cache,
+    evaluators,
+    goodput,
     init_from,
     mfu,
     optim,
     preemption,
     probe,
+    profiling,
     run_record,
     sharding,
+    wandb_writer,
     workdir_lock,
 )
 from smlp_jax.train.errors import ConfigError, NonFiniteError
@@ -54,7 +58,6 @@ from smlp_jax.train.state import (
 from smlp_jax.train.step import (
     NO_BAD_STEP,
     loss_function,
-    make_eval_step,
     make_train_step,
 )
 
@@ -133,7 +136,7 @@ def build(config: Any) -> Setup:
     plan = data.input_plan.plan(config, info.max_image_side)
     total_steps, steps_per_epoch = schedule_lengths(config, info.num_train)
     schedule = optim.learning_rate_schedule(config, total_steps, steps_per_epoch)
-    tx = optim.make_optimizer(config, schedule)
+    tx = optim.make_optimizer(config, schedule, info.num_classes)
     make_state = functools.partial(init_state, config, info.num_classes, tx)
     abstract = jax.eval_shape(make_state)
     # Model rules first (Sparse-MLP's experts on the `expert` axis), then replicate/fsdp.
@@ -169,30 +172,10 @@ def create_state(make_state, shardings) -> dict:
     return jitted()
 
 
-def eval_step_under(graphs, mesh):
-    """The jitted eval step, called (and traced) under `mesh` like the train step."""
-    step = jax.jit(make_eval_step(graphs), out_shardings=sharding.replicated(mesh))
-    return sharding.under_mesh(step, mesh)
-
-
-def evaluate(config: Any, eval_step, state: dict, mesh) -> dict[str, float]:
-    """Top-1/top-5/loss over the whole eval split, once; `eval/ema_*` too with EMA."""
-    weights = {"": (state["params"], state["model_state"])}
-    if "ema" in state:
-        weights["ema_"] = (state["ema"]["params"], state["ema"]["model_state"])
-    totals = {prefix: None for prefix in weights}
-    for batch in data.create_eval_iterator(config):
-        batch = sharding.global_batch(batch, mesh)
-        for prefix, (params, model_state) in weights.items():
-            m = eval_step(params, model_state, state["rngs"], batch)
-            totals[prefix] = m if totals[prefix] is None else totals[prefix].merge(m)
-    scalars = {}
-    for prefix, total in totals.items():
-        if total is None:
-            raise ConfigError("The eval split is empty; check config.input.eval_split.")
-        for name, value in total.compute().items():
-            scalars[f"eval/{prefix}{name}"] = float(value)
-    return scalars
+def evaluate(suite: evaluators.Suite, due: list, state: dict) -> dict[str, float]:
+    """The scalars of the evaluators `due` (`suite.due(step, last)`) on `state`'s weights,
+    each as `<name>/<metric>` (`eval/top1` ...), `<name>/ema_*` too with EMA."""
+    return suite.run(due, state)
 
 
 def model_description(config: Any, params: Any) -> str:
@@ -251,15 +234,28 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, float]:
     Returns the last logged train metrics and the final eval metrics, with `step`.
     """
     # --- Devices, input info, model, optimiser, abstract state -------------------------
+    times = goodput.TimeBreakdown()  # where the wall time goes, logged as time/*
     compilation_cache.enable(config.compilation_cache_dir)  # before the first compile
     setup = build(config)
+    # Training's own keys: a bad profile range, or W&B on but not installed, fail now.
+    profiling.profile_range(config.get("profile"), setup.total_steps)
+    wandb_writer.check(config)
+    suite = evaluators.Suite.create(config, setup)  # every evaluator checked, its data opened
     # One writer: the lock is taken after every check, before anything is written.
     with workdir_lock.exclusive(workdir, jax.process_index()):
-        return _train(config, workdir, setup)
+        return _train(config, workdir, setup, times, suite)
 
 
-def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
+def _train(
+    config: Any,
+    workdir: str,
+    setup: Setup,
+    times: goodput.TimeBreakdown | None = None,
+    suite: evaluators.Suite | None = None,
+) -> dict[str, float]:
     """`train_and_evaluate` once the config is checked and the workdir is ours."""
+    suite = suite or evaluators.Suite.create(config, setup)
+    times = times or goodput.TimeBreakdown()
     info, mesh, total_steps, abstract, shardings = (
         setup.info, setup.mesh, setup.total_steps, setup.abstract, setup.shardings
     )  # fmt: skip
@@ -280,7 +276,11 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
         record = run_record.resumed(stored[0], record, at_step, changes)
     # --- State: restored from the workdir, or created sharded ---------------------------
     ckpt = checkpoint.Checkpointer(
-        workdir, keep=config.keep_checkpoints, keep_best=True, async_save=config.async_checkpoint
+        workdir,
+        keep=config.keep_checkpoints,
+        keep_best=bool(suite.best_metric),  # config.best_metric: any evaluator's metric
+        async_save=config.async_checkpoint,
+        best_metric=suite.best_metric or checkpoint.BEST_METRIC,
     )
     # An iterator state that is no `get_state()` makes its step count as damaged (fall back).
     restored = ckpt.restore(abstract, check_data_state=data.TrainIterator.check_state)
@@ -320,10 +320,14 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
         donate_argnums=(0,),
     )
     train_step = sharding.under_mesh(train_step, mesh)
-    eval_step = eval_step_under(setup.graphs, mesh)
     # --- Loop ---------------------------------------------------------------------------
-    writer = MetricWriter(workdir, resume_step=start_step if restored else None)
+    record, sinks = wandb_writer.open_writer(config, workdir, record)  # W&B, if on
+    writer = MetricWriter(workdir, resume_step=start_step if restored else None, sinks=sinks)
+    profiler = profiling.StepProfiler(
+        workdir, profiling.profile_range(config.get("profile"), total_steps), start_step, console
+    )
     progress = Progress(start_step, total_steps, config.batch_size)
+    times.add("setup", times.since_start())
     input_watch = InputWatch(config.input)
     final: dict[str, float] = {}
     window, first_bad, pending = None, jnp.asarray(NO_BAD_STEP), None
@@ -335,6 +339,8 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
         ) as guard:
             while step < total_steps:
                 batch = sharding.global_batch(progress.fetch(train_iter, pending), mesh)
+                with times.timed("profile"):
+                    profiler.before(step)
                 if step == start_step:
                     console("compiling the train step...")
                     compile_start = time.perf_counter()
@@ -353,7 +359,11 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
                     flops, peak = _step_flops_and_peak(
                         config, setup.plan, train_step, state, batch, mesh
                     )
+                    times.add("compile", time.perf_counter() - compile_start)
                     progress.restart(step)
+                with times.timed("profile"):
+                    if profiler.after(step, step_metrics):
+                        progress.restart(step)  # img/s and the ETA leave out writing it
                 window = step_metrics if window is None else window.merge(step_metrics)
                 first_bad = jnp.minimum(first_bad, bad)
                 last = step == total_steps
@@ -365,29 +375,35 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
                     if rate:
                         input_watch.observe(wait)
                     scalars.update(_speed(scalars["train/img_per_sec"], config, flops, peak))
+                    times.set("input", progress.total_waited)
+                    scalars.update(times.scalars())
                     writer.write(step, scalars)
                     console(train_line(step, total_steps, scalars, eta))
                     final.update(scalars)
                     window = None
                 eval_scalars = None
-                if (config.eval_every and step % config.eval_every == 0) or last:
-                    eval_scalars = evaluate(config, eval_step, state, mesh)
+                due = suite.due(step, last)  # config.evals: each at its own frequency
+                if due:
+                    with times.timed("eval"):
+                        eval_scalars = evaluate(suite, due, state)
                     writer.write(step, eval_scalars)
-                    console(eval_line(step, eval_scalars))
+                    for text in suite.lines(step, eval_scalars, due):
+                        console(text)
                     final.update(eval_scalars)
                     progress.restart(step)  # the ETA counts train steps, not evaluation
                 stop = guard.should_stop_at(step)
                 every = config.checkpoint_every
                 if (every and step % every == 0) or last or stop:
                     _check_finite(first_bad, config, ckpt)  # never save after a NaN step
-                    ckpt.save(
-                        step,
-                        state,
-                        data_state=train_iter.get_state(),
-                        metrics=eval_scalars,
-                        record=record,
-                        force=stop,
-                    )
+                    with times.timed("checkpoint"):
+                        ckpt.save(
+                            step,
+                            state,
+                            data_state=train_iter.get_state(),
+                            metrics=eval_scalars,
+                            record=record,
+                            force=stop,
+                        )
                 if stop:
                     ckpt.wait()
                     console(
@@ -397,6 +413,7 @@ def _train(config: Any, workdir: str, setup: Setup) -> dict[str, float]:
                     final["stopped_by"] = guard.signal_received
                     break
     finally:
+        profiler.close(step)
         ckpt.close()
         writer.close()
     final["step"] = step
@@ -422,13 +439,18 @@ def weights_to_evaluate(config: Any, workdir: str, setup: Setup, mode: str) -> t
 
 
 def evaluate_only(config: Any, workdir: str) -> dict[str, float]:
-    """`--mode=eval`: evaluates `config.init_from` (our checkpoint or official weights),
-    or else the latest checkpoint in `workdir`."""
+    """`--mode=eval`: runs every evaluator of `config.evals` (or those `config.eval_only`
+    names) on `config.init_from` (our checkpoint or official weights), or else on the latest
+    checkpoint in `workdir`; one console line each."""
     compilation_cache.enable(config.compilation_cache_dir)
     setup = build(config)
+    suite = evaluators.Suite.create(
+        config, setup, only=config.get("eval_only", ""), check_best=False
+    )
     state, source = weights_to_evaluate(config, workdir, setup, "eval")
-    scalars = evaluate(config, eval_step_under(setup.graphs, setup.mesh), state, setup.mesh)
-    console(f"{source}: " + eval_line(int(state["step"]), scalars))
+    scalars = evaluate(suite, suite.evaluators, state)
+    for text in suite.lines(int(state["step"]), scalars):
+        console(f"{source}: {text}")
     return scalars
 
 

@@ -7,6 +7,7 @@ processes of one run do not exclude each other) and records the holder's host, P
 start time in it. The OS drops the lock when the process ends in any way, SIGKILL
 included, so a crashed run never leaves a stale lock; Linux NFS clients take `flock` as
 a lock on the server. Readers (`--mode=eval`, `--mode=probe`, the tools) never take it.
+`check_workdir` refuses, before anything is built, a workdir that cannot be one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import fcntl
 import json
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -76,3 +78,30 @@ def exclusive(workdir: str, process_index: int = 0) -> Iterator[str]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def check_workdir(workdir: str, *, writable: bool) -> None:
+    """A `TrainError` (one line) for a workdir that cannot serve, found before anything is
+    built: a file in its place, or (`writable`: training writes checkpoints and metrics)
+    a folder, or the nearest existing folder above it, that cannot be written (read-only,
+    not ours). Probed by creating a temporary file, which is what a write needs."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise TrainError(f"--workdir {workdir} is a file, not a folder; give a folder.")
+    if not writable:
+        return
+    existing = workdir
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise TrainError(
+            f"--workdir {workdir} cannot be created: {existing} is a file, not a folder."
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        where = "" if existing == workdir else f" ({existing}, where it would be created)"
+        raise TrainError(
+            f"--workdir {workdir} is not writable{where}: {err.strerror}; training writes "
+            "its checkpoints and metrics there, so give a folder you can write to."
+        ) from None

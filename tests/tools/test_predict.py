@@ -27,9 +27,10 @@ def test_imagenet_class_names_are_1000_unique():
 
 @pytest.fixture(scope="module")
 def trained(trained_demo_run):
-    """A tiny sMLPNet trained 4 steps by the trainer: (workdir, its --config.* flags)."""
+    """A tiny sMLPNet trained 4 steps by the trainer: (workdir, its --config.* flags, written
+    as for main.py: the tools parse them by the same rules)."""
     workdir, overrides = trained_demo_run
-    return workdir, [f"--config.{k}={v!r}" for k, v in overrides.items()]
+    return workdir, [f"--config.{k}={v}" for k, v in overrides.items()]
 
 
 @pytest.fixture(scope="module")

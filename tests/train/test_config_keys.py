@@ -8,13 +8,15 @@ import sys
 from unittest import mock
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
 import smlp_jax
 from smlp_jax.models import registry
-from smlp_jax.train import state
+from smlp_jax.train import config_file, state
+from smlp_jax.train.errors import ConfigError
 from tests.train.tiny import REPO, apply_overrides, demo_config, official_config
 
 FAMILY_CONFIGS = [
@@ -92,13 +94,6 @@ def test_a_misspelt_key_still_fails():
         apply_overrides(demo_config("smlpnet", {}), {"model_kwargs.alhpa": 2})
 
 
-def _main_module():
-    sys.path.insert(0, str(REPO))
-    import main
-
-    return main
-
-
 @pytest.mark.parametrize(
     ("arg", "message"),
     [
@@ -118,17 +113,50 @@ def _main_module():
     ],
 )
 def test_unknown_key_names_the_known_ones(arg, message):
-    main = _main_module()
-    argv = ["main.py", f"--config={REPO}/configs/smlpnet.py:demo", "--workdir=W", arg]
-    assert main._unknown_config_key(argv).startswith(message)
+    """The line main.py prints for a misspelt key (`config_file.explain`), and the tools'
+    `load` raises."""
+    spec = f"{REPO}/configs/smlpnet.py:demo"
+    with pytest.raises(ConfigError) as err:
+        config_file.load(spec, [arg])
+    assert str(err.value).startswith(message)
 
 
 def test_missing_config_file_is_one_line():
-    main = _main_module()
-    line = main._missing_config_file(["main.py", "--config=configs/nonexist.py:t"])
+    line = config_file.missing_file("configs/nonexist.py:t")
     assert line.startswith("config file configs/nonexist.py not found; the configs are ")
     assert "configs/smlpnet.py" in line and "common.py" not in line
-    assert main._missing_config_file(["main.py", f"--config={REPO}/configs/smlpnet.py:t"]) is None
+    assert config_file.missing_file(f"{REPO}/configs/smlpnet.py:t") is None
+    with pytest.raises(ConfigError, match="^config file configs/nonexist.py not found; "):
+        config_file.load("configs/nonexist.py:t", [])
+
+
+def test_an_override_means_the_same_to_main_py_and_to_the_tools():
+    """main.py's --config flag and `config_file.load` (the tools') parse an override by the
+    type of its field alike: an int given to a float, absl's lower-case bools, a tuple, a
+    string that looks like a number, a placeholder's declared type."""
+    spec = f"--config={REPO}/configs/smlpnet.py:demo"
+    overrides = [
+        "--config.optimizer.lr=1",
+        "--config.async_checkpoint=false",
+        "--config.model_kwargs.depths=(1, 1)",
+        "--config.input.eval_split=123",
+        "--config.total_steps=12",
+        "--config.data_dir=/tmp/data",
+    ]
+    by_main = _parse([spec, *overrides])
+    by_tools = config_file.load(spec.removeprefix("--config="), overrides)
+    assert by_tools.to_dict() == by_main.to_dict() and by_tools.is_locked
+    assert by_tools.optimizer.lr == 1.0 and isinstance(by_tools.optimizer.lr, float)
+    assert by_tools.input.eval_split == "123" and by_tools.model_kwargs.depths == (1, 1)
+    assert by_tools.async_checkpoint is False
+    # A run record's config (JSON: no placeholder types) takes the same overrides.
+    record = ml_collections.ConfigDict(by_main.to_dict())
+    record.unlock()
+    record.data_dir = None
+    changed = config_file.override(record, ["--config.data_dir=/tmp/x", "--config.seed=3"])
+    assert (changed.data_dir, changed.seed, changed.is_locked) == ("/tmp/x", 3, True)
+    with pytest.raises(ConfigError, match="unknown config key 'sed' \\(did you mean 'seed'"):
+        config_file.override(changed, ["--config.sed=1"])
 
 
 OVERRIDES = {  # one hyperparameter a family, set from the command line, changes the model

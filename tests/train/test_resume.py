@@ -140,10 +140,14 @@ def _kill_during_save(run, workdir: Path, step: int, logged: int) -> bool:
 
 
 def _logged(workdir: Path) -> list[dict]:
-    """metrics.jsonl without the wall-clock throughput: what must repeat bit for bit."""
+    """metrics.jsonl without the wall-clock timings (throughput, `time/*`): what must repeat
+    bit for bit."""
     timing = {"train/img_per_sec", "train/img_per_sec_per_device", "train/mfu"}
     timing |= {"train/input_wait"}
-    return [{k: v for k, v in e.items() if k not in timing} for e in read_metrics(workdir)]
+    return [
+        {k: v for k, v in e.items() if k not in timing and not k.startswith("time/")}
+        for e in read_metrics(workdir)
+    ]
 
 
 def _final_state(workdir: Path) -> dict:

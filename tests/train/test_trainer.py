@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from smlp_jax.train import cli, init_from, trainer
+from smlp_jax.train import checkpoint, cli, init_from, trainer
 from smlp_jax.train.metrics import InputWaitWarning, MetricsDamagedWarning, read_records
 from tests.train.tiny import (
     REPO,
@@ -257,15 +257,17 @@ def test_init_from_checkpoint_with_another_class_count(demo_run, demo_data_dir, 
 
 def test_init_from_checkpoint_at_another_image_size(demo_run, demo_data_dir, tmp_path):
     """Fine-tuning our 16px checkpoint at 32px: refused with the flag to set, then with
-    `init_resample_to_grid` the axial mixing weights are resampled exactly as official
-    weights would be and every other array is the checkpoint's."""
+    `init_resample_to_grid` the axial mixing weights are resampled by their own paths (the
+    same functions as official weights use) and every other array is the checkpoint's."""
     from smlp_jax.convert.resample import axial_bias, axial_kernel
 
     workdir, _ = demo_run
     config = tiny_config(demo_data_dir, init_from=str(workdir), image_size=32)
     setup = trainer.build(config)
     fresh = trainer.create_state(setup.make_state, setup.shardings)
-    with pytest.raises(cli.CheckpointError, match=r"differ in shape: .*init_resample_to_grid=True"):
+    with pytest.raises(
+        checkpoint.CheckpointError, match=r"differ in shape: .*init_resample_to_grid=True"
+    ):
         init_from.load_model_weights(config, fresh, setup.abstract, setup.info.num_classes)
 
     config = tiny_config(

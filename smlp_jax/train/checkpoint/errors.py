@@ -14,8 +14,10 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from smlp_jax.errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """No usable checkpoint where one was required (missing, corrupt, or not matching), or a
     checkpoint the OS would not let us write (disk full), read (permission denied, an I/O
     error) or move aside."""
