@@ -56,63 +56,32 @@ DROP_PATH = {"t": 0.2, "s": 0.3, "b": 0.5}
 
 
 def get_config(arg: str = "t"):
-    config = common.base_config()
     if arg == "demo":
-        return common.with_model_defaults(demo_config(config))
-    if arg not in DROP_PATH:
-        raise ValueError(f"configs/as_mlp.py: unknown variant {arg!r}; use t, s, b or demo.")
+        return demo_config()
+    config = common.variant_config("as_mlp", arg, DROP_PATH)
     config.model = f"asmlp_{arg}"
     config.model_kwargs.drop_path_rate = DROP_PATH[arg]
-    config.dataset = "imagenet2012"
-    common.input_from_pretrained(config)  # image_size 224 and the eval transform
-    config.batch_size = 1024
-    config.eval_batch_size = 1024
-    config.total_epochs = 300.0
-    config.optimizer.lr = 5e-4
-    config.optimizer.lr_base_batch = 512
-    config.optimizer.eps = 1e-8
-    config.optimizer.weight_decay = 0.05
-    config.optimizer.decay_rule = "timm"
-    config.optimizer.schedule = "timm_cosine"
-    config.optimizer.schedule_unit = "step"
-    config.optimizer.schedule_lag = 1
-    config.optimizer.warmup_prefix = False
-    config.optimizer.warmup_epochs = 20.0
-    # The official 5e-7 and 5e-6, scaled by 1024 / 512 as main.py scales them.
-    config.optimizer.warmup_init_lr = 5e-7 * 1024 / 512
-    config.optimizer.min_lr = 5e-6 * 1024 / 512
+    common.imagenet(config, batch_size=1024)  # 8 GPUs x 128; 224 px and the eval transform
+    common.adamw(config, lr=5e-4, lr_base_batch=512, weight_decay=0.05)
+    # The official WARMUP_LR 5e-7 and MIN_LR 5e-6, scaled by 1024 / 512 as main.py does.
+    common.timm_cosine(
+        config, epochs=300, warmup_epochs=20, warmup_lr=5e-7 * 1024 / 512,
+        min_lr=5e-6 * 1024 / 512, unit="step", lag=1,
+    )  # fmt: skip
     config.grad_clip = 5.0
-    config.loss = "softmax_xent"
-    config.mixup.mixup_alpha = 0.8
-    config.mixup.cutmix_alpha = 1.0
-    config.mixup.switch_prob = 0.5
-    config.mixup.prob = 1.0
-    config.mixup.label_smoothing = 0.1
-    config.eval_every = 1251  # one epoch at batch 1024
-    config.checkpoint_every = 1251
+    common.timm_mixup(config, mixup=0.8, cutmix=1.0, smoothing=0.1)
+    common.every_epoch(config, 1251)  # at batch 1024
     config.lock()
     return common.with_model_defaults(config)
 
 
-def demo_config(config):
-    from smlp_jax import data
-
+def demo_config():
+    config = common.base_config()
     config.model = "asmlp_t"
     config.model_kwargs.embed_dim = 24
     config.model_kwargs.depths = (1, 1, 1, 1)
     config.model_kwargs.drop_path_rate = 0.0
-    config.dataset = "demo"
-    config.image_size = 32
-    config.input = data.default_input_config("simple")
-    config.batch_size = 64
-    config.eval_batch_size = 200
-    config.total_steps = 400
-    config.optimizer.lr = 2e-3
-    config.optimizer.lr_base_batch = 0
-    config.optimizer.warmup_steps = 20
+    common.demo_training(config)
     config.grad_clip = 5.0
-    config.log_every = 50
-    config.eval_every = 200
-    config.checkpoint_every = 200
     config.lock()
-    return config
+    return common.with_model_defaults(config)

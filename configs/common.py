@@ -4,6 +4,11 @@ A family config starts from `base_config()` and overrides fields. Keys the data 
 owns (`config.input`, `config.mixup`) come from `smlp_jax.data` (`smlp_jax/data/config.py`); the
 input size, normalisation and eval transform of a registered model come from its
 pretrained configuration (`input_from_pretrained`).
+
+The blocks several family files share are helpers here, each setting the keys it names
+to the values its caller passes: `variant_config`, `demo_training` (every family's
+`demo`), `imagenet`, `adamw`, `timm_cosine`, `timm_mixup` and `every_epoch`.
+tests/train/test_config_values.py pins every family config's resolved values.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from smlp_jax import data, models
+from smlp_jax.train import evaluators
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -55,6 +61,16 @@ def base_config() -> ml_collections.ConfigDict:
     # "kernels" (big_vision); no_decay: regexes over '/'-joined parameter paths.
     config.optimizer.decay_rule = "timm"
     config.optimizer.no_decay = ()
+    # Fine-tuning (smlp_jax.train.optim), all off by default; patterns are full matches over
+    # '/'-joined parameter paths ("stages/0/1/smlp/fuse/kernel") and each must match one.
+    # layer_decay: BEiT/timm layer-wise lr decay, lr x decay ** (depth_max - depth) with the
+    # depth from the family's stem / blocks / head (smlp_jax.models.layer_depth); in (0, 1],
+    # None or 1.0 = off. lr_mults: ((regex, multiplier), ...), first match wins, times the
+    # layer decay (big_vision). freeze: regexes of parameters that never change and get no
+    # optimiser state (big_vision's schedule=None), e.g. ("(?!head/).*",): the head alone.
+    config.optimizer.layer_decay = config_dict.placeholder(float)
+    config.optimizer.lr_mults = ()
+    config.optimizer.freeze = ()
     # Schedules (smlp_jax.train.schedules): "cosine" | "constant" (per update, optax),
     # "timm_cosine" (timm's CosineLRScheduler), "onecycle" (ConvMixer), "linear" (big_vision).
     config.optimizer.schedule = "cosine"
@@ -94,12 +110,26 @@ def base_config() -> ml_collections.ConfigDict:
     config.log_every = 100
     config.eval_every = 1000
     config.checkpoint_every = 1000
-    config.keep_checkpoints = 3  # plus the best by eval/top1
+    config.keep_checkpoints = 3  # plus the best by best_metric (below)
     config.async_checkpoint = True
     # JAX's persistent compilation cache (smlp_jax.train.compilation_cache): a second run
     # loads the compiled steps. "default" = $JAX_COMPILATION_CACHE_DIR if set, else
     # $XDG_CACHE_HOME/smlp_jax/jax_cache (~/.cache/...), resolved at run time; "" = off.
     config.compilation_cache_dir = "default"
+    # A jax.profiler trace of the steps "start:stop" (after `start` updates, until `stop`;
+    # "" = none) into WORKDIR/profile: TensorBoard's profile plugin (xplane.pb) and
+    # Perfetto / chrome://tracing (perfetto_trace.json.gz), both read offline.
+    config.profile = ""
+    # Weights & Biases (smlp_jax.train.wandb_writer; `pip install wandb`, never required):
+    # metrics.jsonl's scalars also go to a W&B run whose id the run record keeps, so a
+    # resume continues that run. mode: "" (wandb's default / $WANDB_MODE), "online",
+    # "offline"; name: "" = the workdir's name; entity: "" = your default.
+    config.wandb = ml_collections.ConfigDict()
+    config.wandb.enabled = False
+    config.wandb.project = "smlp_jax"
+    config.wandb.entity = ""
+    config.wandb.name = ""
+    config.wandb.mode = ""
 
     # Resuming a workdir whose run record (smlp_jax.train.run_record) has other settings:
     # keys (comma-separated, or "all") that may differ from it, e.g. "total_steps,optimizer.lr".
@@ -117,6 +147,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.probe.shots = (1, 5, 10, 25)  # examples a class; "full" (all) is always run
     config.probe.seeds = 3  # draws per shot count, averaged
     config.probe.l2_reg = 2.0**10  # big_vision's fewshot default
+
+    # Evaluators (smlp_jax.train.evaluators; docs/training.md#evaluators): name -> kind, data,
+    # how often and preprocessing; each logs as <name>/top1, ... "eval" is the run's own eval
+    # split every eval_every steps. Add one in a config file, e.g. config.evals.a =
+    # evaluators.evaluator("imagenet_a", dataset="folder:/data/imagenet-a").
+    config.evals = evaluators.default_evals()
+    config.eval_only = ""  # --mode=eval: the evaluators to run, comma-separated ("" = all)
+    config.best_metric = "eval/top1"  # the checkpoint kept as best: any evaluator's metric
     return config
 
 
@@ -146,3 +184,137 @@ def with_model_defaults(config: ml_collections.ConfigDict) -> ml_collections.Con
                 config.model_kwargs[key] = value
         config.model_kwargs_of = config.model
     return config
+
+
+# Blocks that several family files share. Each sets only the keys it names, to the values
+# its arguments give; the family file passes its own recipe's values (its docstring maps
+# each official setting to the key) and sets what is its alone around the call.
+
+
+def variant_config(family: str, arg: str, variants) -> ml_collections.ConfigDict:
+    """`base_config()` for the variant `arg` of `configs/<family>.py`, which the family then
+    sets to its recipe; a ValueError naming the variants (and `demo`, which the caller
+    handles) when `arg` is none of them."""
+    if arg not in variants:
+        raise ValueError(
+            f"configs/{family}.py: unknown variant {arg!r}; use {', '.join(variants)} or demo."
+        )
+    return base_config()
+
+
+def demo_training(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The `demo` run of every family, for the tiny model the family file sets (`model`,
+    `model_kwargs`): the 5,000 MNIST digits bundled with the package (dataset "demo",
+    `smlp_jax.data`) at 32x32 with the "simple" input preset (2-px translations, no flip,
+    RandAugment, erasing or mixup, mean = std = 0.5, no eval crop); 400 steps at batch 64
+    (evaluating 200 at a time) of `base_config()`'s AdamW at lr 2e-3, used as given, with 20
+    warm-up steps then cosine; a log line every 50 steps, evaluation and a checkpoint at
+    steps 200 and 400. Ours, not an official recipe: chosen to train on a 2-core CPU in
+    about a minute. The family sets what differs after the call, then locks."""
+    config.dataset = "demo"
+    config.image_size = 32
+    config.input = data.default_input_config("simple")
+    config.batch_size = 64
+    config.eval_batch_size = 200
+    config.total_steps = 400
+    config.optimizer.lr = 2e-3
+    config.optimizer.lr_base_batch = 0
+    config.optimizer.warmup_steps = 20
+    config.log_every = 50
+    config.eval_every = 200
+    config.checkpoint_every = 200
+    return config
+
+
+def imagenet(config: ml_collections.ConfigDict, batch_size: int, like: str | None = None) -> None:
+    """ImageNet-1k from TFDS (dataset "imagenet2012", under `data_dir`) at the global train
+    batch `batch_size` (the official GPU count x the per-GPU batch), with the image size,
+    mean / std, crop_pct and eval filter of the model's pretrained configuration
+    (`input_from_pretrained`; `like` as there). The train transform stays the
+    "imagenet" input preset of `base_config()`: timm's / DeiT's RandomResizedCrop
+    (0.08, 1), flip 0.5, RandAugment rand-m9-mstd0.5-inc1, bicubic, random erasing 0.25
+    ("pixel", one box); the eval batch stays 1024."""
+    config.dataset = "imagenet2012"
+    input_from_pretrained(config, like)
+    config.batch_size = batch_size
+
+
+def adamw(
+    config: ml_collections.ConfigDict,
+    *,
+    lr: float,
+    lr_base_batch: int,
+    weight_decay: float,
+    decay_rule: str = "timm",
+    eps: float = 1e-8,
+) -> None:
+    """AdamW with betas (0.9, 0.999) (torch's and `base_config()`'s): the peak `lr` at batch
+    `lr_base_batch`, scaled linearly to `batch_size` (0: used as given, the official
+    scripts that do not scale `--lr`); `weight_decay` on the parameters `decay_rule` picks
+    ("timm": not 1-D and not `*bias`, timm's create_optimizer and Swin's set_weight_decay;
+    "kernels": big_vision's '.*/kernel$'; "all": torch's AdamW over model.parameters());
+    `eps` (torch's default 1e-8)."""
+    config.optimizer.lr = lr
+    config.optimizer.lr_base_batch = lr_base_batch
+    config.optimizer.eps = eps
+    config.optimizer.weight_decay = weight_decay
+    config.optimizer.decay_rule = decay_rule
+
+
+def timm_cosine(
+    config: ml_collections.ConfigDict,
+    *,
+    epochs: int,
+    warmup_epochs: int,
+    warmup_lr: float,
+    min_lr: float,
+    unit: str,
+    lag: int,
+    cooldown_epochs: int = 0,
+) -> None:
+    """timm's CosineLRScheduler as `--sched cosine` builds it (t_initial `epochs`, warmup_t
+    `warmup_epochs` from `warmup_lr`, lr_min `min_lr`, warmup_prefix False, one cycle):
+    optimizer.schedule "timm_cosine". `unit` "epoch" (the loop steps it once an epoch) or
+    "step" (per update, Swin's `step_update`); `lag` 1 where the loop steps it with the
+    finished epoch / update, 0 with the next one. The run is `epochs` long
+    (total_epochs), or, with `cooldown_epochs` (timm's create_scheduler adds them and the
+    loop runs them at `min_lr`), `epochs + cooldown_epochs` with the cosine cycle ending
+    at `epochs` (cycle_epochs)."""
+    config.optimizer.schedule = "timm_cosine"
+    config.optimizer.schedule_unit = unit
+    config.optimizer.schedule_lag = lag
+    config.optimizer.warmup_prefix = False
+    if cooldown_epochs:
+        config.optimizer.cycle_epochs = float(epochs)
+    config.optimizer.warmup_epochs = float(warmup_epochs)
+    config.optimizer.warmup_init_lr = warmup_lr
+    config.optimizer.min_lr = min_lr
+    config.total_epochs = float(epochs + cooldown_epochs)
+
+
+def timm_mixup(
+    config: ml_collections.ConfigDict,
+    *,
+    mixup: float,
+    cutmix: float,
+    smoothing: float,
+    prob: float = 1.0,
+    switch_prob: float = 0.5,
+) -> None:
+    """timm's Mixup in batch mode (mixup.mode stays "timm"): the `--mixup` and `--cutmix` alphas,
+    `--mixup-prob` `prob` and `--mixup-switch-prob` `switch_prob` (timm's train.py
+    defaults 1.0 and 0.5), `--smoothing` folded into the mixed targets
+    (mixup.label_smoothing), and SoftTargetCrossEntropy on them (loss "softmax_xent")."""
+    config.loss = "softmax_xent"
+    config.mixup.mixup_alpha = mixup
+    config.mixup.cutmix_alpha = cutmix
+    config.mixup.switch_prob = switch_prob
+    config.mixup.prob = prob
+    config.mixup.label_smoothing = smoothing
+
+
+def every_epoch(config: ml_collections.ConfigDict, steps: int) -> None:
+    """Evaluates and checkpoints once an official epoch: every `steps` updates (the train
+    split through the official sampler at the official batch, with drop_last)."""
+    config.eval_every = steps
+    config.checkpoint_every = steps

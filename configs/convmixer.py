@@ -62,25 +62,16 @@ EPOCHS = {"1536_20": 150.0, "768_32": 300.0, "1024_20": 150.0, "256_8": 150.0}
 
 
 def get_config(arg: str = "1536_20"):
-    config = common.base_config()
     if arg == "demo":
-        return common.with_model_defaults(demo_config(config))
-    if arg not in EPOCHS:
-        raise ValueError(
-            f"configs/convmixer.py: unknown variant {arg!r}; use {', '.join(EPOCHS)} or demo."
-        )
+        return demo_config()
+    config = common.variant_config("convmixer", arg, EPOCHS)
     config.model = f"convmixer_{arg}"
-    config.dataset = "imagenet2012"
     # image_size 224, crop_pct 0.96, bicubic eval (256_8's own configuration is CIFAR-10's)
-    common.input_from_pretrained(config, like="convmixer_768_32" if arg == "256_8" else None)
-    config.batch_size = 640
+    like = "convmixer_768_32" if arg == "256_8" else None
+    common.imagenet(config, batch_size=640, like=like)  # 10 GPUs x -b 64
     config.eval_batch_size = 640
     config.total_epochs = EPOCHS[arg]
-    config.optimizer.lr = 0.01
-    config.optimizer.lr_base_batch = 0
-    config.optimizer.eps = 1e-3
-    config.optimizer.weight_decay = 2e-5
-    config.optimizer.decay_rule = "timm"
+    common.adamw(config, lr=0.01, lr_base_batch=0, weight_decay=2e-5, eps=1e-3)
     config.optimizer.schedule = "onecycle"
     config.optimizer.onecycle_pct = 0.4
     config.optimizer.onecycle_pct2 = 0.8
@@ -88,35 +79,18 @@ def get_config(arg: str = "1536_20"):
     config.optimizer.warmup_epochs = 0.0
     config.input.interpolation = "random"
     config.grad_clip = 1.0
-    config.mixup.mixup_alpha = 0.5
-    config.mixup.cutmix_alpha = 0.5
-    config.mixup.switch_prob = 0.5
-    config.mixup.prob = 1.0
-    config.mixup.label_smoothing = 0.1
-    config.eval_every = 2001  # one epoch at batch 640
-    config.checkpoint_every = 2001
+    common.timm_mixup(config, mixup=0.5, cutmix=0.5, smoothing=0.1)
+    common.every_epoch(config, 2001)  # at batch 640
     config.lock()
     return common.with_model_defaults(config)
 
 
-def demo_config(config):
-    from smlp_jax import data
-
+def demo_config():
+    config = common.base_config()
     config.model = "convmixer_256_8"
     config.model_kwargs.dim = 64
     config.model_kwargs.depth = 2
     config.model_kwargs.patch_size = 4
-    config.dataset = "demo"
-    config.image_size = 32
-    config.input = data.default_input_config("simple")
-    config.batch_size = 64
-    config.eval_batch_size = 200
-    config.total_steps = 400
-    config.optimizer.lr = 2e-3
-    config.optimizer.lr_base_batch = 0
-    config.optimizer.warmup_steps = 20
-    config.log_every = 50
-    config.eval_every = 200
-    config.checkpoint_every = 200
+    common.demo_training(config)
     config.lock()
-    return config
+    return common.with_model_defaults(config)

@@ -7,34 +7,32 @@ Variants: `s`, `m`, `l`. The recipe is the ziyuwwang/DynaMixer README commands (
 0.1 / 0.1 / 0.3` for S / M / L), run by its main.py (timm 0.4.12's train.py). Each
 official setting and the key that holds it:
 
-- 8 GPUs x `-b 256 / 128 / 64` -> batch_size 2048 / 1024 / 512.
-- `--opt adamw` (torch AdamW, eps 1e-8, betas (0.9, 0.999)), `--weight-decay 0.05` off
-  1-D and `.bias` parameters (create_optimizer; the model has no `no_weight_decay()`)
-  -> optimizer.*, decay_rule "timm".
-- `--lr 2e-3`, used as given (no batch scaling in main.py) -> optimizer.lr,
-  lr_base_batch 0.
+- 8 GPUs x `-b 256 / 128 / 64` -> batch_size 2048 / 1024 / 512 (`common.imagenet`).
+- RandomResizedCrop (0.08, 1), flip 0.5, `--aa rand-m9-mstd0.5-inc1`, `--reprob 0.25
+  --remode pixel`, recount 1 -> input.* (the "imagenet" preset); `--train-interpolation`
+  default "random" -> input.interpolation "random" (`--color-jitter 0.4` is unused beside
+  RandAugment).
+- eval: Resize(224 / crop_pct, bicubic) + CenterCrop with DynaMixer's default crop_pct,
+  0.9 / 0.9 / 0.875 for S / M / L -> input.crop_pct, eval_interpolation "bicubic" (from
+  the model's pretrained configuration, `smlp_jax.models.pretrained_cfg`).
+- `--opt adamw` (torch AdamW, eps 1e-8, betas (0.9, 0.999)), `--lr 2e-3` used as given
+  (no batch scaling in DynaMixer's main.py), `--weight-decay 0.05` off 1-D and `.bias`
+  parameters (create_optimizer; DynaMixer has no `no_weight_decay()`) ->
+  `common.adamw`: optimizer.lr, lr_base_batch 0, weight_decay, eps, decay_rule "timm".
 - `--sched cosine --epochs 300 --warmup-epochs 20 --warmup-lr 1e-6`, `--min-lr` 1e-5,
-  `--cooldown-epochs` 10: CosineLRScheduler(t_initial=300, warmup_prefix=False), and the
-  loop runs create_scheduler's 310 epochs, calling `lr_scheduler.step(epoch + 1)` after
-  each, so epoch e runs at timm's value for e (the last 10 at 1e-5) ->
-  optimizer.schedule "timm_cosine", schedule_unit "epoch", schedule_lag 0,
-  cycle_epochs 300, total_epochs 310, warmup_epochs 20, warmup_init_lr 1e-6, min_lr 1e-5.
-- `--smoothing 0.1` into Mixup's targets, SoftTargetCrossEntropy -> loss
-  "softmax_xent", mixup.label_smoothing 0.1.
-- `--mixup 0.8 --cutmix 1.0`, prob 1, switch 0.5, batch mode -> mixup.*.
-- RandomResizedCrop (0.08, 1), flip 0.5, `--aa rand-m9-mstd0.5-inc1`,
-  `--train-interpolation` default "random" -> input.randaugment, input.interpolation
-  "random" (`--color-jitter 0.4` is unused beside RandAugment).
-- `--reprob 0.25 --remode pixel`, recount 1 -> input.re_prob / re_mode / re_count.
-- eval: Resize(224 / crop_pct, bicubic) + CenterCrop with the model's default crop_pct
-  -> input.crop_pct, eval_interpolation "bicubic" (from the model's pretrained
-  configuration, `smlp_jax.models.pretrained_cfg`).
-- `--clip-grad` None, `--drop` 0 -> grad_clip 0.
-- torch's DistributedSampler (no repeated augmentation), drop_last -> shuffle.
-- DynaMixer's default crop_pct (S / M / L): 0.9 / 0.9 / 0.875 -> input.crop_pct (the
-  pretrained configuration's).
+  `--cooldown-epochs` 10, the loop calling `lr_scheduler.step(epoch + 1)` after each of
+  create_scheduler's 310 epochs (epoch e at timm's value for e, the last 10 at 1e-5) ->
+  `common.timm_cosine`: optimizer.schedule "timm_cosine", schedule_unit "epoch",
+  schedule_lag 0, cycle_epochs 300, total_epochs 310, warmup_epochs 20, warmup_init_lr
+  1e-6, min_lr 1e-5.
 - `--model-ema` (on by default) with decay 0.99996: timm's ModelEma after every update,
   over parameters and buffers, from the initial weights -> ema.decay 0.99996.
+- `--mixup 0.8 --cutmix 1.0`, prob 1, switch 0.5, batch mode, and `--smoothing 0.1`
+  into Mixup's targets with SoftTargetCrossEntropy -> `common.timm_mixup`: mixup.*,
+  loss "softmax_xent".
+- `--clip-grad` None, `--drop` 0 -> grad_clip 0.
+- torch's DistributedSampler (no repeated augmentation), drop_last -> shuffle; an epoch
+  of 1,281,167 // batch updates -> eval_every, checkpoint_every (`common.every_epoch`).
 - `--drop-path 0.1 / 0.1 / 0.3` -> model_kwargs.drop_path_rate.
 
 Remaining differences, each by choice: (1) float32 compute instead of `--apex-amp`
@@ -70,49 +68,28 @@ VARIANTS = {
 
 
 def get_config(arg: str = "s"):
-    config = common.base_config()
     if arg == "demo":
-        return common.with_model_defaults(demo_config(config))
-    if arg not in VARIANTS:
-        raise ValueError(f"configs/dynamixer.py: unknown variant {arg!r}; use s, m, l or demo.")
+        return demo_config()
+    config = common.variant_config("dynamixer", arg, VARIANTS)
     variant = VARIANTS[arg]
     config.model = f"dynamixer_{arg}"
     config.model_kwargs.drop_path_rate = variant["drop_path_rate"]
-    config.dataset = "imagenet2012"
-    common.input_from_pretrained(config)  # image_size 224, crop_pct, bicubic eval
-    config.batch_size = variant["batch_size"]
-    config.eval_batch_size = 1024
+    common.imagenet(config, batch_size=variant["batch_size"])  # 224 px, crop_pct, bicubic eval
     config.input.interpolation = "random"
-    config.total_epochs = 310.0
-    config.optimizer.lr = 2e-3
-    config.optimizer.lr_base_batch = 0
-    config.optimizer.weight_decay = 0.05
-    config.optimizer.decay_rule = "timm"
-    config.optimizer.schedule = "timm_cosine"
-    config.optimizer.schedule_unit = "epoch"
-    config.optimizer.schedule_lag = 0
-    config.optimizer.warmup_prefix = False
-    config.optimizer.cycle_epochs = 300.0
-    config.optimizer.warmup_epochs = 20.0
-    config.optimizer.warmup_init_lr = 1e-6
-    config.optimizer.min_lr = 1e-5
+    common.adamw(config, lr=2e-3, lr_base_batch=0, weight_decay=0.05)
+    common.timm_cosine(
+        config, epochs=300, warmup_epochs=20, warmup_lr=1e-6, min_lr=1e-5, unit="epoch", lag=0,
+        cooldown_epochs=10,
+    )  # fmt: skip
     config.ema.decay = 0.99996
-    config.loss = "softmax_xent"
-    config.mixup.mixup_alpha = 0.8
-    config.mixup.cutmix_alpha = 1.0
-    config.mixup.switch_prob = 0.5
-    config.mixup.prob = 1.0
-    config.mixup.label_smoothing = 0.1
-    steps_per_epoch = 1_281_167 // variant["batch_size"]
-    config.eval_every = steps_per_epoch
-    config.checkpoint_every = steps_per_epoch
+    common.timm_mixup(config, mixup=0.8, cutmix=1.0, smoothing=0.1)
+    common.every_epoch(config, 1_281_167 // variant["batch_size"])
     config.lock()
     return common.with_model_defaults(config)
 
 
-def demo_config(config):
-    from smlp_jax import data
-
+def demo_config():
+    config = common.base_config()
     config.model = "dynamixer_s"
     config.model_kwargs.layers = (1, 1)
     config.model_kwargs.transitions = (True, False)
@@ -121,17 +98,6 @@ def demo_config(config):
     config.model_kwargs.reduced_dims = (2, 2)
     config.model_kwargs.patch_size = 4
     config.model_kwargs.drop_path_rate = 0.0
-    config.dataset = "demo"
-    config.image_size = 32
-    config.input = data.default_input_config("simple")
-    config.batch_size = 64
-    config.eval_batch_size = 200
-    config.total_steps = 400
-    config.optimizer.lr = 2e-3
-    config.optimizer.lr_base_batch = 0
-    config.optimizer.warmup_steps = 20
-    config.log_every = 50
-    config.eval_every = 200
-    config.checkpoint_every = 200
+    common.demo_training(config)
     config.lock()
-    return config
+    return common.with_model_defaults(config)

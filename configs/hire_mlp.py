@@ -68,67 +68,35 @@ VARIANTS = {
 
 
 def get_config(arg: str = "t"):
-    config = common.base_config()
     if arg == "demo":
-        return common.with_model_defaults(demo_config(config))
-    if arg not in VARIANTS:
-        raise ValueError(f"configs/hire_mlp.py: unknown variant {arg!r}; use t, s, b, l or demo.")
+        return demo_config()
+    config = common.variant_config("hire_mlp", arg, VARIANTS)
     batch = VARIANTS[arg]["batch_size"]
     config.model = f"hiremlp_{arg}"
     config.model_kwargs.drop_path_rate = VARIANTS[arg]["drop_path_rate"]
-    config.dataset = "imagenet2012"
-    common.input_from_pretrained(config)  # image_size 224, crop_pct 0.875, bicubic eval
+    common.imagenet(config, batch_size=batch)  # image_size 224, crop_pct 0.875, bicubic eval
     config.input.repeated_aug = 3
     config.input.repeated_aug_replicas = 8
-    config.batch_size = batch
-    config.eval_batch_size = 1024
-    config.total_epochs = 310.0
-    config.optimizer.lr = 5e-4
-    config.optimizer.lr_base_batch = 512
-    config.optimizer.eps = 1e-8
-    config.optimizer.weight_decay = 0.05
-    config.optimizer.decay_rule = "timm"
-    config.optimizer.schedule = "timm_cosine"
-    config.optimizer.schedule_unit = "epoch"
-    config.optimizer.schedule_lag = 1
-    config.optimizer.warmup_prefix = False
-    config.optimizer.cycle_epochs = 300.0
-    config.optimizer.warmup_epochs = 20.0
-    config.optimizer.warmup_init_lr = 1e-6
-    config.optimizer.min_lr = 1e-5
+    common.adamw(config, lr=5e-4, lr_base_batch=512, weight_decay=0.05)
+    common.timm_cosine(
+        config, epochs=300, warmup_epochs=20, warmup_lr=1e-6, min_lr=1e-5, unit="epoch", lag=1,
+        cooldown_epochs=10,
+    )  # fmt: skip
     config.ema.decay = 0.0
-    config.loss = "softmax_xent"
-    config.mixup.mixup_alpha = 0.8
-    config.mixup.cutmix_alpha = 1.0
-    config.mixup.switch_prob = 0.5
-    config.mixup.prob = 1.0
-    config.mixup.label_smoothing = 0.1
+    common.timm_mixup(config, mixup=0.8, cutmix=1.0, smoothing=0.1)
     # One epoch: the sampler's floor(1,281,167 // 256 * 256 / 8) = 160,128 samples a
     # replica, batch / 8 a step.
-    config.eval_every = 160_128 // (batch // 8)
-    config.checkpoint_every = 160_128 // (batch // 8)
+    common.every_epoch(config, 160_128 // (batch // 8))
     config.lock()
     return common.with_model_defaults(config)
 
 
-def demo_config(config):
-    from smlp_jax import data
-
+def demo_config():
+    config = common.base_config()
     config.model = "hiremlp_t"
     config.model_kwargs.layers = (2, 2, 1, 1)
     config.model_kwargs.embed_dims = (16, 32, 48, 64)
     config.model_kwargs.drop_path_rate = 0.0
-    config.dataset = "demo"
-    config.image_size = 32
-    config.input = data.default_input_config("simple")
-    config.batch_size = 64
-    config.eval_batch_size = 200
-    config.total_steps = 400
-    config.optimizer.lr = 2e-3
-    config.optimizer.lr_base_batch = 0
-    config.optimizer.warmup_steps = 20
-    config.log_every = 50
-    config.eval_every = 200
-    config.checkpoint_every = 200
+    common.demo_training(config)
     config.lock()
-    return config
+    return common.with_model_defaults(config)

@@ -73,19 +73,14 @@ VARIANTS = ("s32", "s16", "b32", "b16", "l32", "l16")
 
 
 def get_config(arg: str = "b16"):
-    config = common.base_config()
     if arg == "demo":
-        return common.with_model_defaults(demo_config(config))
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"configs/mixer.py: unknown variant {arg!r}; use {', '.join(VARIANTS)} or demo."
-        )
+        return demo_config()
+    config = common.variant_config("mixer", arg, VARIANTS)
     config.model = f"mixer_{arg}"
     config.model_kwargs.drop_path_rate = 0.1
     # Spelled out so that fine-tuning at a larger grid can override it from the command line.
     config.model_kwargs.tokens_mlp_dim = mixer.SIZES[arg[0]]["tokens_mlp_dim"]
-    config.dataset = "imagenet2012"
-    common.input_from_pretrained(config)  # image_size 224, mean = std = 0.5, crop 0.875
+    common.imagenet(config, batch_size=4096)  # image_size 224, mean = std = 0.5, crop 0.875
     config.input.train_split = "train[:99%]"
     config.input.scale = (0.05, 1.0)
     config.input.ratio = (0.75, 1.33)
@@ -93,17 +88,13 @@ def get_config(arg: str = "b16"):
     config.input.re_prob = 0.0
     config.input.interpolation = "bilinear"
     config.input.eval_interpolation = "bilinear"  # big_vision's resize_small, not timm's
-    config.batch_size = 4096
-    config.eval_batch_size = 1024
     config.total_epochs = 300.0
-    config.optimizer.lr = 1e-3
-    config.optimizer.lr_base_batch = 0
-    config.optimizer.weight_decay = 1e-4 / 1e-3
-    config.optimizer.decay_rule = "kernels"
+    # wd 1e-4 x the lr schedule (bv_optax) is AdamW's decay of wd / lr.
+    common.adamw(config, lr=1e-3, lr_base_batch=0, weight_decay=1e-4 / 1e-3, decay_rule="kernels")
     config.optimizer.schedule = "linear"
     config.optimizer.warmup_steps = 10_000
     config.optimizer.warmup_init_lr = 0.0
-    config.optimizer.min_lr = 1e-5 * 1e-3
+    config.optimizer.min_lr = 1e-5 * 1e-3  # linear_end x lr
     config.loss = "sigmoid_xent"
     config.head_bias_init = -6.9
     config.grad_clip = 1.0
@@ -115,9 +106,8 @@ def get_config(arg: str = "b16"):
     return common.with_model_defaults(config)
 
 
-def demo_config(config):
-    from smlp_jax import data
-
+def demo_config():
+    config = common.base_config()
     config.model = "mixer_s16"
     config.model_kwargs.hidden_dim = 64
     config.model_kwargs.num_blocks = 2
@@ -125,17 +115,6 @@ def demo_config(config):
     config.model_kwargs.channels_mlp_dim = 128
     config.model_kwargs.patch_size = 4
     config.model_kwargs.drop_path_rate = 0.0
-    config.dataset = "demo"
-    config.image_size = 32
-    config.input = data.default_input_config("simple")
-    config.batch_size = 64
-    config.eval_batch_size = 200
-    config.total_steps = 400
-    config.optimizer.lr = 2e-3
-    config.optimizer.lr_base_batch = 0
-    config.optimizer.warmup_steps = 20
-    config.log_every = 50
-    config.eval_every = 200
-    config.checkpoint_every = 200
+    common.demo_training(config)
     config.lock()
-    return config
+    return common.with_model_defaults(config)

@@ -54,61 +54,37 @@ VARIANTS = ("s", "m", "l")
 
 
 def get_config(arg: str = "s"):
-    config = common.base_config()
     if arg == "demo":
-        return common.with_model_defaults(demo_config(config))
-    if arg not in VARIANTS:
-        raise ValueError(f"configs/raft_mlp.py: unknown variant {arg!r}; use s, m, l or demo.")
+        return demo_config()
+    config = common.variant_config("raft_mlp", arg, VARIANTS)
     config.model = f"raftmlp_{arg}"
     config.model_kwargs.drop_path_rate = 0.1
-    config.dataset = "imagenet2012"
-    common.input_from_pretrained(config)  # image_size 224, crop_pct 0.875, bilinear eval
-    config.batch_size = 2048
-    config.eval_batch_size = 1024
+    common.imagenet(config, batch_size=2048)  # image_size 224, crop_pct 0.875, bilinear eval
     config.total_epochs = 305.0
-    config.optimizer.lr = 2e-3
-    config.optimizer.lr_base_batch = 2048
-    config.optimizer.weight_decay = 0.05
-    config.optimizer.decay_rule = "all"
+    # lr 2e-3 as given: unscaled at this batch.
+    common.adamw(config, lr=2e-3, lr_base_batch=2048, weight_decay=0.05, decay_rule="all")
     config.optimizer.schedule = "cosine"
     config.optimizer.warmup_epochs = 5.0
     config.optimizer.warmup_init_lr = 0.0
     config.optimizer.min_lr = 1e-5
     config.input.interpolation = "bilinear"
     config.seed = 42
-    config.loss = "softmax_xent"
-    config.mixup.mixup_alpha = 0.8
-    config.mixup.cutmix_alpha = 0.8  # libs/train.py passes mixup_alpha as cutmix_alpha
-    config.mixup.switch_prob = 0.5
-    config.mixup.prob = 1.0
-    config.mixup.label_smoothing = 0.1
-    config.eval_every = 625  # one epoch at batch 2048
-    config.checkpoint_every = 625
+    # libs/train.py passes mixup_alpha as cutmix_alpha.
+    common.timm_mixup(config, mixup=0.8, cutmix=0.8, smoothing=0.1)
+    common.every_epoch(config, 625)  # at batch 2048
     config.lock()
     return common.with_model_defaults(config)
 
 
-def demo_config(config):
-    from smlp_jax import data
-
+def demo_config():
+    config = common.base_config()
     config.model = "raftmlp_s"
     config.model_kwargs.dims = (16, 32, 48)
     config.model_kwargs.depths = (1, 1, 1)
     config.model_kwargs.patch_sizes = (4, 2, 2)
     config.model_kwargs.embedding_kernels = ((4, 8), (2, 4), (2,))
     config.model_kwargs.drop_path_rate = 0.0
-    config.dataset = "demo"
-    config.image_size = 32
-    config.input = data.default_input_config("simple")
-    config.batch_size = 64
-    config.eval_batch_size = 200
-    config.total_steps = 400
-    config.optimizer.lr = 2e-3
-    config.optimizer.lr_base_batch = 0
-    config.optimizer.warmup_steps = 20
+    common.demo_training(config)
     config.grad_clip = 5.0
-    config.log_every = 50
-    config.eval_every = 200
-    config.checkpoint_every = 200
     config.lock()
-    return config
+    return common.with_model_defaults(config)

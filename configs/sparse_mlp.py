@@ -31,32 +31,20 @@ VARIANTS = ("s", "b", "l")
 
 
 def get_config(arg: str = "s"):
-    config = common.base_config()
     if arg == "demo":
-        return common.with_model_defaults(demo_config(config))
-    if arg not in VARIANTS:
-        raise ValueError(f"configs/sparse_mlp.py: unknown variant {arg!r}; use s, b, l or demo.")
+        return demo_config()
+    config = common.variant_config("sparse_mlp", arg, VARIANTS)
     config.model = f"sparse_mlp_{arg}"
     config.model_kwargs.drop_path_rate = 0.1
     config.model_kwargs.capacity_factor = 1.25
-    config.dataset = "imagenet2012"
-    common.input_from_pretrained(config)  # image_size 224, DeiT's eval (our choice)
-    config.batch_size = 1024
-    config.eval_batch_size = 1024
+    common.imagenet(config, batch_size=1024)  # image_size 224, DeiT's eval (our choice)
     config.total_epochs = 300.0
-    config.optimizer.lr = 1e-3
-    config.optimizer.lr_base_batch = 1024
-    config.optimizer.weight_decay = 0.05
+    common.adamw(config, lr=1e-3, lr_base_batch=1024, weight_decay=0.05)
     config.optimizer.warmup_epochs = 20.0
     config.optimizer.min_lr = 1e-5
     config.grad_clip = 1.0
-    config.mixup.mixup_alpha = 0.8
-    config.mixup.cutmix_alpha = 1.0
-    config.mixup.switch_prob = 0.5
-    config.mixup.prob = 1.0
-    config.mixup.label_smoothing = 0.1
-    config.eval_every = 1250  # one epoch at batch 1024
-    config.checkpoint_every = 1250
+    common.timm_mixup(config, mixup=0.8, cutmix=1.0, smoothing=0.1)
+    common.every_epoch(config, 1250)  # at batch 1024
     _moe(config)
     config.lock()
     return common.with_model_defaults(config)
@@ -67,9 +55,8 @@ def _moe(config):
     config.aux_loss_weight = 0.01
 
 
-def demo_config(config):
-    from smlp_jax import data
-
+def demo_config():
+    config = common.base_config()
     config.model = "sparse_mlp_s"
     config.model_kwargs.hidden_dim = 128
     config.model_kwargs.num_blocks = 2
@@ -79,19 +66,8 @@ def demo_config(config):
     config.model_kwargs.capacity_factor = 2.0  # 64 tokens, 4 experts: few drops
     config.model_kwargs.patch_size = 4
     config.model_kwargs.drop_path_rate = 0.0
-    config.dataset = "demo"
-    config.image_size = 32
-    config.input = data.default_input_config("simple")
-    config.batch_size = 64
-    config.eval_batch_size = 200
-    config.total_steps = 400
-    config.optimizer.lr = 2e-3
-    config.optimizer.lr_base_batch = 0
-    config.optimizer.warmup_steps = 20
+    common.demo_training(config)
     config.grad_clip = 5.0
-    config.log_every = 50
-    config.eval_every = 200
-    config.checkpoint_every = 200
     _moe(config)
     config.lock()
-    return config
+    return common.with_model_defaults(config)

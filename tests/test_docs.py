@@ -21,7 +21,7 @@ TESTED = {
         "For serving: jax.export, ONNX": 1,
     },
     "docs/results.md": {},
-    "docs/training.md": {"Your own training loop": 1},
+    "docs/training.md": {"Evaluators": 1, "Your own training loop": 1},
 }
 
 
@@ -65,6 +65,13 @@ def test_own_training_loop_block_runs():
     loss = float(last.split()[1])
     assert 0.0 < loss < 2.3, last  # 6 steps on 8 fixed images: well below chance's ln 10
     assert len(last.split("predictions")[1].split(",")) == 8
+
+
+def test_evaluators_block_runs():
+    """docs/training.md "Evaluators": the config file's evaluators, each with every field of
+    its kind (the ImageNet-C one's `clean` defaults to the run's own "eval")."""
+    last = run(block("Evaluators", "docs/training.md")).strip().splitlines()[-1]
+    assert last == "['a', 'c', 'eval', 'fewshot', 'real', 'v2'] imagenet_a eval eval/top1", last
 
 
 def _anchor(heading: str) -> str:
