@@ -271,11 +271,11 @@ def summarize(sums: dict[str, Any]) -> dict[str, float]:
 
 
 def make_classify_step(graphs, subset: np.ndarray | None, multi_label: bool, num_groups: int):
-    """`step(params, model_state, rngs, batch) -> classification_sums`, the model's logits
+    """`eval_step(params, model_state, rngs, batch) -> classification_sums`, the model's logits
     restricted to `subset` (ImageNet-A/R's 200 classes) when given."""
     indices = None if subset is None else np.asarray(subset, np.int32)
 
-    def step(params, model_state, rngs, batch):
+    def eval_step(params, model_state, rngs, batch):  # the name its compiled program takes
         model = nnx.merge(graphs.eval, params, rngs, model_state)
         logits = model(batch["image"]).astype(jnp.float32)
         if indices is not None:
@@ -289,7 +289,7 @@ def make_classify_step(graphs, subset: np.ndarray | None, multi_label: bool, num
             num_groups,
         )
 
-    return step
+    return eval_step
 
 
 # --- one evaluator ------------------------------------------------------------------------

@@ -29,10 +29,19 @@ def test_a_second_run_loads_the_train_step_from_the_cache(demo_data_dir, tmp_pat
     assert lines["second"].startswith(
         "train step loaded from the compilation cache and run once in "
     ), lines
-    names = sorted(p.name.split("-")[0] for p in cache.iterdir())
-    # The state init, train and eval steps (each compiles in over MIN_COMPILE_TIME_SECS);
-    # not the one-op programs.
-    assert names == ["jit_eval_step", "jit_init_state", "jit_train_step"], names
+    names = {p.name.split("-")[0] for p in cache.iterdir()}
+    # The state init and train steps (each compiles in over MIN_COMPILE_TIME_SECS), the
+    # eval step when it does too (host-dependent: under these fast-compile flags it may
+    # not); never the one-op programs.
+    assert (
+        {"jit_init_state", "jit_train_step"}
+        <= names
+        <= {
+            "jit_eval_step",
+            "jit_init_state",
+            "jit_train_step",
+        }
+    ), names
 
 
 def test_the_suite_runs_without_a_cache():
