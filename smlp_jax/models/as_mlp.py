@@ -270,7 +270,7 @@ class ASMLP(FeatureInterface, nnx.Module):
                 f"{self.reduction}; got {height}x{width}. Resize or pad the input."
             )
 
-    def _forward_stem(self, x: Array) -> Array:
+    def _before_stages(self, x: Array) -> Array:
         if x.ndim != 4 or x.shape[-1] != self.in_chans:
             raise ValueError(
                 f"AS-MLP expects NHWC images (B, H, W, {self.in_chans}); got {x.shape}."

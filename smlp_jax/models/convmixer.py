@@ -114,7 +114,7 @@ class ConvMixer(FeatureInterface, nnx.Module):
         self.norm = None  # the official network has no final norm
         self._init_classifier(dim, num_classes, rngs)
 
-    def _forward_stem(self, x: Array) -> Array:
+    def _before_stages(self, x: Array) -> Array:
         """`(B, H, W, in_chans)` -> the embedded patches `(B, H // p, W // p, dim)`."""
         if x.ndim != 4 or x.shape[-1] != self.in_chans:
             raise ValueError(

@@ -299,7 +299,7 @@ class DynaMixer(FeatureInterface, nnx.Module):
         self.norm = LayerNorm(embed_dims[-1], epsilon=1e-5, dtype=dtype)
         self._init_classifier(embed_dims[-1], num_classes, rngs)
 
-    def _forward_stem(self, x: Array) -> Array:
+    def _before_stages(self, x: Array) -> Array:
         check_input(x, name="DynaMixer", image_size=self.image_size, in_chans=self.in_chans)
         return self.stem(x)
 

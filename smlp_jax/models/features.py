@@ -4,7 +4,9 @@ names and meaning of timm's (huggingface/pytorch-image-models, e.g. `mlp_mixer.p
 `convnext.py`, `_features.feature_take_indices`).
 
 A family's network class mixes in `FeatureInterface` and supplies only what is its own:
-  - `_forward_stem(x)`: the input checks and what comes before the first feature stage,
+  - `_before_stages(x)`: the input checks and whatever comes before the first feature stage
+    (a stem for some families, nothing but the checks for sMLPNet, whose stems are inside
+    its stages),
     `(B, H, W, in_chans)` -> the first stage's input;
   - `_feature_stages()`: one callable per feature index, stage i taking feature i - 1 (or
     the stem's output) to feature i: a hierarchical model's stage (with the downsampling
@@ -122,7 +124,7 @@ class FeatureInterface:
     num_classes: int
     dtype: Any
 
-    def _forward_stem(self, x: Array) -> Array:
+    def _before_stages(self, x: Array) -> Array:
         raise NotImplementedError
 
     def _feature_stages(self) -> list[Stage]:
@@ -200,7 +202,7 @@ class FeatureInterface:
         `(B, h w, num_features)` for MLP-Mixer and Sparse-MLP (timm's Mixer's meaning).
         Images are float, normalised; other dtypes are refused (a TypeError)."""
         self._check_float_images(x)
-        x = self._forward_stem(x)
+        x = self._before_stages(x)
         for stage in self._feature_stages():
             x = stage(x)
         return self._final_norm(x)
@@ -253,7 +255,7 @@ class FeatureInterface:
             stages = stages[: max_index + 1]
         self._check_float_images(x)
         image_hw = x.shape[1:3]
-        x = self._forward_stem(x)
+        x = self._before_stages(x)
         intermediates = []
         for i, stage in enumerate(stages):
             x = stage(x)

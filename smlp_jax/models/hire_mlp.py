@@ -293,7 +293,7 @@ class HireMLPNet(FeatureInterface, nnx.Module):
                 f"7x7 stem has padding 2); got {height}x{width}."
             )
 
-    def _forward_stem(self, x: Array) -> Array:
+    def _before_stages(self, x: Array) -> Array:
         if x.ndim != 4 or x.shape[-1] != self.in_chans:
             raise ValueError(
                 f"Hire-MLP expects NHWC images (B, H, W, {self.in_chans}); got {x.shape}."

@@ -4,7 +4,7 @@
 One rule for every family, read off the feature interface (`smlp_jax.models.features`) that
 `forward_intermediates` runs, never written per family:
 
-- depth 0: the stem, every parameter used before the first block (what `_forward_stem`
+- depth 0: the stem, every parameter used before the first block (what `_before_stages`
   uses, and the first stage's own patch embedding outside its blocks: sMLPNet's `stems.0`,
   RaftMLP's `embeddings.0`);
 - depths 1..B: the blocks in the order they run, B in all. A feature stage whose module
@@ -54,7 +54,7 @@ def _first_use(model: nnx.Module, image_size: int, in_chans: int) -> tuple[list[
     def forward(params, rest):
         net = nnx.merge(graphdef, params, rest)
         x = jnp.zeros((1, image_size, image_size, in_chans), jnp.float32)
-        x = net._forward_stem(x)
+        x = net._before_stages(x)
         outputs = [x]
         for stage in net._feature_stages():
             x = stage(x)

@@ -196,7 +196,7 @@ class MlpMixer(FeatureInterface, nnx.Module):
         self.norm = LayerNorm(hidden_dim, epsilon=1e-6, dtype=dtype)  # `pre_head_layer_norm`
         self._init_classifier(hidden_dim, num_classes, rngs)
 
-    def _forward_stem(self, x: Array) -> Array:
+    def _before_stages(self, x: Array) -> Array:
         """`(B, H, W, in_chans)` -> the patch tokens `(B, S, hidden_dim)`, row-major."""
         check_input(x, name="MLP-Mixer", image_size=self.image_size, in_chans=self.in_chans)
         x = self.stem(x)

@@ -301,7 +301,7 @@ class VisionPermutator(FeatureInterface, nnx.Module):
         self.norm = LayerNorm(embed_dims[-1], dtype=dtype)
         self._init_classifier(embed_dims[-1], num_classes, rngs)
 
-    def _forward_stem(self, x: Array) -> Array:
+    def _before_stages(self, x: Array) -> Array:
         check_input(x, name="Vision Permutator", image_size=self.image_size, in_chans=self.in_chans)
         return self.patch_embed(x)
 

@@ -351,7 +351,7 @@ class RaftMLP(FeatureInterface, nnx.Module):
         self.norm = LayerNorm(dims[-1], dtype=dtype)
         self._init_classifier(dims[-1], num_classes, rngs)
 
-    def _forward_stem(self, x: Array) -> Array:
+    def _before_stages(self, x: Array) -> Array:
         check_input(x, name="RaftMLP", image_size=None, in_chans=self.in_chans)
         if not self.resize_to_trained_grid and x.shape[1:3] != (self.image_size,) * 2:
             raise ValueError(

@@ -238,7 +238,7 @@ class SMLPNet(FeatureInterface, nnx.Module):
         self.norm = BatchNorm(final, dtype=dtype)
         self._init_classifier(final, num_classes, rngs)
 
-    def _forward_stem(self, x: Array) -> Array:
+    def _before_stages(self, x: Array) -> Array:
         check_input(x, name="sMLPNet", image_size=self.image_size, in_chans=self.in_chans)
         return x
 

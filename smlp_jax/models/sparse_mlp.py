@@ -272,7 +272,7 @@ class SparseMLP(FeatureInterface, nnx.Module):
         self.norm = LayerNorm(hidden_dim, epsilon=1e-6, dtype=dtype)
         self._init_classifier(hidden_dim, num_classes, rngs)
 
-    def _forward_stem(self, x: Array) -> Array:
+    def _before_stages(self, x: Array) -> Array:
         """`(B, H, W, in_chans)` -> the patch tokens `(B, S, hidden_dim)`, row-major."""
         check_input(x, name="Sparse-MLP", image_size=self.image_size, in_chans=self.in_chans)
         x = self.stem(x)
