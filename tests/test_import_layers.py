@@ -7,6 +7,7 @@ import create_model`), and none finds a module by a name built at run time."""
 
 import ast
 import pathlib
+import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "smlp_jax"
 FACE = ""  # the layer of smlp_jax/__init__.py
@@ -164,3 +165,16 @@ def test_function_level_imports_are_lazy_on_purpose_and_say_why():
             if "lazy:" not in here.lower():
                 unexplained.append(f"{path.relative_to(ROOT.parent)}:{lineno} imports {module}")
     assert not unexplained, "function-level imports without a reason:\n" + "\n".join(unexplained)
+
+
+def test_library_code_names_no_test_file():
+    """The package says what is checked, never where: a path under tests/ or a test
+    module's file name in its source would rot as the tests move."""
+    named = re.compile(r"\btests/|\btest_\w+\.py\b|\bconftest\.py\b")
+    found = [
+        f"{path.relative_to(ROOT.parent)}:{lineno}: {line.strip()}"
+        for path in sorted(ROOT.rglob("*.py"))
+        for lineno, line in enumerate(path.read_text().splitlines(), start=1)
+        if named.search(line)
+    ]
+    assert not found, "library code names test files:\n" + "\n".join(found)

@@ -10,10 +10,11 @@ Dense(L * reduced_dim, L * L), is tied to its stage's grid.
 
 from __future__ import annotations
 
+import numpy as np
 from flax import nnx
 
-from smlp_jax.convert.assign import CONV, COPY, LINEAR, Rules
-from smlp_jax.convert.resample import dynamixer_generate_bias, dynamixer_generate_kernel
+from smlp_jax.convert.assign import CONV, COPY, LINEAR, Rules, WeightsMismatchError
+from smlp_jax.convert.resample import resize, square_side
 from smlp_jax.models.dynamixer import DynaMixer
 
 # How the official layout is checked, in the model card's words: the same weights give
@@ -22,6 +23,29 @@ PARITY = (
     "our independent PyTorch DynaMixer in the official state-dict layout (fixtures: "
     "`reference/make_dynamixer_fixture.py`)"
 )
+
+
+def dynamixer_generate_kernel(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """DynaMixer `generate` kernel `(L r, L L) -> (M r, M M)`.
+
+    Viewed as `(position, reduced, in_position, out_position)`, the three position axes
+    are interpolated; x L/M for the longer sum over positions.
+    """
+    n, m = square_side(w.shape[1], "checkpoint"), square_side(shape[1], "model")
+    r = w.shape[0] // n
+    if shape[0] != m * r:
+        raise WeightsMismatchError(
+            f"DynaMixer: the model's generate kernel {shape} does not match reduced_dim={r}"
+        )
+    grid = resize(w.reshape(n, r, n, n), (m, r, m, m)) * (n / m)
+    return grid.reshape(shape)
+
+
+def dynamixer_generate_bias(b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """DynaMixer `generate` bias `(L L,) -> (M M,)`, interpolated as an L x L image."""
+    n, m = square_side(b.shape[0], "checkpoint"), square_side(shape[0], "model")
+    return resize(b.reshape(n, n), (m, m)).reshape(shape)
+
 
 # Grid-tied arrays (our variable paths) and how to carry them to another image size
 # (resample_to_grid=True, config.init_resample_to_grid).

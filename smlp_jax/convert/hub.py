@@ -8,9 +8,10 @@ Two layouts are read:
   included), `pretrained_cfg` and `smlp_jax.weights_layout`: `"official"` (the family's
   official state-dict keys and shapes, so the official code loads the same file) or
   `"smlp_jax"` (our variable paths, for families without an official layout);
-* timm's (`timm/<model>.<tag>`, for the families timm has: MLP-Mixer and ConvMixer):
-  `architecture` is timm's model name and the weights are timm's state dict, the layout
-  our Mixer and ConvMixer converters read.
+* timm's (`timm/<model>.<tag>`, for the models timm has): `architecture` is timm's model
+  name, the `timm_architecture` of one of our models' pretrained configurations (its
+  family file declares it), and the weights are timm's state dict, the layout that
+  family's converter reads.
 """
 
 from __future__ import annotations
@@ -34,30 +35,29 @@ MAX_CONFIG_BYTES = 1_000_000  # a config.json is a few kB
 # '_', '.'; no '--' or '..'; up to 96 characters a part).
 _REPO_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
 
-# timm's names of the models we have (timm models/mlp_mixer.py, convmixer.py).
-TIMM_ARCHITECTURES = {
-    **{f"mixer_{v}_224": f"mixer_{v}" for v in ("s32", "s16", "b32", "b16", "l32", "l16")},
-    "convmixer_1536_20": "convmixer_1536_20",
-    "convmixer_768_32": "convmixer_768_32",
-    "convmixer_1024_20_ks9_p14": "convmixer_1024_20",
-}
-# What timm's implementation of a family computes differently from our default.
-TIMM_MODEL_ARGS = {"mixer": {"gelu_approximate": False}}  # timm: exact erf GELU
+
+def timm_architectures() -> dict[str, str]:
+    """{timm's model name: our registered name} of every registered model whose pretrained
+    configuration names its timm twin (`PretrainedCfg.timm_architecture`)."""
+    return {
+        cfg.timm_architecture: name
+        for name in list_models()
+        if (cfg := get_entry(name).pretrained_cfg) is not None and cfg.timm_architecture
+    }
 
 
 def timm_model_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """timm's constructor arguments of the registered model `name` -> ours
-    (`official_args.translate`: e.g. Mixer's `embed_dim` / `mlp_ratio`; ConvMixer's
-    `act_layer` is our `activation`)."""
+    """timm's constructor arguments of the registered model `name` -> ours: what timm
+    computes differently from our defaults (`PretrainedCfg.timm_model_args`), then `args`
+    translated by `official_args.translate` (the family's own names: Mixer's `embed_dim` /
+    `mlp_ratio`, ConvMixer's `act_layer`)."""
     entry = get_entry(name)
-    family = entry.family
     args = dict(args)
-    if family == "convmixer" and "act_layer" in args:
-        args["activation"] = str(args.pop("act_layer")).lower().removeprefix("nn.")
     if args.pop("global_pool", "avg") != "avg":
         raise HubError("timm's global_pool other than 'avg' has no equivalent here.")
     args.pop("num_classes", None)  # config.json's own num_classes is read
-    return official_args.translate(entry, args)
+    differs = dict(entry.pretrained_cfg.timm_model_args) if entry.pretrained_cfg else {}
+    return {**differs, **official_args.translate(entry, args)}
 
 
 class HubError(WeightsFileError):
@@ -228,19 +228,18 @@ def read_hub_config(source: str) -> HubModel:
                 source, f"weights_layout={layout!r}; it is 'official' or 'smlp_jax'."
             )
         get_entry(name)  # an unknown name: the registry's error, with close matches
-    elif architecture in TIMM_ARCHITECTURES:
-        name, layout = TIMM_ARCHITECTURES[architecture], "official"
+    elif architecture in (timm := timm_architectures()):
+        name, layout = timm[architecture], "official"
         input_size = _mapping(source, config, "pretrained_cfg").get("input_size", [3, 224, 224])
         if not isinstance(input_size, list) or not input_size:
             raise _config_error(source, f"input_size={input_size!r} is not [3, H, W].")
-        family = get_entry(name).family
         try:
             translated = timm_model_args(name, model_args)
         except (TypeError, ValueError) as err:  # official_args' refusals, a bad mlp_ratio
             raise _config_error(source, f"model_args: {err}") from None
-        model_args = {**TIMM_MODEL_ARGS.get(family, {}), **translated, "image_size": input_size[-1]}
+        model_args = {**translated, "image_size": input_size[-1]}
     else:
-        known = ", ".join(sorted(TIMM_ARCHITECTURES))
+        known = ", ".join(sorted(timm))
         raise HubError(
             f"{source}: architecture {architecture!r} is not a model smlp_jax has (ours: "
             f"{', '.join(list_models())}; timm's we read: {known})."

@@ -5,22 +5,26 @@ token MLP, sMLPNet's axial `mix_w`/`mix_h`, DynaMixer's `generate` layers, Spars
 token MLPs, re-represent layers and token experts), so a checkpoint trained at 224 does
 not fit a model built for 384. With `create_model(..., pretrained=...,
 resample_to_grid=True)` (or `load_pretrained(..., resample_to_grid=True)`), and with
-`config.init_resample_to_grid` for our own checkpoints, those weights are resampled first:
+`config.init_resample_to_grid` for our own checkpoints, those weights are resampled first.
 
-* MLP-Mixer: the paper's block-diagonal initialisation (Tolstikhin et al. 2021,
-  appendix C). For a grid K times larger per side, the K x K sub-grids of patches are
-  each mixed with the original token MLP: `fc1` becomes block-diagonal with K^2 copies,
-  so the token MLP width grows K^2-fold. The model must be built with
-  `tokens_mlp_dim = K^2 x` the checkpoint's; the new model then computes, per sub-grid,
-  exactly what the old one computed on that crop.
-* Axial mixing matrices (sMLPNet, DynaMixer): linear interpolation of the matrix as an
-  image, scaled by n/m so that a sum over m inputs keeps the size of a sum over n.
-* Token axes (Sparse-MLP, `interpolate_tokens`): an axis over the flattened square grid
-  of patches is unflattened to its rows and columns and interpolated along both (the
-  axial interpolation, along H and W); an axis that is merely as long as a multiple of
-  the grid (Sparse-MLP's re-represented tokens S' = 2S) is interpolated as a line; each
-  axis the layer sums over scales the result by old/new length, as above.
-Interpolation is an initialisation for fine-tuning, not an exact map.
+This module keeps the generic resamplers, which know no family's layers:
+
+* Axial mixing matrices (`axial_kernel`, `axial_bias`; sMLPNet's `mix_h`/`mix_w`):
+  linear interpolation of the matrix as an image, scaled by n/m so that a sum over m
+  inputs keeps the size of a sum over n.
+* Token axes (`interpolate_tokens`, `token_interpolation`; Sparse-MLP's): an axis over the
+  flattened square grid of patches is unflattened to its rows and columns and
+  interpolated along both (the axial interpolation, along H and W); an axis that is
+  merely as long as a multiple of the grid (Sparse-MLP's re-represented tokens S' = 2S)
+  is interpolated as a line; each axis the layer sums over scales the result by old/new
+  length, as above.
+* `square_side` and `resize`, the pieces a family's own resampler is made of.
+
+A resampler only one family needs lives in that family's converter, beside its table:
+MLP-Mixer's block-diagonal initialisation (the paper's, Tolstikhin et al. 2021, appendix
+C) in `smlp_jax.convert.mixer`, DynaMixer's `generate` layers in
+`smlp_jax.convert.dynamixer`. Interpolation is an initialisation for fine-tuning, not an
+exact map.
 
 Everything is keyed on our own variable paths (`"blocks/0/token_mixing/fc1/kernel"`, the
 '/'-joined nnx path, as in `nnx.state(model)` and in our checkpoints' trees) and works on
@@ -50,107 +54,27 @@ from smlp_jax.convert.assign import WeightsMismatchError
 Resampler = Callable[[np.ndarray, tuple[int, ...]], np.ndarray]
 
 
-def _side(num_tokens: int, what: str) -> int:
+def square_side(num_tokens: int, what: str) -> int:
+    """The side of the square grid of `num_tokens` patches (`what`: whose, for the error)."""
     side = math.isqrt(num_tokens)
     if side * side != num_tokens:
         raise WeightsMismatchError(f"{what}: {num_tokens} tokens do not form a square grid")
     return side
 
 
-def _block_layout(old_tokens: int, new_tokens: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """For a grid G -> K G: K^2, and per new token (row-major) its sub-grid and its index
-    inside that sub-grid."""
-    g, g_new = _side(old_tokens, "checkpoint"), _side(new_tokens, "model")
-    if g_new % g:
-        raise WeightsMismatchError(
-            f"MLP-Mixer's block-diagonal resampling needs the new grid to be a whole multiple "
-            f"of the checkpoint's ({g}x{g} patches); got {g_new}x{g_new}. Pick an image_size "
-            f"that is a multiple of the checkpoint's."
-        )
-    k = g_new // g
-    rows, cols = np.divmod(np.arange(new_tokens), g_new)
-    block = (rows // g) * k + cols // g
-    local = (rows % g) * g + cols % g
-    return k * k, block, local
-
-
-def _check_width(old_hidden: int, new_hidden: int, k2: int) -> None:
-    if new_hidden != k2 * old_hidden:
-        raise WeightsMismatchError(
-            f"MLP-Mixer's block-diagonal resampling to a grid with {k2}x the patches needs "
-            f"tokens_mlp_dim={k2 * old_hidden} ({k2} x the checkpoint's {old_hidden}); the "
-            f"model has {new_hidden}. Create it with tokens_mlp_dim={k2 * old_hidden}."
-        )
-
-
-def mixer_fc1_kernel(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Token MLP `fc1` kernel `(S, D_S) -> (K^2 S, K^2 D_S)`, block-diagonal."""
-    k2, block, local = _block_layout(w.shape[0], shape[0])
-    _check_width(w.shape[1], shape[1], k2)
-    out = np.zeros((shape[0], k2, w.shape[1]), w.dtype)
-    out[np.arange(shape[0]), block] = w[local]
-    return out.reshape(shape)
-
-
-def mixer_fc1_bias(b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Token MLP `fc1` bias `(D_S,) -> (K^2 D_S,)`: one copy per sub-grid."""
-    if shape[0] % b.shape[0]:
-        raise WeightsMismatchError(
-            f"MLP-Mixer's token MLP width {shape[0]} is not a multiple of the checkpoint's "
-            f"{b.shape[0]}; create the model with tokens_mlp_dim = K^2 x {b.shape[0]}."
-        )
-    return np.tile(b, shape[0] // b.shape[0])
-
-
-def mixer_fc2_kernel(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Token MLP `fc2` kernel `(D_S, S) -> (K^2 D_S, K^2 S)`, block-diagonal."""
-    k2, block, local = _block_layout(w.shape[1], shape[1])
-    _check_width(w.shape[0], shape[0], k2)
-    out = np.zeros((k2, w.shape[0], shape[1]), w.dtype)
-    out[block, :, np.arange(shape[1])] = w[:, local].T
-    return out.reshape(shape)
-
-
-def mixer_fc2_bias(b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Token MLP `fc2` bias `(S,) -> (K^2 S,)`: each token takes its sub-grid twin's."""
-    _, _, local = _block_layout(b.shape[0], shape[0])
-    return b[local]
-
-
-def _resize(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+def resize(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """`x` linearly interpolated to `shape` along every axis, in its own dtype."""
     return np.asarray(jax.image.resize(x, tuple(shape), method="linear"), dtype=x.dtype)
 
 
 def axial_kernel(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """An `(n, n)` axial mixing kernel `(in, out)` -> `(m, m)`, interpolated and x n/m."""
-    return _resize(w, shape) * (w.shape[0] / shape[0])
+    return resize(w, shape) * (w.shape[0] / shape[0])
 
 
 def axial_bias(b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """An axial mixing bias `(n,) -> (m,)`, interpolated."""
-    return _resize(b, shape)
-
-
-def dynamixer_generate_kernel(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """DynaMixer `generate` kernel `(L r, L L) -> (M r, M M)`.
-
-    Viewed as `(position, reduced, in_position, out_position)`, the three position axes
-    are interpolated; x L/M for the longer sum over positions.
-    """
-    n, m = _side(w.shape[1], "checkpoint"), _side(shape[1], "model")
-    r = w.shape[0] // n
-    if shape[0] != m * r:
-        raise WeightsMismatchError(
-            f"DynaMixer: the model's generate kernel {shape} does not match reduced_dim={r}"
-        )
-    grid = _resize(w.reshape(n, r, n, n), (m, r, m, m)) * (n / m)
-    return grid.reshape(shape)
-
-
-def dynamixer_generate_bias(b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """DynaMixer `generate` bias `(L L,) -> (M M,)`, interpolated as an L x L image."""
-    n, m = _side(b.shape[0], "checkpoint"), _side(shape[0], "model")
-    return _resize(b.reshape(n, n), (m, m)).reshape(shape)
+    return resize(b, shape)
 
 
 def interpolate_tokens(
@@ -181,13 +105,13 @@ def interpolate_tokens(
     old, new = [], []
     for axis in range(w.ndim):
         if axis in grid:
-            n, m = _side(w.shape[axis], "checkpoint"), _side(shape[axis], "model")
+            n, m = square_side(w.shape[axis], "checkpoint"), square_side(shape[axis], "model")
             old += [n, n]
             new += [m, m]
         else:
             old.append(w.shape[axis])
             new.append(shape[axis])
-    out = _resize(w.reshape(old), new).reshape(shape)
+    out = resize(w.reshape(old), new).reshape(shape)
     scale = math.prod(w.shape[a] / shape[a] for a in summed)
     return out if scale == 1 else out * scale
 

@@ -12,8 +12,8 @@ that Pillow >= 13 runs the vertical pass first when the height shrinks by more t
 twice as many pixels as the width (`VERTICAL_FIRST`, read from the installed Pillow, so
 that this path matches the host's). Each pass is one dense (S, P) weight matrix per
 example applied as a matmul at full float32 precision. Pillow rounds fixed-point (22-bit)
-weights instead, so a pixel can differ by one level (tests/data/test_device_resize.py
-measures how often).
+weights instead, so a pixel can differ by one level (how often is measured against
+Pillow on the same images).
 """
 
 from __future__ import annotations

@@ -13,8 +13,7 @@ side by side: rows [r * B/R, (r + 1) * B/R) are replica r's examples
 Process p of P loads rows [p * B/P, (p + 1) * B/P). So batch t is a pure function of
 (N, B, R, repeats, t): the same for any number of processes, devices or workers, and a
 resumed run continues exactly. With R equal to the official GPU count, every replica's
-stream is the official one (tests/data/test_repeated_aug.py checks it against timm's
-release of the sampler).
+stream is the official one (checked against timm's release of the sampler).
 
 `torch_randperm` reproduces PyTorch's CPU `randperm` (a Fisher-Yates pass drawing
 `mt19937() % (n - i)`, the algorithm for n < 2**32 / 20) without PyTorch.

@@ -14,7 +14,7 @@ refuse it instead). Initialisation is PyTorch's default, as in the official code
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -148,9 +148,16 @@ PRETRAINED_CFG = PretrainedCfg(
 )
 PRETRAINED_CFGS = variant_cfgs(
     PRETRAINED_CFG,
-    convmixer_1536_20=dict(url=_TIMM_HUB.format("convmixer_1536_20.in1k")),
-    convmixer_768_32=dict(url=_TIMM_HUB.format("convmixer_768_32.in1k")),
-    convmixer_1024_20=dict(url=_TIMM_HUB.format("convmixer_1024_20_ks9_p14.in1k")),
+    convmixer_1536_20=dict(
+        url=_TIMM_HUB.format("convmixer_1536_20.in1k"), timm_architecture="convmixer_1536_20"
+    ),
+    convmixer_768_32=dict(
+        url=_TIMM_HUB.format("convmixer_768_32.in1k"), timm_architecture="convmixer_768_32"
+    ),
+    convmixer_1024_20=dict(
+        url=_TIMM_HUB.format("convmixer_1024_20_ks9_p14.in1k"),
+        timm_architecture="convmixer_1024_20_ks9_p14",
+    ),
     # locuslab/convmixer-cifar10 train.py: CIFAR-10 at 32 px, test_transform is
     # ToTensor + Normalize(cifar10_mean, cifar10_std) (no resize: crop 1.0). No weights.
     convmixer_256_8=dict(
@@ -166,11 +173,22 @@ PRETRAINED_CFGS = variant_cfgs(
 )
 
 
+# The official constructor's argument names, where ours differ (registered with the
+# variants: `create_model` takes either).
+def translate_official_args(kwargs: dict[str, Any]) -> None:
+    """timm's ConvMixer argument names -> ours, in place (registered with the variants;
+    `smlp_jax.models.official_args.translate` calls it): `act_layer` (`nn.GELU`, `"gelu"`)
+    is our `activation` (`"gelu"`)."""
+    if "act_layer" in kwargs:
+        kwargs["activation"] = str(kwargs.pop("act_layer")).lower().removeprefix("nn.")
+
+
 for _variant, _hparams in VARIANTS.items():
     register_model(
         f"convmixer_{_variant}",
         family="convmixer",
         build=ConvMixer,
         pretrained_cfg=PRETRAINED_CFGS[f"convmixer_{_variant}"],
+        official_args=translate_official_args,
         **_hparams,
     )

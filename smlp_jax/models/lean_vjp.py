@@ -19,7 +19,7 @@ or per row (LayerNorm); the backward recomputes the rest inside its own fusions:
 
 The forward computes the same values as the plain formulas in `layers` (the same
 operations in the same dtypes). Gradients agree with autodiff of the plain formulas to
-float32 rounding (tests/models/test_lean_vjp.py). BatchNorm can also
+float32 rounding (a test checks each against it). BatchNorm can also
 apply the GELU after itself (`act="gelu"`), saving one tensor more: the normalised output
 is recomputed in the backward rather than stored for the GELU.
 
@@ -137,8 +137,8 @@ def _moments(x32: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
 
     A one-pass form (sums of `x - s` and `(x - s)^2` with `s` one sample per channel) reads
     `x` once instead of twice but rounds differently: the 40-step SPACH-recipe trajectory
-    (tests/train/test_recipe_parity.py) then ends one parameter 1.4e-5 from the official
-    run's, past the test's 1e-5. The forward keeps the plain form's values instead.
+    checked against the official run then ends one parameter 1.4e-5 from the official
+    run's, past the check's 1e-5. The forward keeps the plain form's values instead.
     """
     mean = jnp.mean(x32, axis=axes)
     return mean, jnp.mean(jnp.square(x32 - mean), axis=axes)

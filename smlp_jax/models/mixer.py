@@ -232,6 +232,8 @@ def translate_official_args(kwargs: dict[str, Any]) -> None:
 # MLP-Mixer: timm mlp_mixer.py `_cfg` (0.875, bicubic, mean = std = 0.5) for the vit_jax
 # weights, whose own eval (vit_jax/input_pipeline.py) resizes to S x S with no crop.
 # Files: vit_jax.ipynb's `gsutil ls gs://mixer_models/*` listing (Flax tree, tanh GELU).
+# timm names each variant `mixer_<v>_224` (timm models/mlp_mixer.py) and computes GELU
+# exactly (its `act_layer=nn.GELU`), so its Hub weights are read with gelu_approximate off.
 _GCS = "https://storage.googleapis.com/mixer_models/"
 PRETRAINED_CFG = PretrainedCfg(
     mean=IMAGENET_INCEPTION_MEAN,
@@ -240,15 +242,36 @@ PRETRAINED_CFG = PretrainedCfg(
     release="https://console.cloud.google.com/storage/mixer_models/",
     license="Apache-2.0",
     source="timm models/mlp_mixer.py _cfg",
+    timm_model_args=(("gelu_approximate", False),),
 )
 PRETRAINED_CFGS = variant_cfgs(
     PRETRAINED_CFG,
-    mixer_s32=dict(url=_GCS + "gsam/Mixer-S_32.npz", file_name="Mixer-S_32.npz"),
-    mixer_s16=dict(url=_GCS + "gsam/Mixer-S_16.npz", file_name="Mixer-S_16.npz"),
-    mixer_b32=dict(url=_GCS + "sam/Mixer-B_32.npz", file_name="Mixer-B_32.npz"),
-    mixer_b16=dict(url=_GCS + "imagenet1k/Mixer-B_16.npz", file_name="Mixer-B_16.npz"),
-    mixer_l32={},
-    mixer_l16=dict(url=_GCS + "imagenet1k/Mixer-L_16.npz", file_name="Mixer-L_16.npz"),
+    mixer_s32=dict(
+        url=_GCS + "gsam/Mixer-S_32.npz",
+        file_name="Mixer-S_32.npz",
+        timm_architecture="mixer_s32_224",
+    ),
+    mixer_s16=dict(
+        url=_GCS + "gsam/Mixer-S_16.npz",
+        file_name="Mixer-S_16.npz",
+        timm_architecture="mixer_s16_224",
+    ),
+    mixer_b32=dict(
+        url=_GCS + "sam/Mixer-B_32.npz",
+        file_name="Mixer-B_32.npz",
+        timm_architecture="mixer_b32_224",
+    ),
+    mixer_b16=dict(
+        url=_GCS + "imagenet1k/Mixer-B_16.npz",
+        file_name="Mixer-B_16.npz",
+        timm_architecture="mixer_b16_224",
+    ),
+    mixer_l32=dict(timm_architecture="mixer_l32_224"),
+    mixer_l16=dict(
+        url=_GCS + "imagenet1k/Mixer-L_16.npz",
+        file_name="Mixer-L_16.npz",
+        timm_architecture="mixer_l16_224",
+    ),
 )
 
 

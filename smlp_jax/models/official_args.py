@@ -9,8 +9,11 @@ common to every family is here:
 
 A family's own names are translated by the function its file registers with its variants
 (`register_model(..., official_args=translate_official_args)`, beside the model):
-MLP-Mixer's timm `embed_dim` / `mlp_ratio=(t, c)`, RaftMLP's `layers=[...]`, DynaMixer's
-`mlp_ratios=[...]`, Hire-MLP's `step_pad_mode` / `pixel_pad_mode`.
+MLP-Mixer's timm `embed_dim` / `mlp_ratio=(t, c)`, ConvMixer's timm `act_layer`, RaftMLP's
+`layers=[...]`, DynaMixer's `mlp_ratios=[...]`, Hire-MLP's `step_pad_mode` /
+`pixel_pad_mode`. Reading timm's Hub folders uses the same translation
+(`smlp_jax.convert.hub`), over what timm computes differently from our defaults (the
+variant's `PretrainedCfg.timm_model_args`).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 # timm.data.constants; `smlp_jax.data.config.IMAGENET_MEAN/STD` hold the same numbers.
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
@@ -49,6 +50,12 @@ class PretrainedCfg:
       release: the page that lists the weights (or the repository, where none are).
       license: the official code's / weights' license, as the repository states it.
       source: the official file these values are read from.
+      timm_architecture: timm's name of the same network (`mixer_b16_224`), the
+        `architecture` of timm's Hub folders, which `create_model("hf-hub:timm/...")`
+        reads as this model; "" where timm has none.
+      timm_model_args: (hyperparameter, value) pairs where timm's implementation
+        computes differently from our defaults (Mixer: exact erf GELU), applied when
+        timm's weights are read.
     """
 
     input_size: tuple[int, int, int] = (3, 224, 224)
@@ -66,6 +73,8 @@ class PretrainedCfg:
     release: str = ""
     license: str = ""
     source: str = ""
+    timm_architecture: str = ""
+    timm_model_args: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):
         channels, height, width = self.input_size

@@ -24,8 +24,8 @@ auxiliary loss; add `0.01 x` it to the classification loss (the paper's lambda).
 
 Parameter counts vs the paper (224 px, 1000 classes): the paper's Table 2 gives
 Sparse-S ~22M, Sparse-B 69M and Sparse-L 130M; ours are 24.98M, 72.94M and 127.03M
-(exact figures in `tests/models/test_param_counts.py`). Without code, the per-variant
-expert counts, expert widths, sparse block positions and re-represent sizes are our
+(exact: the parameter-count table of every registered model). Without code, the
+per-variant expert counts, expert widths, sparse block positions and re-represent sizes are our
 choices (`VARIANTS`: Mixer-S/16, B/16 and a 12-block L/16 backbone, the last two blocks
 Sparse, 4 token experts of the dense token-MLP width, 4 channel experts of half the
 dense channel-MLP width, S' = 2S, D' = D/2). S and B come out larger than the paper's

@@ -27,31 +27,16 @@ from typing import Any
 from smlp_jax.convert.export import LAYOUTS, save_weights
 from smlp_jax.errors import UserError
 from smlp_jax.hub import save_pretrained
-from smlp_jax.tools.errors import ToolInputError, file_errors
-from smlp_jax.tools.predict import create_with_model_args
-from smlp_jax.tools.trained import (
-    Run,
-    load_run,
-    parse_with_config_overrides,
-    run_preprocessing,
-    trained_model,
-)
+from smlp_jax.tools.errors import file_errors
+from smlp_jax.tools.model_choice import add_model_options, choose
+from smlp_jax.tools.trained import Run, parse_with_config_overrides, run_preprocessing
 from smlp_jax.train import checkpoint, run_record
 from smlp_jax.train.metrics import last_logged
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    source = parser.add_argument_group("what to export (one of)")
-    source.add_argument("--checkpoint", help="one of our workdirs, checkpoints/ or a step")
-    source.add_argument(
-        "--config", help="with --checkpoint: the run's FILE.py[:ARG] (default: its run record)"
-    )
-    source.add_argument("--model", help="a registered name (with --pretrained)")
-    source.add_argument("--pretrained", help="official weights for --model")
-    source.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--num-classes", type=int, help="default: the run's / 1000")
-    parser.add_argument("--image-size", type=int, help="with --model (default: its own)")
+    add_model_options(parser.add_argument_group("what to export (--checkpoint or --model)"))
     parser.add_argument("--to", choices=(*LAYOUTS, "hub"), default="official")
     parser.add_argument("--out", required=True, help="the file (or, for --to hub, a folder)")
     return parser
@@ -59,22 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_model(args: argparse.Namespace, config_overrides: list[str]):
     """(the model to export, the run (`tools.trained.Run`) or None), from the options."""
-    if args.checkpoint:
-        run = load_run(args.checkpoint, args.config, config_overrides)
-        num_classes = args.num_classes or run.num_classes
-        return trained_model(run.config, args.checkpoint, num_classes), run
-    if config_overrides:
-        raise ToolInputError(f"{config_overrides[0]}: --config.KEY needs --checkpoint.")
-    if not args.model:
-        raise ToolInputError("give --checkpoint WORKDIR --config CFG, or --model NAME.")
-    model = create_with_model_args(
-        args.model,
-        args.model_arg,
-        pretrained=args.pretrained,
-        num_classes=args.num_classes,
-        image_size=args.image_size,
-    )
-    return model, None
+    chosen = choose(args, config_overrides)
+    return chosen.build(args.num_classes, args.image_size), chosen.run
 
 
 def training_summary(run: Run, args: argparse.Namespace) -> dict[str, Any]:

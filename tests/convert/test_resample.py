@@ -12,14 +12,9 @@ from flax import nnx
 
 import smlp_jax
 from smlp_jax.convert import WeightsMismatchError, converter, load_pretrained
+from smlp_jax.convert.dynamixer import dynamixer_generate_kernel
 from smlp_jax.convert.export import variable_rules
-from smlp_jax.convert.resample import (
-    axial_bias,
-    axial_kernel,
-    dynamixer_generate_kernel,
-    grid_resamplers,
-    interpolate_tokens,
-)
+from smlp_jax.convert.resample import axial_bias, axial_kernel, grid_resamplers, interpolate_tokens
 from smlp_jax.models.registry import get_entry
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")

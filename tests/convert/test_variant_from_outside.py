@@ -1,6 +1,7 @@
 """A family is declared in one place: a variant registered from this test alone (no edit of
 any central module) is built, has its pretrained configuration and its official argument
-names, and loads weights in the official layout through its family's converter.
+names (timm's too, where it names a timm twin), and loads weights in the official layout
+through its family's converter.
 
 The throwaway `smlpnet_test_tiny` is the sMLPNet of the parity fixture
 (`reference/make_smlpnet_fixture.py`); its logits must be the reference's. The registry is
@@ -16,6 +17,7 @@ import pytest
 from flax import nnx
 
 import smlp_jax
+from smlp_jax.convert.hub import read_hub_config
 from smlp_jax.models import PretrainedCfg, pretrained_cfg, register_model, registry
 from smlp_jax.models.smlpnet import PRETRAINED_CFG, SMLPNet
 
@@ -27,6 +29,9 @@ CFG = dataclasses.replace(
     num_classes=10,
     url="https://example.invalid/smlpnet_test_tiny.npz",
     file_name="smlpnet_test_tiny.npz",
+    # A made-up timm twin, and a default its implementation would compute differently.
+    timm_architecture="smlpnet_test_tiny_timm",
+    timm_model_args=(("alpha", 2),),
 )
 
 
@@ -90,6 +95,21 @@ def test_official_weights_load_through_the_family_converter(
         model.eval()
         logits = np.asarray(nnx.jit(lambda m, x: m(x))(model, arrays["input"]))
         np.testing.assert_allclose(logits, arrays["logits"], atol=1e-5, rtol=0)
+
+
+def test_timm_folders_of_its_timm_name_are_read_as_it(registered, tmp_path):
+    """timm's Hub layout names the variant by the timm architecture its pretrained
+    configuration declares, and its arguments come through the variant's translation."""
+    config = {
+        "architecture": "smlpnet_test_tiny_timm",
+        "num_classes": 10,
+        "model_args": {"width": 16, "global_pool": "avg"},
+        "pretrained_cfg": {"input_size": [3, 64, 64]},
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    found = read_hub_config(str(tmp_path))
+    assert (found.name, found.num_classes, found.weights_layout) == (registered, 10, "official")
+    assert found.model_args == {"alpha": 2, "dim": 16, "image_size": 64}
 
 
 def test_the_registry_is_restored():

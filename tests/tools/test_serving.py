@@ -3,6 +3,7 @@ saved and reloaded artifact gives the model's eval logits for any batch size, fo
 family; ONNX through jax2onnx where it is installed."""
 
 import json
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -282,3 +283,62 @@ def test_served_model_refuses_non_float_images(artifact):
     served = serving.load(artifact)
     with pytest.raises(serving.ServingError, match=r"uint8 images: .* \(x / 255 - mean\) / std"):
         served(np.zeros((1, 32, 32, 3), np.uint8))
+
+
+def test_onnx_without_jax2onnx_fails_before_the_build_and_writes_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "jax2onnx", None)  # as if not installed
+    built = []
+    monkeypatch.setattr(export_serving, "build", lambda *args: built.append(args))
+    out = tmp_path / "served"
+    assert export_serving.main(["--model", "smlpnet_t", "--onnx", "--out", str(out)]) == 1
+    assert capsys.readouterr().err == (
+        "error: --onnx needs jax2onnx, which is not installed: pip install jax2onnx (see "
+        "docs/models.md, 'For serving'), or leave out --onnx.\n"
+    )
+    assert not built and not out.exists()
+
+
+def test_a_failed_export_leaves_the_folder_as_it_was(tmp_path, capsys, monkeypatch):
+    """A failure after the artifact is written (here the ONNX step) leaves no new folder,
+    and an earlier artifact in `--out` untouched."""
+    model = tiny("smlpnet_t")
+    monkeypatch.setattr(
+        export_serving,
+        "build",
+        lambda *args: (model, {"model_name": "smlpnet_t", "image_size": 32}),
+    )
+    monkeypatch.setattr(export_serving, "check_optional_dependencies", lambda args: None)
+
+    def fails(*args, **kwargs):
+        raise serving.ServingError("the ONNX step failed")
+
+    monkeypatch.setattr(serving, "export_onnx", fails)
+    out = tmp_path / "new" / "served"
+    assert export_serving.main(["--model", "smlpnet_t", "--onnx", "--out", str(out)]) == 1
+    assert capsys.readouterr().err == "error: the ONNX step failed\n"
+    assert not out.parent.exists()
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / serving.SIDECAR_FILE).write_text("{}")
+    assert export_serving.main(["--model", "smlpnet_t", "--onnx", "--out", str(earlier)]) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["earlier"]  # no staging folder left
+    assert [p.name for p in earlier.iterdir()] == [serving.SIDECAR_FILE]
+    assert (earlier / serving.SIDECAR_FILE).read_text() == "{}"
+    # Without the failing step the same command replaces it, whole.
+    monkeypatch.undo()
+    monkeypatch.setattr(
+        export_serving,
+        "build",
+        lambda *args: (model, {"model_name": "smlpnet_t", "image_size": 32}),
+    )
+    assert export_serving.main(["--model", "smlpnet_t", "--out", str(earlier)]) == 0
+    assert sorted(p.name for p in earlier.iterdir()) == sorted(
+        [serving.FORWARD_FILE, serving.WEIGHTS_FILE, serving.SIDECAR_FILE]
+    )
+    x = images(2)
+    np.testing.assert_allclose(
+        np.asarray(serving.load(earlier)(x)), reference(model, x), atol=1e-5, rtol=0
+    )
