@@ -74,7 +74,15 @@ def parse_flags(argv: list[str]) -> list[str]:
         rest = FLAGS(argv)
         FLAGS.config.get("model")  # a config file that failed to load raises only when read
         return rest
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as err:
+    except (
+        flags.Error,
+        AttributeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        OSError,
+        SyntaxError,
+    ) as err:
         # lazy: the package (and jax) only to explain a bad flag, after the re-exec
         from smlp_jax.train import config_file
 

@@ -15,9 +15,10 @@ from flax import nnx
 
 from smlp_jax.convert import hub, load_pretrained
 from smlp_jax.convert.assign import assign_weights
-from smlp_jax.convert.checkpoint_io import read_weights
+from smlp_jax.convert.checkpoint_io import WeightsFileError, read_weights
 from smlp_jax.convert.export import variable_rules
 from smlp_jax.models import HyperparameterError, get_entry, make_model
+from smlp_jax.models.npz import check_npz
 from smlp_jax.models.size import check_model_size
 
 
@@ -80,8 +81,12 @@ def create_model(
         pretrained = None
     if isinstance(pretrained, str | os.PathLike):
         # Read (and checked: `checkpoint_io`) before the model is built, so that a missing,
-        # damaged or crafted file is one line at once, not after the build.
-        pretrained = read_weights(pretrained)
+        # damaged or crafted file is one line at once, not after the build. An .npz only its
+        # headers now: `load_pretrained` checks their shapes against the model, then reads.
+        if os.fspath(pretrained).lower().endswith(".npz") and os.path.isfile(pretrained):
+            check_npz(pretrained, WeightsFileError)
+        else:
+            pretrained = read_weights(pretrained)
     # timm's habit: num_classes=0 with weights is the weights' network without its head.
     headless = num_classes == 0 and pretrained is not None
     if headless:

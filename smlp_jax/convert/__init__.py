@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from smlp_jax.convert.assign import Rules, WeightsMismatchError, assign_weights
+from smlp_jax.convert.assign import Rules, WeightsMismatchError, assign_weights, check_fit
 from smlp_jax.convert.checkpoint_io import WeightsFileError, read_weights
 from smlp_jax.convert.converters import converter
 from smlp_jax.convert.export import variable_paths
 from smlp_jax.convert.resample import Resampler, grid_resamplers, resample_arrays
 from smlp_jax.models import family_of
+from smlp_jax.models.npz import declared_arrays
 
 __all__ = [
     "WeightsFileError",
@@ -74,14 +75,29 @@ def load_pretrained(
     """
     family = family or family_of(model)
     module = converter(family)
-    weights = read_weights(source, checkpoint_key=checkpoint_key)
     ignore = getattr(module, "IGNORED_KEYS", (r"(^|\.)num_batches_tracked$",))
+    if _is_npz_file(source) and not resample_to_grid:
+        # The names and shapes its headers declare, checked against the model before any
+        # array is read (a wrong variant's 100 MB file is one line, not a read).
+        declared = read_weights(
+            declared_arrays(os.fspath(source), WeightsFileError), checkpoint_key=checkpoint_key
+        )
+        rules = rules_for(model, declared, family=family)
+        check_fit(model_name or family, rules, declared, ignore=ignore)
+    weights = read_weights(source, checkpoint_key=checkpoint_key)
     rules = rules_for(model, weights, family=family)
     if resample_to_grid:
         resamplers = grid_resamplers(module, model_name or family)
         weights = resample_official(model_name or family, model, rules, weights, resamplers)
     assign_weights(model_name or family, rules, weights, ignore=ignore)
     return model
+
+
+def _is_npz_file(source: Any) -> bool:
+    """`source` is the path of an existing `.npz` (its headers can be read alone)."""
+    return isinstance(source, str | os.PathLike) and (
+        os.fspath(source).lower().endswith(".npz") and os.path.isfile(source)
+    )
 
 
 def resample_official(

@@ -80,6 +80,22 @@ def assign_weights(
     Raises `WeightsMismatchError` naming the keys that are missing, unexpected, or of
     the wrong shape (both shapes, in the official layout), before anything is written.
     """
+    check_fit(model_name, rules, weights, ignore=ignore)
+    for key, (variable, layout) in rules.items():
+        array = layout.to_ours(np.asarray(weights[key], dtype=np.float32))
+        variable[...] = jnp.asarray(array, dtype=variable.dtype)
+
+
+def check_fit(
+    model_name: str,
+    rules: Rules,
+    weights: Mapping[str, np.ndarray],
+    *,
+    ignore: Iterable[str] = (r"(^|\.)num_batches_tracked$",),
+) -> None:
+    """`assign_weights`' check alone: a `WeightsMismatchError` naming the keys that are
+    missing, unexpected, or of the wrong shape. Reads only names and shapes (so `weights`
+    may be stand-ins: `smlp_jax.models.npz.declared_arrays`)."""
     ignored = [re.compile(p) for p in ignore]
     given = {k for k in weights if not any(p.search(k) for p in ignored)}
     missing = sorted(set(rules) - given)
@@ -108,9 +124,6 @@ def assign_weights(
         raise WeightsMismatchError(
             f"{model_name}: the weights do not fit the model: " + "; ".join(problems) + hint
         )
-    for key, (variable, layout) in rules.items():
-        array = layout.to_ours(np.asarray(weights[key], dtype=np.float32))
-        variable[...] = jnp.asarray(array, dtype=variable.dtype)
 
 
 def _few(keys: list[str], n: int = 5) -> str:

@@ -47,6 +47,23 @@ def _warn_unreadable(name: str, error: Exception) -> None:
         log.warning("Skipping unreadable image %s (%s: %s)", name, type(error).__name__, error)
 
 
+def _warn_batch_exceeds_split(batch_size: int, num_train: int, name: str) -> None:
+    """One warning (per process and dataset) when a batch holds more examples than the
+    training split: every image then repeats inside each batch."""
+    key = f"batch {batch_size} > {name}"
+    if batch_size > num_train and key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(
+            "config.batch_size=%d is larger than the training split (%d images of %s): each "
+            "image appears about %.1f times in every batch; lower config.batch_size or add "
+            "images.",
+            batch_size,
+            num_train,
+            name,
+            batch_size / num_train,
+        )
+
+
 def _processes(process_index, process_count) -> tuple[int, int]:
     if process_index is None or process_count is None:
         process_index = jax.process_index() if process_index is None else process_index
@@ -270,6 +287,7 @@ def create_train_iterator(config, *, process_index=None, process_count=None) -> 
     source = sources.open_split(config, sources.train_split(config))
     if len(source) < process_count:
         raise DataError(f"{source.name}: {len(source)} examples for {process_count} processes.")
+    _warn_batch_exceeds_split(int(config.batch_size), len(source), source.name)
     global_position = None
     if int(cfg["repeated_aug"]):
         ra = repeated_aug.RepeatedAugIndices(

@@ -72,8 +72,18 @@ def eval_split(config) -> str:
 
 
 def get_dataset_info(config) -> DatasetInfo:
-    """Classes and split sizes of config.dataset; a DataError if it is unknown or unprepared."""
+    """Classes and split sizes of config.dataset; a DataError if it is unknown or unprepared,
+    or if its training split has fewer than two classes (a classifier of one class reaches
+    loss 0 and top-1 100% having learnt nothing)."""
     train = open_split(config, train_split(config))
+    if train.num_classes < 2:
+        names = list(getattr(train, "classes", ()))
+        folder = str(config.dataset).startswith(FOLDER_PREFIX)
+        raise DataError(
+            f"{train.name} has {train.num_classes} class{'' if train.num_classes == 1 else 'es'}"
+            f"{f' ({names[0]!r})' if names else ''}: a classifier needs at least two; "
+            + ("add a subfolder of images for each class." if folder else "train on another.")
+        )
     evaluation = open_split(config, eval_split(config))
     return DatasetInfo(
         name=train.name,

@@ -35,9 +35,25 @@ from smlp_jax.data.randaugment import INTERPOLATIONS, RandAugment, pick_resample
 UNREADABLE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
-def open_image(data: bytes) -> Image.Image:
-    """Lazily opened image (header parsed, pixels not decoded yet)."""
-    return Image.open(io.BytesIO(data))
+# Datasets refuse an image of more pixels than this (2^26, e.g. 8192 x 8192: 201 MB decoded
+# as RGB), as unreadable: a training file is skipped and named, an eval one masked out. Below
+# Pillow's own warning threshold (89.5M pixels, its `Image.MAX_IMAGE_PIXELS` default, which
+# still warns first above it), so the limit is ours whatever that global is set to. `predict`
+# passes `max_pixels=None`: it decodes large images at a reduced size (`reduced_resize`).
+MAX_IMAGE_PIXELS = 2**26
+
+
+def open_image(data: bytes, max_pixels: int | None = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Lazily opened image (header parsed, pixels not decoded yet); an image of more than
+    `max_pixels` pixels raises `Image.DecompressionBombError` (one of UNREADABLE_ERRORS)."""
+    img = Image.open(io.BytesIO(data))
+    width, height = img.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise Image.DecompressionBombError(
+            f"{width}x{height} image: {width * height} pixels, more than the "
+            f"{max_pixels} a dataset image may have (smlp_jax.data.transforms.MAX_IMAGE_PIXELS)"
+        )
+    return img
 
 
 def _draft_request(img: Image.Image, box, out_size) -> tuple[int, int]:
@@ -117,6 +133,24 @@ def crop_resize(img: Image.Image, box, out_size, resample, draft: bool) -> Image
     """Decodes `img` and resamples region box=(left, top, right, bottom) to out_size, RGB."""
     img, box = decode(img, box, out_size, draft)
     return img.resize(out_size, resample=resample, box=box)
+
+
+# `predict`'s reducing gap: the image is decoded / box-reduced to no less than 3x the size
+# it is resized to, then resampled (Pillow's `reducing_gap`, as `Image.thumbnail` uses; at 3
+# Pillow calls the result indistinguishable from a full-size resample).
+PREDICT_REDUCING_GAP = 3.0
+
+
+def reduced_resize(img: Image.Image, out_size, resample, reducing_gap: float) -> Image.Image:
+    """`img` (opened, not decoded) resized to `out_size`, RGB, at a fraction of the cost of a
+    full-size decode and resample for a large image: a JPEG is decoded at the DCT scale
+    (1/2, 1/4, 1/8; `Image.draft`) that keeps it at least `reducing_gap` x `out_size`; any
+    other format is decoded, then shrunk by the integer factor that keeps that size (a box
+    filter, `Image.reduce`), and resampled to `out_size` with `resample`."""
+    width, height = img.size
+    want = tuple(math.ceil(side * reducing_gap) for side in out_size)
+    img, box = decode(img, (0, 0, width, height), want, draft=True)
+    return img.resize(out_size, resample=resample, box=box, reducing_gap=reducing_gap)
 
 
 def rrc_box(width: int, height: int, rng: np.random.Generator, scale, ratio):
@@ -313,7 +347,7 @@ class TrainTransform:
 class EvalTransform:
     """encoded bytes -> float32 (S, S, 3): resize short side to floor(S / crop_pct), centre
     crop S (torchvision rounding), normalise; raises UNREADABLE_ERRORS for a bad file.
-    Never uses JPEG draft decoding."""
+    Decodes at full size (no JPEG draft) unless called with `reducing_gap`."""
 
     def __init__(self, input_cfg: dict, image_size: int):
         check_input(input_cfg)
@@ -322,15 +356,26 @@ class EvalTransform:
         self.resample = eval_resample(input_cfg)
         self.normalize = Normalize(input_cfg["mean"], input_cfg["std"])
 
-    def __call__(self, data: bytes) -> np.ndarray:
-        img = open_image(data)
+    def __call__(
+        self,
+        data: bytes,
+        *,
+        reducing_gap: float | None = None,
+        max_pixels: int | None = MAX_IMAGE_PIXELS,
+    ) -> np.ndarray:
+        """With `reducing_gap` (`predict`'s `PREDICT_REDUCING_GAP`), a large image is decoded
+        and shrunk at a reduced size first (`reduced_resize`); `max_pixels`: `open_image`'s."""
+        img = open_image(data, max_pixels)
         width, height = img.size
         if width <= height:
             new_w, new_h = self.scale_size, int(self.scale_size * height / width)
         else:
             new_w, new_h = int(self.scale_size * width / height), self.scale_size
-        # Full-resolution decoding, as timm evaluates: accuracy numbers stay comparable.
-        img = crop_resize(img, (0, 0, width, height), (new_w, new_h), self.resample, False)
+        if reducing_gap:
+            img = reduced_resize(img, (new_w, new_h), self.resample, reducing_gap)
+        else:
+            # Full-resolution decoding, as timm evaluates: accuracy numbers stay comparable.
+            img = crop_resize(img, (0, 0, width, height), (new_w, new_h), self.resample, False)
         top = int(round((new_h - self.size) / 2.0))
         left = int(round((new_w - self.size) / 2.0))
         return self.normalize(img.crop((left, top, left + self.size, top + self.size)))

@@ -8,6 +8,8 @@ headers first (a few hundred bytes each) and refuses, in one line:
     uncompressed size is beyond what deflate can expand its compressed bytes to);
   - object arrays (loading them would run pickled code);
   - anything that is not an `.npz` zip of `.npy` arrays.
+`declared_arrays` gives the declared names and shapes alone (stand-ins that hold no data),
+so that `smlp_jax.convert.load_pretrained` checks them against the model before reading.
 Used by the weight loaders (`smlp_jax.convert.checkpoint_io`) and the serving artifact's
 weights (`smlp_jax.serving`); it lives in the bottom layer so that both can import it.
 """
@@ -44,9 +46,13 @@ def _size(nbytes: float) -> str:
     return f"{int(nbytes)} bytes"
 
 
-def check_npz(path: str | os.PathLike, error: type[Exception] = ValueError) -> None:
+def check_npz(
+    path: str | os.PathLike, error: type[Exception] = ValueError
+) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Raises `error` (one line) unless every array of the `.npz` at `path` declares no
-    more bytes than its member holds and none is an object array. Reads only headers."""
+    more bytes than its member holds and none is an object array. Reads only headers;
+    returns what they declare, `{name: (shape, dtype)}`."""
+    headers = {}
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
@@ -77,10 +83,25 @@ def check_npz(path: str | os.PathLike, error: type[Exception] = ValueError) -> N
                         f"({_size(declared)}) but holds {_size(info.file_size - header)} "
                         "(a truncated, damaged or crafted file)."
                     )
+                headers[name] = (shape, dtype)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as err:
         if isinstance(err, error):
             raise
         raise error(f"could not read {path} (corrupt or not an npz?): {err}") from None
+    return headers
+
+
+def declared_arrays(
+    path: str | os.PathLike, error: type[Exception] = ValueError
+) -> dict[str, np.ndarray]:
+    """{name: a stand-in of the declared shape and dtype} of the `.npz` at `path`, after
+    `check_npz`, reading headers only: each stand-in is one zero broadcast to its shape (no
+    memory), so a loader can check names and shapes against a model before reading any
+    array."""
+    return {
+        name: np.broadcast_to(np.zeros((), dtype), shape)
+        for name, (shape, dtype) in check_npz(path, error).items()
+    }
 
 
 def read_npz(path: str | os.PathLike, error: type[Exception] = ValueError) -> dict[str, np.ndarray]:

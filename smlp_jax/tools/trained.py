@@ -47,6 +47,10 @@ def trained_model(config: Any, path: str, num_classes: int | None = None) -> nnx
     """`config`'s model (train mode) with the weights of our checkpoint at `path` (a
     workdir, its checkpoints folder or one step). `num_classes` defaults to the config's
     dataset's class count."""
+    try:
+        init_from.checkpoint_steps(path)  # none there: one line now, not after the build
+    except checkpoint.CheckpointError as err:
+        raise ToolInputError(str(err)) from None
     if num_classes is None:
         num_classes = data.get_dataset_info(config).num_classes
     model = build_model(config, num_classes, seed=0)

@@ -34,8 +34,11 @@ FLAG = "config"
 PREFIX = f"--{FLAG}."
 # The repository's config files (for the line naming them when --config names none).
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-# What absl and ml_collections raise for a bad file, key or value.
-PARSE_ERRORS = (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError)
+# What absl and ml_collections raise for a bad file, key or value (a config file that is
+# not valid Python: SyntaxError, with its IndentationError and TabError).
+PARSE_ERRORS = (
+    flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError, SyntaxError
+)  # fmt: skip
 
 
 def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
@@ -81,7 +84,10 @@ def explain(
     config: ml_collections.ConfigDict | None = None,
 ) -> str:
     """One line for a config that did not load or an override that did not apply: the
-    missing file, the unknown key, or the useful line of the library's message."""
+    missing file, the Python syntax error (file, line, the text), the unknown key, or the
+    useful line of the library's message."""
+    if isinstance(err, SyntaxError):
+        return syntax_error(err)
     if spec is not None:
         missing = missing_file(spec)
         if missing:
@@ -100,6 +106,14 @@ def missing_file(spec: str) -> str | None:
     names = sorted(p.name for p in CONFIGS.glob("*.py") if p.name[0] != "_")
     names = [f"configs/{n}" for n in names if n != "common.py"]
     return f"{line}; the configs are {', '.join(names)}" if names else line
+
+
+def syntax_error(err: SyntaxError) -> str:
+    """`config file FILE line N: MESSAGE: TEXT` for a config file (or a module it imports)
+    that is not valid Python."""
+    where = f"config file {err.filename or '?'} line {err.lineno or '?'}"
+    text = (err.text or "").strip()
+    return f"{where}: {err.msg}" + (f": {text}" if text else "")
 
 
 def unknown_key(config: Any, overrides: Sequence[str]) -> str | None:

@@ -76,6 +76,25 @@ def load_model_weights(config: Any, state: dict, abstract: dict, num_classes: in
 # --- our checkpoints ------------------------------------------------------------------------
 
 
+def checkpoint_steps(path: str | os.PathLike) -> tuple[Path, list[int]]:
+    """(the folder of step directories, their steps) of `path`, or `(path, [])` when `path`
+    is one step directory; a `CheckpointError` when it does not exist or holds no checkpoint.
+    Looks at names only: cheap, so a caller can check before building a model."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"init_from={str(path)!r} does not exist.")
+    if (path / "state").is_dir():
+        return path, []
+    root = path / CHECKPOINTS_SUBDIR if (path / CHECKPOINTS_SUBDIR).is_dir() else path
+    steps = [int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir()]
+    if not steps:
+        raise CheckpointError(
+            f"init_from={str(path)!r} holds no checkpoint: expected a step directory with a "
+            f"'state' folder, or a directory of step directories (like WORKDIR/checkpoints)."
+        )
+    return root, steps
+
+
 def load_for_init(
     path: str | os.PathLike,
     abstract_state: Any | Callable[[Any], Any],
@@ -94,17 +113,9 @@ def load_for_init(
     `ArrayMetadata` leaves) returning the target: to read arrays at their saved shapes.
     """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"init_from={str(path)!r} does not exist.")
-    if (path / "state").is_dir():
-        return _load_step_dir(path, abstract_state, partial)
-    root = path / CHECKPOINTS_SUBDIR if (path / CHECKPOINTS_SUBDIR).is_dir() else path
-    steps = [int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir()]
+    root, steps = checkpoint_steps(path)
     if not steps:
-        raise CheckpointError(
-            f"init_from={str(path)!r} holds no checkpoint: expected a step directory with a "
-            f"'state' folder, or a directory of step directories (like WORKDIR/checkpoints)."
-        )
+        return _load_step_dir(path, abstract_state, partial)
     step, state, failed = newest_restorable(
         steps,
         lambda step: _load_step_dir(root / str(step), abstract_state, partial),

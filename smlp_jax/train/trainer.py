@@ -417,6 +417,11 @@ def _train(
         ckpt.close()
         writer.close()
     final["step"] = step
+    # Where the run's results are, as its last line.
+    console(
+        f"step {step} of {total_steps}: checkpoints in {ckpt.directory}, metrics in "
+        f"{writer.path} and TensorBoard files in {os.path.join(workdir, 'tensorboard')}"
+    )
     return final
 
 

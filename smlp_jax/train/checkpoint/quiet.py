@@ -2,8 +2,9 @@
 
 A damaged step or a refused write makes Orbax log a traceback from several threads, asyncio
 one for each pending read, and Python an "unraisable" error for each abandoned coroutine;
-`Checkpointer` reports each such failure as one line, so this noise is only in the way.
-`install()` adds two log filters and wraps `sys.unraisablehook`: process-wide changes, so
+`Checkpointer` reports each such failure as one line, so this noise is only in the way; so
+is the warning Orbax logs whenever a run is opened read-only (`--mode=eval`/`probe`, tools).
+`install()` adds three log filters and wraps `sys.unraisablehook`: process-wide changes, so
 only the owner of the process makes them (`main.py` through `smlp_jax.train.cli.run`, the
 tools' `main`), never a library call such as reading a checkpoint.
 """
@@ -50,6 +51,19 @@ class _FailedReadTasks(logging.Filter):
 _FAILED_READ_TASKS = _FailedReadTasks()
 
 
+class _ReadOnlyNotice(logging.Filter):
+    """Drops Orbax's "Given directory is read only" warning: `Checkpointer(read_only=True)`
+    is how `--mode=eval`, `--mode=probe` and the tools read a run, so it is the expected
+    state, logged on every such start. Orbax's other warnings pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logged_by_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+        return not (logged_by_orbax and str(record.msg).startswith("Given directory is read only"))
+
+
+_READ_ONLY_NOTICE = _ReadOnlyNotice()
+
+
 def _quiet_closed_loop(previous: Callable) -> Callable:
     """An unraisable-exception hook that drops what Orbax's abandoned reads and writes leave
     behind after a failed restore or write ("Event loop is closed" from TensorStore
@@ -73,7 +87,7 @@ def install() -> None:
     """Installs the filters and the hook above (idempotent). Orbax logs through absl."""
     for name in ("absl", "asyncio"):
         log = logging.getLogger(name)
-        for quiet in (_FAILED_READ_TASKS, _REPORTED_WRITE_FAILURES):
+        for quiet in (_FAILED_READ_TASKS, _REPORTED_WRITE_FAILURES, _READ_ONLY_NOTICE):
             if quiet not in log.filters:
                 log.addFilter(quiet)
     if not getattr(sys.unraisablehook, "quiets_closed_loop", False):
