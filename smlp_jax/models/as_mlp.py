@@ -39,6 +39,7 @@ from smlp_jax.models.hparams import (
     Int,
     per_stage,
 )
+from smlp_jax.models.initializers import trunc_normal_init
 from smlp_jax.models.layers import (
     DropPath,
     Linear,
@@ -47,7 +48,6 @@ from smlp_jax.models.layers import (
     drop_path_rates,
     gelu,
     residual,
-    trunc_normal_init,
 )
 from smlp_jax.models.pretrained_cfgs import PretrainedCfg, variant_cfgs
 from smlp_jax.models.registry import register_model

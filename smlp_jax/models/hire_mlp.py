@@ -45,6 +45,7 @@ from smlp_jax.models.hparams import (
     Int,
     per_stage,
 )
+from smlp_jax.models.initializers import trunc_normal_init
 from smlp_jax.models.layers import (
     BatchNorm,
     DropPath,
@@ -52,7 +53,6 @@ from smlp_jax.models.layers import (
     Mlp,
     drop_path_rates,
     residual,
-    trunc_normal_init,
 )
 from smlp_jax.models.pretrained_cfgs import PretrainedCfg, variant_cfgs
 from smlp_jax.models.registry import register_model

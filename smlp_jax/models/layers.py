@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from smlp_jax.models import backend, depthwise, lean_vjp, macs, xla_cpu
+from smlp_jax.models.initializers import torch_uniform_init
 
 Array = jax.Array
 
@@ -55,33 +56,6 @@ def residual(
     x = xla_cpu.store_grad(x)
     y = drop_path(branch(x))
     return x + (y if divisor == 1.0 else y / divisor)
-
-
-def torch_uniform_init(fan_in: int):
-    """PyTorch's default Linear/Conv init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-
-    This is kaiming_uniform(a=sqrt(5)) for weights and the matching bias rule; both
-    reduce to the same bound.
-    """
-    bound = 1.0 / math.sqrt(fan_in)
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
-
-
-def trunc_normal_init(std: float = 0.02):
-    """timm's `trunc_normal_(w, std=std)`: N(0, std^2) cut at +-2 (absolute, as timm does).
-
-    The official `_init_weights` of ViT-style models (ViP, Hire-MLP, ...) applies it to
-    their `nn.Linear` weights, with zero biases.
-    """
-
-    def init(key, shape, dtype=jnp.float32):
-        return std * jax.random.truncated_normal(key, -2.0 / std, 2.0 / std, shape, dtype)
-
-    return init
 
 
 class Linear(nnx.Module):

@@ -25,6 +25,7 @@ from flax import nnx
 
 from smlp_jax.models.features import FeatureInterface, feature_specs
 from smlp_jax.models.hparams import BLOCKS, DROP_PATH_RATE, PATCH, WIDTH, Bool, Hyper, Int
+from smlp_jax.models.initializers import lecun_normal_init
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -60,7 +61,7 @@ VARIANTS = {
 
 def _flax_linear(in_features: int, out_features: int, *, dtype, rngs: nnx.Rngs) -> Linear:
     """A `Linear` initialised as Flax's `nn.Dense`: LeCun-normal kernel, zero bias."""
-    init = nnx.initializers.lecun_normal()
+    init = lecun_normal_init()
     return Linear(in_features, out_features, kernel_init=init, dtype=dtype, rngs=rngs)
 
 
@@ -171,7 +172,7 @@ class MlpMixer(FeatureInterface, nnx.Module):
             in_chans, hidden_dim, patch_size, use_bias=True, dtype=dtype, rngs=rngs
         )
         stem_shape = (patch_size, patch_size, in_chans, hidden_dim)
-        self.stem.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), stem_shape))
+        self.stem.kernel = nnx.Param(lecun_normal_init()(rngs.params(), stem_shape))
         self.stem.bias = nnx.Param(jnp.zeros((hidden_dim,), jnp.float32))
         self.blocks = nnx.List(
             [

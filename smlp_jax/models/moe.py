@@ -42,7 +42,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import PartitionSpec
 
-from smlp_jax.models.layers import Linear, gelu, torch_uniform_init
+from smlp_jax.models.initializers import torch_uniform_init
+from smlp_jax.models.layers import Linear, gelu
 
 Array = jax.Array
 EXPERT_AXIS = "expert"

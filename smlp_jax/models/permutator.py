@@ -42,6 +42,7 @@ from smlp_jax.models.hparams import (
     Int,
     per_stage,
 )
+from smlp_jax.models.initializers import trunc_normal_init
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -51,7 +52,6 @@ from smlp_jax.models.layers import (
     check_input,
     drop_path_rates,
     residual,
-    trunc_normal_init,
 )
 from smlp_jax.models.pretrained_cfgs import PretrainedCfg, variant_cfgs
 from smlp_jax.models.registry import register_model

@@ -27,6 +27,7 @@ from flax import nnx
 from smlp_jax.models import backend
 from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
 from smlp_jax.models.hparams import BLOCKS, DROP_PATH_RATE, PATCH, WIDTH, Hyper, Int, per_stage
+from smlp_jax.models.initializers import torch_uniform_init
 from smlp_jax.models.layers import (
     BatchNorm,
     DepthwiseConv,
@@ -38,7 +39,6 @@ from smlp_jax.models.layers import (
     check_input,
     drop_path_rates,
     residual,
-    torch_uniform_init,
 )
 from smlp_jax.models.pretrained_cfgs import PretrainedCfg, variant_cfgs
 from smlp_jax.models.registry import register_model
