@@ -168,7 +168,7 @@ def predict(model, transform, names: list[str], paths: list[str]) -> list[Predic
     # One compiled forward: run op by op, each op would be compiled on its own (223 of
     # them for the demo's sMLPNet, 23 s of a 38 s prediction on a 2-core CPU).
     forward = nnx.jit(lambda m, x: jax.nn.softmax(m(x).astype(jnp.float32), axis=-1))
-    probs = np.asarray(forward(model, jnp.asarray(images)))
+    probs = np.asarray(forward(model, jax.device_put(images)))  # no copy program to compile
     k = min(TOP_K, probs.shape[-1])
     results = []
     for path, row in zip(paths, probs):

@@ -48,6 +48,28 @@ def _args(*argv):
     return predict.parse_args([str(a) for a in argv])
 
 
+def test_prediction_is_one_compiled_forward(trained, images):
+    """Run op by op, the forward compiled each op on its own (193 compilations for the
+    demo's sMLPNet); now the whole batch goes through one program."""
+    import jax
+
+    workdir, flags = trained
+    args, overrides = _args(images / "a.png", "--checkpoint", workdir, "--config", CONFIG, *flags)
+    model, transform, names = predict.build_classifier(args, overrides)
+    compiles = []
+
+    def count(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        predict.predict(model, transform, names, [str(images / "a.png"), str(images / "b.jpg")])
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert len(compiles) == 1, compiles
+
+
 def test_checkpoint_predictions_are_the_models_softmax(trained, images):
     workdir, flags = trained
     args, overrides = _args(
