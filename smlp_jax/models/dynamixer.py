@@ -42,7 +42,7 @@ from smlp_jax.models.hparams import (
     Int,
     per_stage,
 )
-from smlp_jax.models.initializers import trunc_normal_init
+from smlp_jax.models.initializers import split, trunc_normal_init
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -105,7 +105,7 @@ def _linear(in_features: int, out_features: int, key: Array, *, use_bias=True, d
 def _mlp(in_features: int, hidden: int, out_features: int, key: Array, *, dtype) -> Mlp:
     """`layers.Mlp` (Linear -> GELU -> Linear) with the official init."""
     mlp = nnx.eval_shape(lambda: Mlp(in_features, hidden, out_features, rngs=nnx.Rngs(0)))
-    key1, key2 = jax.random.split(key)
+    key1, key2 = split(key, 2)
     mlp.fc1 = _linear(in_features, hidden, key1, dtype=dtype)
     mlp.fc2 = _linear(hidden, out_features, key2, dtype=dtype)
     return mlp
@@ -119,7 +119,7 @@ class DynaMixerOp(nnx.Module):
     ):
         if dim % num_head:
             raise ValueError(f"DynaMixer: width {dim} is not divisible by {num_head} heads")
-        keys = jax.random.split(key, 3)
+        keys = split(key, 3)
         self.compress = _linear(dim, num_head * reduced_dim, keys[0], dtype=dtype)
         self.generate = _linear(seq_len * reduced_dim, seq_len * seq_len, keys[1], dtype=dtype)
         self.out = _linear(dim, dim, keys[2], dtype=dtype)
@@ -145,7 +145,7 @@ class DynaMixerBlock(nnx.Module):
     def __init__(
         self, dim: int, resolution: int, num_head: int, reduced_dim: int, key: Array, *, dtype
     ):
-        keys = jax.random.split(key, 5)
+        keys = split(key, 5)
         args = (dim, resolution, num_head, reduced_dim)
         self.mix_h = DynaMixerOp(*args, keys[0], dtype=dtype)
         self.mix_w = DynaMixerOp(*args, keys[1], dtype=dtype)
@@ -183,7 +183,7 @@ class VisionBlock(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.norm1 = LayerNorm(dim, epsilon=1e-5, dtype=dtype)
-        attn_key, mlp_key = jax.random.split(rngs.params())
+        attn_key, mlp_key = split(rngs.params(), 2)
         # `attn` is the official name of the mixing branch.
         self.attn = DynaMixerBlock(dim, resolution, num_head, reduced_dim, attn_key, dtype=dtype)
         self.norm2 = LayerNorm(dim, epsilon=1e-5, dtype=dtype)

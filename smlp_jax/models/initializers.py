@@ -128,3 +128,14 @@ def lecun_normal_init() -> Initializer:
         return truncated_normal(key, -2, 2, shape, dtype, scale=stddev)
 
     return init
+
+
+def split(key: Array, num: int) -> list[Array]:
+    """`list(jax.random.split(key, num))`, bit for bit, for `num` <= 8: drawn as a split in
+    8 and cut on the host (element i of a split depends only on the key and i, as for the
+    draws above), so every count shares one compilation."""
+    if isinstance(key, jax.core.Tracer) or not jax.config.jax_threefry_partitionable or num > 8:
+        return list(jax.random.split(key, num))
+    data = np.asarray(jax.random.key_data(jax.random.split(key, 8)))[:num]
+    impl = jax.random.key_impl(key)
+    return [jax.random.wrap_key_data(jax.device_put(d), impl=impl) for d in data]

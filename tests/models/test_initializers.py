@@ -102,6 +102,14 @@ def test_bucket_is_at_least_the_length_and_one_of_few():
     assert len({b for n, b in buckets.items() if n <= 65536}) == 2  # 4096 and 65536
 
 
+@pytest.mark.parametrize("num", [1, 2, 3, 5, 8, 9])
+def test_split_is_jax_random_split(num):
+    key = jax.random.key(11)
+    got = [jax.random.key_data(k) for k in initializers.split(key, num)]
+    want = jax.random.key_data(jax.random.split(key, num))
+    np.testing.assert_array_equal(np.stack([np.asarray(g) for g in got]), np.asarray(want))
+
+
 def test_under_a_trace_the_draw_is_direct():
     """Inside jit or eval_shape nothing is compiled per shape: the draw is jax's own."""
     init = initializers.torch_uniform_init(9)
