@@ -40,6 +40,11 @@ Remaining differences, each by choice: (1) float32 compute instead of apex AMP O
 The paper reports top-1 81.3 / 83.1 / 83.3 (T / S / B); these configs have not been run
 for 300 epochs here (no accelerator).
 
+Fine-tuning: no classification transfer setting to follow. svip-lab/AS-MLP's downstream
+results are COCO detection and ADE20K segmentation (mmdetection / mmsegmentation, outside
+this trainer), so there is no fine-tuning config; `config.init_from` with the fine-tuning
+keys (docs/training.md#fine-tune) applies as to any family.
+
 `demo`: a tiny AS-MLP (embed_dim 24, one block a stage, 32x32) on the 5,000 MNIST digits
 bundled with the package, plain AdamW, no mixup:
 

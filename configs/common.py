@@ -7,7 +7,8 @@ pretrained configuration (`input_from_pretrained`).
 
 The blocks several family files share are helpers here, each setting the keys it names
 to the values its caller passes: `variant_config`, `demo_training` (every family's
-`demo`), `imagenet`, `adamw`, `timm_cosine`, `timm_mixup` and `every_epoch`.
+`demo`), `imagenet`, `adamw`, `sgd`, `head_only`, `cifar_transfer`, `timm_cosine`,
+`timm_mixup` and `every_epoch`.
 tests/train/test_config_values.py pins every family config's resolved values.
 """
 
@@ -48,15 +49,19 @@ def base_config() -> ml_collections.ConfigDict:
     config.loss = "softmax_xent"
     config.head_bias_init = config_dict.placeholder(float)  # None: the model's own init
 
-    # Optimiser: AdamW, weight decay masked off 1-D params, warm-up + cosine.
+    # Optimiser (smlp_jax.train.optim): "adamw" (torch's AdamW) or "sgd" (torch's SGD with
+    # momentum, L2 weight decay); weight decay masked off 1-D params, warm-up + cosine.
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adamw"
     config.optimizer.lr = 5e-4  # at batch lr_base_batch; scaled linearly with batch_size
     config.optimizer.lr_base_batch = 512  # 0: no scaling
-    config.optimizer.b1 = 0.9
+    config.optimizer.b1 = 0.9  # b1, b2, eps: AdamW's
     config.optimizer.b2 = 0.999
     config.optimizer.eps = 1e-8
-    config.optimizer.weight_decay = 0.05
+    config.optimizer.momentum = 0.9  # sgd's: in [0, 1), 0 = plain SGD
+    config.optimizer.nesterov = False  # sgd's
+    config.optimizer.momentum_dtype = "float32"  # sgd's buffer: "float32" | "bfloat16"
+    config.optimizer.weight_decay = 0.05  # 0 = off
     # Which parameters decay (smlp_jax.train.optim): "timm" (not 1-D, not *bias) or
     # "kernels" (big_vision); no_decay: regexes over '/'-joined parameter paths.
     config.optimizer.decay_rule = "timm"
@@ -259,6 +264,89 @@ def adamw(
     config.optimizer.eps = eps
     config.optimizer.weight_decay = weight_decay
     config.optimizer.decay_rule = decay_rule
+
+
+def sgd(
+    config: ml_collections.ConfigDict,
+    *,
+    lr: float,
+    lr_base_batch: int,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    momentum_dtype: str = "float32",
+) -> None:
+    """SGD with heavy-ball momentum (optimizer.name "sgd": torch's `optim.SGD` and
+    `optax.sgd` alike, no Nesterov): the peak `lr` at batch `lr_base_batch` (0: used as
+    given), `momentum`, L2 `weight_decay` added to the gradient of the parameters
+    `decay_rule` picks (0: none, as vit_jax fine-tunes), the momentum buffer in
+    `momentum_dtype` (vit_jax keeps it in "bfloat16")."""
+    config.optimizer.name = "sgd"
+    config.optimizer.lr = lr
+    config.optimizer.lr_base_batch = lr_base_batch
+    config.optimizer.momentum = momentum
+    config.optimizer.weight_decay = weight_decay
+    config.optimizer.momentum_dtype = momentum_dtype
+
+
+def head_only(config: ml_collections.ConfigDict) -> None:
+    """Trains the classifier of `config.model` alone: every other parameter is frozen
+    (optimizer.freeze: no gradient, no optimiser state, bit-identical). BatchNorm statistics
+    of the frozen layers still update in train mode (PyTorch's `requires_grad=False` does
+    the same); a model with LayerNorm only (Mixer) keeps its features exactly."""
+    head = models.pretrained_cfg(config.model).classifier
+    config.optimizer.freeze = (f"(?!{head}/).*",)
+
+
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+
+
+def cifar_transfer(
+    config: ml_collections.ConfigDict, *, backbone: str, frozen: tuple[str, ...]
+) -> None:
+    """The CIFAR-10 transfer script Vision Permutator and DynaMixer ship (`transfer_learning.py`,
+    T2T-ViT's, run with `--transfer-learning True --transfer-model <weights>`), its defaults:
+
+    - `--dataset cifar10` (`cifar100` the other choice), torchvision's train / test sets ->
+      dataset "cifar10", input.train_split "train", eval_split "test".
+    - `Resize(224)`, `RandomCrop(224, padding=28)`, `RandomHorizontalFlip()`, CIFAR's
+      Normalize -> image_size 224, the "simple" input preset (resize, then a random
+      translation by up to `pad` 28 px filled with black, flip `hflip` 0.5), bilinear,
+      mean / std CIFAR_MEAN / CIFAR_STD; eval `Resize(224)` -> crop_pct 1.0, bilinear.
+    - `--b 128`, test batch 100 -> batch_size 128, eval_batch_size 100.
+    - `optim.SGD(groups, lr=0.01, momentum=0.9, weight_decay=5e-4)` over every parameter of
+      its groups -> optimizer "sgd", lr 0.01 (lr_base_batch 0), momentum 0.9,
+      weight_decay 5e-4, decay_rule "all".
+    - groups: the backbone (the regex `backbone` here) at `--transfer-ratio 0.01` x lr, the
+      head at lr -> optimizer.lr_mults ((backbone, 0.01),); the parameters in no group (the
+      regexes `frozen`) are never updated -> optimizer.freeze.
+    - `CosineAnnealingLR(T_max=60, eta_min=2e-4)` stepped after each of the 60 epochs ->
+      timm_cosine over 60 epochs, min_lr 2e-4, no warm-up, unit "epoch", lag 0 (epoch e
+      at the closed form's value for e).
+    - `--drop-path 0.1`, CrossEntropyLoss -> model_kwargs.drop_path_rate 0.1, softmax_xent,
+      no smoothing or mixup; the model evaluated after every epoch (390 updates).
+
+    Differences: (1) torch's `eta_min` is absolute in every group, so the backbone's lr
+    there rises from 1e-4 to 2e-4 over the run, while `lr_mults` scales the whole schedule
+    here (1e-4 down to 2e-6): no key yet gives a group its own schedule floor; (2) the
+    DataLoader's last partial batch of each epoch (80 images) is dropped here; (3) the
+    weights are loaded from the file's EMA copy there (`use_ema=True`) when it has one."""
+    config.dataset = "cifar10"
+    config.image_size = 224
+    config.input = data.default_input_config("simple")
+    config.input.train_split, config.input.eval_split = "train", "test"
+    config.input.pad, config.input.hflip, config.input.crop_pct = 28, 0.5, 1.0
+    config.input.interpolation = config.input.eval_interpolation = "bilinear"
+    config.input.mean, config.input.std = CIFAR_MEAN, CIFAR_STD
+    config.batch_size, config.eval_batch_size = 128, 100
+    sgd(config, lr=0.01, lr_base_batch=0, weight_decay=5e-4)
+    config.optimizer.decay_rule = "all"
+    config.optimizer.lr_mults = ((backbone, 0.01),)
+    config.optimizer.freeze = frozen
+    timm_cosine(
+        config, epochs=60, warmup_epochs=0, warmup_lr=2e-4, min_lr=2e-4, unit="epoch", lag=0
+    )
+    config.model_kwargs.drop_path_rate = 0.1
+    every_epoch(config, 50_000 // 128)
 
 
 def timm_cosine(

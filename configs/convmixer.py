@@ -45,6 +45,11 @@ full schedule here (no accelerator).
 32 px, CIFAR-10 mean / std, no crop); this file trains it with the ImageNet recipe and
 ImageNet's input, like the other sizes.
 
+Fine-tuning: no transfer setting to follow. The paper and locuslab/convmixer train on
+ImageNet-1k only (convmixer-cifar10, `256_8`, trains CIFAR-10 from scratch), so there is no
+fine-tuning config; `config.init_from` with the fine-tuning keys (docs/training.md#fine-tune)
+applies as to any family.
+
 `demo`: ConvMixer-64/2 (kernel 5, patch 4: an 8x8 map) on the 32x32 digits, plain AdamW,
 no mixup:
 

@@ -46,6 +46,16 @@ float; (3) seeds (`42 + rank` there) and the sampler's order are not the officia
 The paper reports top-1 82.7 / 83.7 / 84.3; not run for 310 epochs here (no
 accelerator).
 
+`finetune_<variant>` (e.g. `finetune_s`): the official repository's transfer to CIFAR-10,
+its `transfer_learning.py` with its defaults (`common.cifar_transfer` maps each setting to
+its key and names what differs); its backbone groups are `patch_embed` and `network` (our
+stem and network), the head the other; `norm` is in none, so never updated. The weights:
+`init_from` "<model>.pth" (the release's file; `--config.init_from=PATH`), the head starting
+fresh (10 classes). CIFAR-100: `--config.dataset=cifar100`. Not run here (no accelerator).
+
+    python main.py --config=configs/dynamixer.py:finetune_s --workdir=workdirs/dynamixer_cifar10 \
+        --config.init_from=dynamixer_s.pth --config.data_dir=/data/tfds
+
 `demo`: a tiny two-stage DynaMixer on the 32x32 digits (patch 4: an 8x8 grid, a stride-2
 transition to 4x4), plain AdamW, no mixup:
 
@@ -70,6 +80,8 @@ VARIANTS = {
 def get_config(arg: str = "s"):
     if arg == "demo":
         return demo_config()
+    if arg.startswith("finetune_"):
+        return finetune_config(arg.removeprefix("finetune_"))
     config = common.variant_config("dynamixer", arg, VARIANTS)
     variant = VARIANTS[arg]
     config.model = f"dynamixer_{arg}"
@@ -84,6 +96,16 @@ def get_config(arg: str = "s"):
     config.ema.decay = 0.99996
     common.timm_mixup(config, mixup=0.8, cutmix=1.0, smoothing=0.1)
     common.every_epoch(config, 1_281_167 // variant["batch_size"])
+    config.lock()
+    return common.with_model_defaults(config)
+
+
+def finetune_config(arg: str):
+    """The repository's CIFAR-10 transfer of `dynamixer_<arg>` (module docstring)."""
+    config = common.variant_config("dynamixer", arg, VARIANTS)
+    config.model = f"dynamixer_{arg}"
+    config.init_from = f"{config.model}.pth"
+    common.cifar_transfer(config, backbone="(stem|network)/.*", frozen=("norm/.*",))
     config.lock()
     return common.with_model_defaults(config)
 

@@ -47,6 +47,11 @@ is imported but never called); (2) float32 compute instead of apex AMP O1 (fp16)
 The paper reports top-1 79.7 / 82.1 / 83.2 / 83.8 (T / S / B / L); these configs have
 not been run for 310 epochs here (no accelerator).
 
+Fine-tuning: no classification transfer setting to follow. Hire-MLP's downstream
+results are COCO detection and ADE20K segmentation (the repository's mmseg-v0.11 configs,
+outside this trainer), so there is no fine-tuning config; `config.init_from` with the
+fine-tuning keys (docs/training.md#fine-tune) applies as to any family.
+
 `demo`: a tiny Hire-MLP (widths 16-64, 32x32, so regions wrap around the small grids)
 on the 5,000 MNIST digits bundled with the package, plain AdamW, no mixup:
 

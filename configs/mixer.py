@@ -55,6 +55,60 @@ token-MLP initialisation; the token MLP width must grow by the patch-count facto
         --config.init_from=Mixer-B_16.npz --config.init_resample_to_grid=True \
         --config.image_size=448 --config.model_kwargs.tokens_mlp_dim=1536
 
+`finetune_<variant>` (every variant with released weights, its pretrained configuration's
+`.npz`: `finetune_b16`, `finetune_l16`, and the SAM / GSAM `s32`, `s16`, `b32`): transfer
+by vit_jax's fine-tuning, google-research/vision_transformer @ c6de1e5:
+`vit_jax/configs/mixer_base16_cifar10.py` on `configs/common.py`, run by `vit_jax/train.py`
+(its README: `python -m vit_jax.main --workdir=... --config=.../mixer_base16_cifar10.py
+--config.pretrained_dir='gs://mixer_models/imagenet21k'`; `finetune_config` below):
+
+- `pretrained_dir`/`model.model_name`.npz -> init_from "Mixer-B_16.npz" (the file name of
+  the model's pretrained configuration; download it from gs://mixer_models/imagenet21k or
+  imagenet1k, or give `--config.init_from=PATH`).
+- `checkpoint.load_pretrained` puts the new model's head in (vit_jax's Mixer head is
+  zero-initialised) -> ours is zero-initialised and a head of another class count starts
+  fresh.
+- `dataset='cifar10'`, `pp.train='train[:98%]'`, `pp.test='test'` -> dataset "cifar10",
+  input.train_split, input.eval_split.
+- `pp.crop=224` (the presets' 384 is ViT's: vit_jax interpolates ViT's position
+  embeddings but cannot resize Mixer's token MLP) -> image_size 224.
+- `total_steps=10_000` -> total_steps; `batch=512`, `batch_eval=512`, `accum_steps=8` ->
+  batch_size, eval_batch_size, grad_accum_steps 8 (LayerNorm only: the same update as one
+  batch of 512, in less memory).
+- `optax.chain(clip_by_global_norm(grad_norm_clip=1.0), optax.sgd(lr_fn, momentum=0.9,
+  accumulator_dtype='bfloat16'))`, no weight decay, no Nesterov -> grad_clip 1.0,
+  optimizer.name "sgd", momentum 0.9, weight_decay 0, momentum_dtype "bfloat16".
+- `base_lr=0.03`, `decay_type='cosine'`, `warmup_steps=500` (`utils.
+  create_learning_rate_schedule`: lr x min(1, step / 500) x the cosine from step 500 to
+  the end, down to 0; the first update at step 0) -> optimizer.lr 0.03, lr_base_batch 0,
+  schedule "cosine", warmup_steps 500, warmup_init_lr 0, min_lr 0 (optax's
+  warmup_cosine_decay_schedule: the same lr at every step, tests/train/test_config_values.py).
+- softmax cross-entropy on one-hot labels -> loss "softmax_xent", no smoothing or mixup.
+- train pp (`input_pipeline.get_data`): `sample_distorted_bounding_box` area (0.05, 1),
+  aspect (0.75, 1.33), `tf.image.resize` (bilinear) to 224, flip 0.5, (x - 127.5) / 127.5
+  -> input.scale, input.ratio, interpolation "bilinear", hflip 0.5, mean = std = 0.5, no
+  RandAugment or erasing. Eval pp: the whole image resized to 224 -> crop_pct 1.0,
+  eval_interpolation "bilinear".
+- `eval_every=100`, `progress_every=10`, `checkpoint_every=1_000` -> eval_every,
+  log_every, checkpoint_every. No stochastic depth in vit_jax's Mixer -> drop_path_rate 0.
+
+Remaining differences: (1) vit_jax shuffles through a 50,000-example buffer, ours is a full
+permutation; (2) TF resizes without antialiasing, PIL's bilinear filter widens when it
+downscales (CIFAR is upscaled: the same filter); (3) train.py saves a checkpoint when
+`step % eval_every == 0` (its condition reads eval_every), ours every checkpoint_every; (4)
+float32 here, the TPU's bfloat16 matmul precision there; (5) a checkpoint with the same class
+count keeps its head here (vit_jax always starts the head at zero). The README's result,
+not rerun here (no accelerator): ImageNet-21k Mixer-B/16 -> CIFAR-10 96.82% (4 V100s, 9.6 h).
+
+    python main.py --config=configs/mixer.py:finetune_b16 --workdir=workdirs/mixer_b16_cifar10 \
+        --config.init_from=Mixer-B_16.npz --config.data_dir=/data/tfds
+
+At a higher resolution, the paper's block-diagonal token MLP (init_resample_to_grid) needs
+a grid that is a whole multiple of 14 x 14 patches: 448, not 384 (24 x 24 patches):
+
+    ... --config.image_size=448 --config.init_resample_to_grid=True \
+        --config.model_kwargs.tokens_mlp_dim=1536
+
 `demo`: a tiny Mixer (width 64, 2 blocks, patch 4: 64 tokens) on the 32x32 digits,
 plain AdamW, no mixup:
 
@@ -67,6 +121,7 @@ shared 2-core CPU machine (no accelerator).
 from __future__ import annotations
 
 from configs import common
+from smlp_jax import models
 from smlp_jax.models import mixer
 
 VARIANTS = ("s32", "s16", "b32", "b16", "l32", "l16")
@@ -75,6 +130,8 @@ VARIANTS = ("s32", "s16", "b32", "b16", "l32", "l16")
 def get_config(arg: str = "b16"):
     if arg == "demo":
         return demo_config()
+    if arg.startswith("finetune_"):
+        return finetune_config(arg.removeprefix("finetune_"))
     config = common.variant_config("mixer", arg, VARIANTS)
     config.model = f"mixer_{arg}"
     config.model_kwargs.drop_path_rate = 0.1
@@ -102,6 +159,43 @@ def get_config(arg: str = "b16"):
     config.mixup.mixup_alpha = 0.5
     config.eval_every = 2500
     config.checkpoint_every = 1000
+    config.lock()
+    return common.with_model_defaults(config)
+
+
+def finetune_config(arg: str):
+    """vit_jax's fine-tuning of the released `arg` weights on CIFAR-10 (module docstring)."""
+    released = [v for v in VARIANTS if models.pretrained_cfg(f"mixer_{v}").file_name]
+    if arg not in released:
+        raise ValueError(
+            f"configs/mixer.py: no released weights for finetune_{arg}; use "
+            f"{', '.join('finetune_' + v for v in released)}."
+        )
+    config = common.base_config()
+    config.model = f"mixer_{arg}"
+    config.model_kwargs.drop_path_rate = 0.0
+    config.init_from = models.pretrained_cfg(config.model).file_name  # the release's .npz
+    config.dataset = "cifar10"
+    config.image_size = 224
+    config.input.train_split = "train[:98%]"
+    config.input.eval_split = "test"
+    config.input.scale = (0.05, 1.0)
+    config.input.ratio = (0.75, 1.33)
+    config.input.randaugment = ""
+    config.input.re_prob = 0.0
+    config.input.interpolation = "bilinear"
+    config.input.eval_interpolation = "bilinear"
+    config.input.crop_pct = 1.0
+    config.input.mean = config.input.std = (0.5, 0.5, 0.5)
+    config.batch_size = config.eval_batch_size = 512
+    config.grad_accum_steps = 8
+    config.total_steps = 10_000
+    common.sgd(config, lr=0.03, lr_base_batch=0, momentum_dtype="bfloat16")
+    config.optimizer.warmup_steps = 500
+    config.optimizer.warmup_init_lr = 0.0
+    config.optimizer.min_lr = 0.0
+    config.grad_clip = 1.0
+    config.eval_every, config.log_every, config.checkpoint_every = 100, 10, 1000
     config.lock()
     return common.with_model_defaults(config)
 

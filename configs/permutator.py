@@ -49,6 +49,17 @@ float; (3) seeds (`42 + rank` there) and the sampler's order are not the officia
 The paper reports top-1 81.5 / 82.7 / 83.2 (S/7, M/7, L/7); these configs have not been
 run for 310 epochs here (no accelerator).
 
+`finetune_<variant>` (e.g. `finetune_s7`): the paper's transfer to CIFAR-10, the
+repository's `transfer_learning.py` with its defaults (`common.cifar_transfer` maps each
+setting to its key and names what differs); its backbone group is `net.network` (our stages
+and downsamples), the head the other; `patch_embed` and `norm` are in neither, so never
+updated. The weights: `init_from` "<model>.pth" (the release's file;
+`--config.init_from=PATH`), the head starting fresh (10 classes). CIFAR-100:
+`--config.dataset=cifar100`. Not run here (no accelerator).
+
+    python main.py --config=configs/permutator.py:finetune_s7 --workdir=workdirs/vip_cifar10 \
+        --config.init_from=vip_s7.pth --config.data_dir=/data/tfds
+
 `demo`: a tiny two-stage ViP on 32x32 digits (patch 4: an 8x8 grid with segment_dim 8,
 then 4x4 with segment_dim 4), plain AdamW, no mixup:
 
@@ -69,6 +80,8 @@ DROP_PATH = {"s14": 0.1, "s7": 0.1, "m7": 0.1, "l7": 0.3}
 def get_config(arg: str = "s7"):
     if arg == "demo":
         return demo_config()
+    if arg.startswith("finetune_"):
+        return finetune_config(arg.removeprefix("finetune_"))
     config = common.variant_config("permutator", arg, DROP_PATH)
     config.model = f"vip_{arg}"
     config.model_kwargs.drop_path_rate = DROP_PATH[arg]
@@ -83,6 +96,18 @@ def get_config(arg: str = "s7"):
     config.ema.decay = 0.0
     common.timm_mixup(config, mixup=0.8, cutmix=1.0, smoothing=0.1)
     common.every_epoch(config, 625)  # at batch 2048
+    config.lock()
+    return common.with_model_defaults(config)
+
+
+def finetune_config(arg: str):
+    """The repository's CIFAR-10 transfer of `vip_<arg>` (module docstring)."""
+    config = common.variant_config("permutator", arg, DROP_PATH)
+    config.model = f"vip_{arg}"
+    config.init_from = f"{config.model}.pth"
+    common.cifar_transfer(
+        config, backbone="(stages|downsamples)/.*", frozen=("patch_embed/.*", "norm/.*")
+    )
     config.lock()
     return common.with_model_defaults(config)
 

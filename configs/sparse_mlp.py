@@ -17,6 +17,10 @@ capacity factor 1.25 (`model_kwargs.capacity_factor`).
 Not run for 300 epochs here (no accelerator); the paper's numbers (after MoCo v3
 pre-training) are not comparable to this recipe.
 
+Fine-tuning: the paper fine-tunes after MoCo v3 pre-training, with no official code or
+full settings to follow, so there is no fine-tuning config; `config.init_from` with the
+fine-tuning keys (docs/training.md#fine-tune) applies as to any family.
+
 `demo`: a tiny Sparse-MLP (patch 4 on 32x32, width 128, a Mixer block then a Sparse
 block) on the 5,000 MNIST digits bundled with the package, plain AdamW, no mixup:
 

@@ -40,8 +40,11 @@ dataset, a label space that does not fit the model's class count: one line each)
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -540,3 +543,37 @@ def line(ev: Evaluator, step: int, scalars: dict[str, float]) -> str:
             text += f" relative mCE {_percent(get('relative_mce'))}"
         parts.append(text)
     return " | ".join(parts)
+
+
+RESULTS_FILE = "eval_results.jsonl"
+
+
+def not_written(workdir: str) -> str:
+    """The line `--mode=eval` prints when it evaluates a workdir's own checkpoint: that
+    workdir (a run that may be training) is left as it is; how to get the file."""
+    return (
+        f"results not written: {workdir} is the run's own workdir, left as it is; "
+        f"--config.init_from={workdir} --workdir=OUT writes them to OUT/{RESULTS_FILE}"
+    )
+
+
+def write_results(workdir: str, step: int, source: str, scalars: dict[str, float]) -> str:
+    """Appends `--mode=eval`'s results to `WORKDIR/eval_results.jsonl` (process 0 writes):
+    one JSON object a run, `{"step", "weights" (where they came from), "time" (UTC),
+    "<name>/<metric>": ...}`, so evaluating other weights or evaluators into the same
+    workdir adds lines and keeps the earlier ones. Returns the console line saying where;
+    a workdir it cannot write (eval may read a read-only one) is said in that line, not
+    raised: the results are printed already."""
+    path = Path(workdir) / RESULTS_FILE
+    if jax.process_index() != 0:
+        return f"results appended to {path} by process 0"
+    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    record = {"step": int(step), "weights": str(source), "time": when}
+    record.update({k: float(v) for k, v in sorted(scalars.items())})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as err:
+        return f"results not written to {path}: {err.strerror or err}"
+    return f"results appended to {path}"

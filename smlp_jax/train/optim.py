@@ -1,8 +1,21 @@
-"""The optimiser, read from the config: AdamW with a weight-decay mask, optional clipping.
+"""The optimiser, read from the config: AdamW or SGD with momentum, a weight-decay mask,
+optional clipping.
 
-AdamW here is PyTorch's (`torch.optim.AdamW`, which timm's `create_optimizer` builds):
-decoupled decay `p <- p - lr * wd * p` and the bias-corrected Adam step, which optax's
-`adamw` computes identically. Which parameters decay is `config.optimizer.decay_rule`:
+`config.optimizer.name`:
+
+- "adamw": PyTorch's AdamW (`torch.optim.AdamW`, which timm's `create_optimizer` builds):
+  decoupled decay `p <- p - lr * wd * p` and the bias-corrected Adam step, which optax's
+  `adamw` computes identically.
+- "sgd": SGD with (heavy-ball) momentum, `torch.optim.SGD(momentum=m, dampening=0,
+  nesterov=n, weight_decay=wd)` and `optax.sgd(lr, momentum, nesterov)` alike:
+  `b <- m * b + (g + wd * p)`, `p <- p - lr * b` (Nesterov: `p <- p - lr * (g' + m * b)`).
+  Its weight decay is the L2 term added to the gradient, as torch's, on the parameters
+  the mask below picks; `weight_decay=0` turns it off (vit_jax's fine-tuning).
+  `optimizer.momentum` (0.9; 0 = plain SGD, no buffer), `optimizer.nesterov`,
+  `optimizer.momentum_dtype` (the momentum buffer's dtype: "float32", or "bfloat16" as
+  vit_jax keeps it). `b1`, `b2`, `eps` are AdamW's only.
+
+Which parameters decay is `config.optimizer.decay_rule`:
 
 - "timm": timm's `add_weight_decay` as DeiT/SPACH/Swin use it: no decay for 1-D
   parameters (biases, norm scales and shifts) and for names ending in `bias`; 0-D
@@ -17,7 +30,7 @@ plus `config.optimizer.no_decay`: regular expressions over our '/'-joined parame
 `schedules.py`. Gradient clipping by global norm when `grad_clip > 0`.
 
 Fine-tuning controls, each off by default (and then the optimiser and its state are
-exactly the plain AdamW above):
+exactly the plain optimiser above):
 
 - `optimizer.layer_decay` (BEiT / timm's `param_groups_layer_decay`): a parameter at depth
   d of D (`smlp_jax.models.layer_depth`: stem 0, blocks 1.., head D) updates at
@@ -53,6 +66,7 @@ from smlp_jax.train.state import build_model
 
 __all__ = [
     "DECAY_RULES",
+    "OPTIMIZERS",
     "decay_mask",
     "frozen_mask",
     "keep_frozen",
@@ -64,6 +78,8 @@ __all__ = [
 ]
 
 DECAY_RULES = ("timm", "kernels", "all")
+OPTIMIZERS = ("adamw", "sgd")
+MOMENTUM_DTYPES = ("float32", "bfloat16")
 
 
 def decay_mask(params: Any, rule: str = "timm", no_decay: tuple[str, ...] = ()) -> Any:
@@ -210,31 +226,68 @@ def _labels(freeze: tuple[str, ...]) -> Callable[[Any], Any]:
     return labels
 
 
+def _sgd(opt: Any, schedule: optax.Schedule, mask: Callable[[Any], Any]):
+    """torch's SGD with momentum (module doc): L2 weight decay on the masked parameters
+    added to the gradient (none at weight_decay 0), then `optax.sgd`."""
+    momentum = opt.get("momentum", 0.9)
+    if isinstance(momentum, bool) or not 0.0 <= float(momentum) < 1.0:
+        raise ConfigError(
+            f"config.optimizer.momentum={momentum!r}; use a value in [0, 1) (0.9 is usual; "
+            "0 = plain SGD)."
+        )
+    dtype = opt.get("momentum_dtype", "float32")
+    if dtype not in MOMENTUM_DTYPES:
+        raise ConfigError(
+            f"config.optimizer.momentum_dtype={dtype!r}; use one of {', '.join(MOMENTUM_DTYPES)}."
+        )
+    parts = []
+    if opt.weight_decay:
+        parts.append(optax.add_decayed_weights(opt.weight_decay, mask=mask))
+    parts.append(
+        optax.sgd(
+            schedule,
+            momentum=float(momentum) or None,
+            nesterov=bool(opt.get("nesterov", False)),
+            accumulator_dtype=None if dtype == "float32" else dtype,
+        )
+    )
+    return parts
+
+
 def make_optimizer(
     config: Any, schedule: optax.Schedule, num_classes: int = 10
 ) -> optax.GradientTransformation:
-    """Clipping (optional) then AdamW with the decay mask, from `config.optimizer`; with
-    the fine-tuning controls (module doc) the per-parameter scales and frozen parameters.
-    `num_classes`: the run's (it only decides whether the model has a head)."""
+    """Clipping (optional) then AdamW or SGD with the decay mask, from `config.optimizer`;
+    with the fine-tuning controls (module doc) the per-parameter scales and frozen
+    parameters. `num_classes`: the run's (it only decides whether the model has a head)."""
     opt = config.optimizer
-    if opt.name != "adamw":
-        raise ConfigError(f"config.optimizer.name={opt.name!r}; only 'adamw' is implemented.")
+    if opt.name not in OPTIMIZERS:
+        raise ConfigError(
+            f"config.optimizer.name={opt.name!r}; use one of {', '.join(OPTIMIZERS)}."
+        )
     rule, no_decay = opt.decay_rule, tuple(opt.no_decay)
     decay_mask(jax.numpy.zeros((2, 2)), rule, no_decay)  # bad rule / pattern: fail now
     freeze = tuple(opt.get("freeze", ()) or ())
     parts = []
     if config.grad_clip and config.grad_clip > 0:
         parts.append(optax.clip_by_global_norm(config.grad_clip))
-    parts.append(
-        optax.adamw(
-            schedule,
-            b1=opt.b1,
-            b2=opt.b2,
-            eps=opt.eps,
-            weight_decay=opt.weight_decay,
-            mask=lambda params: decay_mask(params, rule, no_decay),
+
+    def mask(params):
+        return decay_mask(params, rule, no_decay)
+
+    if opt.name == "sgd":
+        parts.extend(_sgd(opt, schedule, mask))
+    else:
+        parts.append(
+            optax.adamw(
+                schedule,
+                b1=opt.b1,
+                b2=opt.b2,
+                eps=opt.eps,
+                weight_decay=opt.weight_decay,
+                mask=mask,
+            )
         )
-    )
     if _layer_decay(opt) is not None or opt.get("lr_mults", ()):
         scales = lr_scales(config, num_classes)
         if any(s != 1.0 for s in scales.values()):

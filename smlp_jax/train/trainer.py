@@ -446,7 +446,8 @@ def weights_to_evaluate(config: Any, workdir: str, setup: Setup, mode: str) -> t
 def evaluate_only(config: Any, workdir: str) -> dict[str, float]:
     """`--mode=eval`: runs every evaluator of `config.evals` (or those `config.eval_only`
     names) on `config.init_from` (our checkpoint or official weights), or else on the latest
-    checkpoint in `workdir`; one console line each."""
+    checkpoint in `workdir`; one console line each. With `init_from`, one line appended to
+    `WORKDIR/eval_results.jsonl` too (`evaluators.write_results`)."""
     compilation_cache.enable(config.compilation_cache_dir)
     setup = build(config)
     suite = evaluators.Suite.create(
@@ -456,6 +457,10 @@ def evaluate_only(config: Any, workdir: str) -> dict[str, float]:
     scalars = evaluate(suite, suite.evaluators, state)
     for text in suite.lines(int(state["step"]), scalars):
         console(f"{source}: {text}")
+    if config.init_from:  # the workdir is this evaluation's own folder
+        console(evaluators.write_results(workdir, int(state["step"]), source, scalars))
+    else:  # a training run's workdir (perhaps training now) is left as it is
+        console(evaluators.not_written(workdir))
     return scalars
 
 

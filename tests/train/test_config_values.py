@@ -1,6 +1,6 @@
 """Every family config resolves to the values it is pinned to: for each variant and `demo`
-of `configs/<family>.py`, the keys whose value differs from `base_config()` (the model's
-hyperparameters, `model_kwargs`, all of them) are exactly those in
+of `configs/<family>.py` and its named configs in EXTRAS, the keys whose value differs
+from `base_config()` (the model's hyperparameters, `model_kwargs`, all of them) are exactly those in
 tests/fixtures/config_values.json, at exactly those values (`repr`: a tuple stays a tuple,
 300 is not 300.0). A helper of `configs/common.py` that moves a family's value fails here;
 a key added to `base_config()` that no family sets does not.
@@ -33,6 +33,13 @@ VARIANTS = {
     "raft_mlp": ("s", "m", "l"),
     "smlpnet": ("t", "s", "b"),
     "sparse_mlp": ("s", "b", "l"),
+}
+# Named configs beside the variants and `demo` (fine-tuning, head-only, linear probe).
+EXTRAS = {
+    "dynamixer": ("finetune_s",),
+    "mixer": ("finetune_b16", "finetune_l16"),
+    "permutator": ("finetune_s7",),
+    "smlpnet": ("finetune_demo", "head_only_demo", "linear_probe_demo"),
 }
 ABSENT = "<absent>"
 
@@ -67,7 +74,7 @@ def snapshot() -> dict[str, dict[str, str]]:
     return {
         f"{family}:{variant}": resolved(family, variant)
         for family, variants in VARIANTS.items()
-        for variant in (*variants, "demo")
+        for variant in (*variants, "demo", *EXTRAS.get(family, ()))
     }
 
 

@@ -301,3 +301,22 @@ def test_several_evaluators_in_one_demo_run(demo_data_dir, tmp_path):
     assert {k.split("/")[0] for k in scalars} == {"digits37", "fewshot"}
     assert scalars["digits37/top1"] == pytest.approx(final["digits37/top1"], abs=1e-6)
     assert scalars["fewshot/full"] == pytest.approx(final["fewshot/full"], abs=1e-6)
+    # ... and appends them to WORKDIR/eval_results.jsonl, one line a run.
+    results = tmp_path / "eval" / "eval_results.jsonl"
+    (line,) = [json.loads(t) for t in results.read_text().splitlines()]
+    # (init_from: the weights go into a fresh state, at step 0)
+    assert line["step"] == 0 and line["weights"] == str(workdir) and "time" in line
+    assert {k: v for k, v in line.items() if "/" in k} == pytest.approx(scalars)
+    trainer.evaluate_only(config, str(tmp_path / "eval"))
+    assert len(results.read_text().splitlines()) == 2
+    # Without init_from, the run's own workdir is evaluated and left as it is.
+    with config.unlocked():
+        config.init_from = ""
+        config.eval_only = "digits37"
+    again = trainer.evaluate_only(config, str(workdir))
+    assert again["digits37/top1"] == pytest.approx(final["digits37/top1"], abs=1e-6)
+    assert not (workdir / "eval_results.jsonl").exists()
+    # A workdir it cannot write (eval may read a read-only one): said in its line, no error.
+    (tmp_path / "a_file").write_text("")
+    line = evaluators.write_results(str(tmp_path / "a_file" / "eval"), 6, "x", scalars)
+    assert line.startswith(f"results not written to {tmp_path / 'a_file' / 'eval'}/eval_results")

@@ -115,6 +115,67 @@ def test_layer_decay_and_lr_mults_scale_each_update():
     assert jax.tree.structure(tx_off.init(params)) == jax.tree.structure(tx_plain.init(params))
 
 
+def test_sgd_with_momentum_is_torchs_sgd():
+    """optimizer.name "sgd": three updates equal torch.optim.SGD's rule written out by hand
+    (global-norm clipping first, L2 decay on the masked parameters added to the gradient,
+    b <- m b + g, p <- p - lr b); weight decay 0 and momentum 0 keep no state at all, and
+    momentum_dtype sets the buffer's dtype."""
+    changes = {"optimizer.name": "sgd", "optimizer.weight_decay": 0.01, "grad_clip": 0.5}
+    config = tiny_config("/unused", **changes)
+    params = state.split(state.build_model(config, 10, 0))[1]
+    tx = optim.make_optimizer(config, optax.constant_schedule(0.1))
+    mask = _leaves(optim.decay_mask(params, "timm"))
+    want, buf = _leaves(params), {}
+    opt_state, got = tx.init(params), params
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        grads = jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), got)
+        flat = _leaves(grads)
+        norm = np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in flat.values()))
+        scale = min(1.0, 0.5 / norm)
+        for name, g in flat.items():
+            g = g * scale + (0.01 * want[name] if mask[name] else 0.0)
+            buf[name] = 0.9 * buf.get(name, 0.0) + g
+            want[name] = want[name] - 0.1 * buf[name]
+        updates, opt_state = jax.jit(tx.update)(grads, opt_state, got)
+        got = optax.apply_updates(got, updates)
+    for name, value in _leaves(got).items():
+        np.testing.assert_allclose(value, want[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    plain = tiny_config(
+        "/unused", **{**changes, "optimizer.momentum": 0.0, "optimizer.weight_decay": 0.0}
+    )
+    assert not [x for x in jax.tree.leaves(optim.make_optimizer(plain, 0.1).init(params)) if x.ndim]
+    bf16 = tiny_config("/unused", **{**changes, "optimizer.momentum_dtype": "bfloat16"})
+    buffers = [x for x in jax.tree.leaves(optim.make_optimizer(bf16, 0.1).init(params)) if x.ndim]
+    assert buffers and {x.dtype for x in buffers} == {np.dtype("bfloat16")}
+
+
+def test_sgd_trains_checkpoints_and_resumes(demo_data_dir, tmp_path):
+    """vit_jax's optimiser settings in a run (SGD, bfloat16 momentum, clipping, 2
+    micro-batches): it trains, its checkpoint holds the bfloat16 buffers, and a resume
+    continues from them."""
+    changes = {
+        "optimizer.name": "sgd",
+        "optimizer.lr": 0.05,
+        "optimizer.weight_decay": 0.0,
+        "optimizer.momentum_dtype": "bfloat16",
+        "grad_clip": 1.0,
+        "grad_accum_steps": 2,
+        "checkpoint_every": 2,
+    }
+    trainer.train_and_evaluate(tiny_config(demo_data_dir, total_steps=2, **changes), str(tmp_path))
+    config = tiny_config(demo_data_dir, total_steps=3, allow_changes="total_steps", **changes)
+    final = trainer.train_and_evaluate(config, str(tmp_path))
+    assert final["step"] == 3 and np.isfinite(final["train/loss"])
+    setup = trainer.build(config)
+    with checkpoint.Checkpointer(str(tmp_path), async_save=False, read_only=True) as ckpt:
+        step, restored, _ = ckpt.restore(setup.abstract)
+    buffers = [v for v in jax.tree.leaves(restored["opt_state"]) if np.ndim(v)]
+    assert (
+        step == 3 and buffers and {np.asarray(v).dtype for v in buffers} == {np.dtype("bfloat16")}
+    )
+
+
 FROZEN = ("stems/.*", "stages/0/.*")
 
 
@@ -157,6 +218,15 @@ def test_frozen_parameters_stay_bit_identical_and_have_no_optimiser_state(demo_d
         ({"optimizer.lr_mults": (("head/.*",),)}, "give (regex, multiplier >= 0) pairs"),
         ({"optimizer.freeze": (".*",)}, "freeze matches every parameter: nothing would train"),
         ({"optimizer.freeze": ("(",)}, "config.optimizer.freeze: bad regular expression"),
+        ({"optimizer.name": "adam"}, "config.optimizer.name='adam'; use one of adamw, sgd."),
+        (
+            {"optimizer.name": "sgd", "optimizer.momentum": 1.0},
+            "config.optimizer.momentum=1.0; use a value in [0, 1)",
+        ),
+        (
+            {"optimizer.name": "sgd", "optimizer.momentum_dtype": "float16"},
+            "config.optimizer.momentum_dtype='float16'; use one of float32, bfloat16.",
+        ),
     ],
 )
 def test_bad_fine_tuning_input_is_one_line_before_training(
