@@ -76,6 +76,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.optimizer.layer_decay = config_dict.placeholder(float)
     config.optimizer.lr_mults = ()
     config.optimizer.freeze = ()
+    # True: the train step normalises with the BatchNorm running statistics (eval mode) and
+    # leaves them unchanged, as a linear probe of a frozen BatchNorm backbone needs; drop
+    # path and the other train-mode behaviour stay. A model without BatchNorm refuses it.
+    config.freeze_batch_stats = False
     # Schedules (smlp_jax.train.schedules): "cosine" | "constant" (per update, optax),
     # "timm_cosine" (timm's CosineLRScheduler), "onecycle" (ConvMixer), "linear" (big_vision).
     config.optimizer.schedule = "cosine"
@@ -144,6 +148,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Start from weights: our workdir/checkpoint dir, or an official file (.pth/.npz).
     config.init_from = ""
     config.init_resample_to_grid = False  # init_from made for another image size (ours or official)
+    # A head whose shape fits: "keep" loads init_from's; "fresh" keeps the model's own head
+    # initialisation (vit_jax restarts the classifier on every transfer). Another class
+    # count always starts fresh.
+    config.init_head = "keep"
 
     # --mode=probe (smlp_jax.train.probe): ridge regression on frozen pooled features,
     # fitted on `train_split` (eval transform), scored on input.eval_split.

@@ -65,9 +65,9 @@ by vit_jax's fine-tuning, google-research/vision_transformer @ c6de1e5:
 - `pretrained_dir`/`model.model_name`.npz -> init_from "Mixer-B_16.npz" (the file name of
   the model's pretrained configuration; download it from gs://mixer_models/imagenet21k or
   imagenet1k, or give `--config.init_from=PATH`).
-- `checkpoint.load_pretrained` puts the new model's head in (vit_jax's Mixer head is
-  zero-initialised) -> ours is zero-initialised and a head of another class count starts
-  fresh.
+- `checkpoint.load_pretrained` always puts the new model's head in (vit_jax's Mixer head
+  is zero-initialised, kernel and bias) -> init_head "fresh": the head starts from our
+  model's own initialisation, zero too (`head_init`), whatever the class count.
 - `dataset='cifar10'`, `pp.train='train[:98%]'`, `pp.test='test'` -> dataset "cifar10",
   input.train_split, input.eval_split.
 - `pp.crop=224` (the presets' 384 is ViT's: vit_jax interpolates ViT's position
@@ -96,8 +96,7 @@ Remaining differences: (1) vit_jax shuffles through a 50,000-example buffer, our
 permutation; (2) TF resizes without antialiasing, PIL's bilinear filter widens when it
 downscales (CIFAR is upscaled: the same filter); (3) train.py saves a checkpoint when
 `step % eval_every == 0` (its condition reads eval_every), ours every checkpoint_every; (4)
-float32 here, the TPU's bfloat16 matmul precision there; (5) a checkpoint with the same class
-count keeps its head here (vit_jax always starts the head at zero). The README's result,
+float32 here, the TPU's bfloat16 matmul precision there. The README's result,
 not rerun here (no accelerator): ImageNet-21k Mixer-B/16 -> CIFAR-10 96.82% (4 V100s, 9.6 h).
 
     python main.py --config=configs/mixer.py:finetune_b16 --workdir=workdirs/mixer_b16_cifar10 \
@@ -175,6 +174,7 @@ def finetune_config(arg: str):
     config.model = f"mixer_{arg}"
     config.model_kwargs.drop_path_rate = 0.0
     config.init_from = models.pretrained_cfg(config.model).file_name  # the release's .npz
+    config.init_head = "fresh"  # load_pretrained's new head: zeros, as ours (head_init)
     config.dataset = "cifar10"
     config.image_size = 224
     config.input.train_split = "train[:98%]"

@@ -3,7 +3,10 @@
 Either source fills the model's parameters and BatchNorm statistics (and the EMA copy);
 the optimiser starts fresh, as for fine-tuning. When the classifier's class count differs
 (fine-tuning on another dataset) the head keeps its fresh initialisation and a line says
-so; every other shape must match.
+so; every other shape must match. `config.init_head` decides a head whose shape fits:
+"keep" (the default) loads it, "fresh" leaves the model's own head initialisation in
+place (vit_jax and RaftMLP's loop restart the classifier on every transfer), with a line
+saying so.
 
 - our checkpoint: a workdir, its `checkpoints/` folder, or one `checkpoints/<step>` folder,
   read by `load_for_init` (the train state only, any sub-tree of it). With
@@ -48,25 +51,47 @@ from smlp_jax.train.checkpoint import (
     first_line,
     newest_restorable,
 )
+from smlp_jax.train.errors import ConfigError
 from smlp_jax.train.metrics import console
 from smlp_jax.train.sharding import path_name
 from smlp_jax.train.state import build_model, head_name, split
+
+INIT_HEADS = ("keep", "fresh")
 
 
 def is_our_checkpoint(path: str) -> bool:
     return Path(path).is_dir()
 
 
+def check_init_head(config: Any) -> None:
+    """`config.init_head` must be one of `INIT_HEADS` (a one-line ConfigError)."""
+    value = config.get("init_head", "keep")
+    if value not in INIT_HEADS:
+        raise ConfigError(
+            f'config.init_head={value!r}; use one of {", ".join(INIT_HEADS)} ("fresh": the '
+            "classifier starts from the model's own initialisation, not init_from's)."
+        )
+
+
+def _fresh_head_line(path: str, head: str, class_count_differs: bool) -> None:
+    why = "class count differs" if class_count_differs else "config.init_head='fresh'"
+    console(f"init_from {path}: {why}; the '{head}' layer starts fresh.")
+
+
 def load_model_weights(config: Any, state: dict, abstract: dict, num_classes: int) -> dict:
     """Returns `state` with params/model_state (and EMA) taken from `config.init_from`."""
     path = config.init_from
+    check_init_head(config)
+    fresh_head = config.get("init_head", "keep") == "fresh"
     if is_our_checkpoint(path) and config.init_resample_to_grid:
-        params, model_state = _from_checkpoint_resampled(config, path, abstract, state["params"])
+        params, model_state = _from_checkpoint_resampled(
+            config, path, abstract, state["params"], fresh_head
+        )
     elif is_our_checkpoint(path):
         head = head_name(config.model)
-        params, model_state = _from_checkpoint(path, abstract, state["params"], head)
+        params, model_state = _from_checkpoint(path, abstract, state["params"], head, fresh_head)
     else:
-        params, model_state = _from_official(config, path, num_classes, abstract, path)
+        params, model_state = _from_official(config, path, num_classes, abstract, path, fresh_head)
     state = {**state, "params": params, "model_state": model_state}
     if "ema" in state:
         state["ema"] = {"params": params, "model_state": model_state}
@@ -194,8 +219,15 @@ class _ShapeMismatch(ValueError):
     pass
 
 
-def _from_checkpoint(path: str, abstract: dict, fresh_params: dict, head: str) -> tuple[dict, dict]:
+def _from_checkpoint(
+    path: str, abstract: dict, fresh_params: dict, head: str, fresh_head: bool = False
+) -> tuple[dict, dict]:
     target = {"params": abstract["params"], "model_state": abstract["model_state"]}
+    headless = {**target, "params": {k: v for k, v in target["params"].items() if k != head}}
+    if fresh_head and head in abstract["params"]:  # config.init_head="fresh"
+        loaded = load_for_init(path, headless, partial=True)
+        _fresh_head_line(path, head, class_count_differs=False)
+        return {**loaded["params"], head: fresh_params[head]}, loaded["model_state"]
     try:
         loaded = load_for_init(path, target, partial=True)
         return loaded["params"], loaded["model_state"]
@@ -204,12 +236,11 @@ def _from_checkpoint(path: str, abstract: dict, fresh_params: dict, head: str) -
             raise
         full_error = err
     # Retry without the head: a checkpoint trained for another class count.
-    headless = {**target, "params": {k: v for k, v in target["params"].items() if k != head}}
     try:
         loaded = load_for_init(path, headless, partial=True)
     except CheckpointError:
         raise full_error from None
-    console(f"init_from {path}: class count differs; the '{head}' layer starts fresh.")
+    _fresh_head_line(path, head, class_count_differs=True)
     return {**loaded["params"], head: fresh_params[head]}, loaded["model_state"]
 
 
@@ -223,7 +254,7 @@ def _saved_weights_target(saved: dict) -> dict:
 
 
 def _from_checkpoint_resampled(
-    config: Any, path: str, abstract: dict, fresh_params: dict
+    config: Any, path: str, abstract: dict, fresh_params: dict, fresh_head: bool = False
 ) -> tuple[dict, dict]:
     """Our checkpoint's weights at their saved shapes, the grid-tied ones resampled to this
     model by variable path (`config.init_resample_to_grid`); a classifier for another
@@ -281,12 +312,12 @@ def _from_checkpoint_resampled(
 
         return jax.tree_util.tree_map_with_path(leaf, like)
 
-    if not head_differs:
+    if not (head_differs or fresh_head):
         params = put("params", abstract["params"])
     else:
         body = {k: v for k, v in abstract["params"].items() if k != head}
         params = {**put("params", body), head: fresh_params[head]}
-        console(f"init_from {path}: class count differs; the '{head}' layer starts fresh.")
+        _fresh_head_line(path, head, class_count_differs=head_differs)
     model_state = put("model_state", abstract["model_state"])
     return params, model_state
 
@@ -316,10 +347,16 @@ def official_head_keys(model: Any, rules: dict, head: str = "head") -> list[str]
 
 
 def _from_official(
-    config: Any, source: Any, num_classes: int, abstract: dict, path: str
+    config: Any,
+    source: Any,
+    num_classes: int,
+    abstract: dict,
+    path: str,
+    fresh_head: bool = False,
 ) -> tuple[dict, dict]:
     """Official weights (`source`: a file, or a state dict read from `path`) into a fresh
-    model of `config`, with a fresh head for another class count."""
+    model of `config`, with a fresh head for another class count (or for any, with
+    `fresh_head`: config.init_head="fresh")."""
     model = build_model(config, num_classes, config.seed)
     family = get_entry(config.model).family
     weights = dict(read_weights(source))
@@ -327,12 +364,14 @@ def _from_official(
     # A head for another class count is swapped for this model's fresh head (in the
     # official layout), so the shape checks of load_pretrained pass for everything else.
     head_keys = set(official_head_keys(model, rules, head_name(config.model)))
-    replaced = []
+    replaced, differs = [], False
     for key, (variable, layout) in rules.items():
         ours = tuple(layout.official_shape(variable.shape))
-        if key in head_keys and key in weights and np.shape(weights[key]) != ours:
-            weights[key] = layout.to_official(np.asarray(variable[...]))
-            replaced.append(key)
+        if key in head_keys and key in weights:
+            differs = differs or np.shape(weights[key]) != ours
+            if fresh_head or np.shape(weights[key]) != ours:
+                weights[key] = layout.to_official(np.asarray(variable[...]))
+                replaced.append(key)
     load_pretrained(
         model,
         weights,
@@ -341,7 +380,8 @@ def _from_official(
         resample_to_grid=config.init_resample_to_grid,
     )
     if replaced:
-        console(f"init_from {path}: class count differs; {', '.join(replaced)} start fresh.")
+        why = "class count differs" if differs else "config.init_head='fresh'"
+        console(f"init_from {path}: {why}; {', '.join(replaced)} start fresh.")
     _, params, _, model_state = split(model)
     put = lambda tree, like: jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), tree, like)
     return put(params, abstract["params"]), put(model_state, abstract["model_state"])

@@ -64,6 +64,7 @@ HARMLESS = (
     "data_dir",
     "init_from",
     "init_resample_to_grid",
+    "init_head",  # like init_from, read only at step 0
     "probe.",
     "evals.",
     "eval_only",

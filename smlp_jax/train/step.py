@@ -12,6 +12,10 @@ train_step(state, batch) -> (state, TrainMetrics, bad_step)
     finite leaves the state unchanged and reports its number in `bad_step`
     (`NO_BAD_STEP` otherwise), so a NaN state never reaches a checkpoint. Parameters that
     `optimizer.freeze` matches take no gradient and are kept bit for bit (`optim`).
+    With `config.freeze_batch_stats` the model's BatchNorm layers run as in eval mode
+    (normalised by the running statistics, which stay bit for bit as they were) while
+    everything else (drop path, augmentation) runs as in training: a linear probe of a
+    frozen BatchNorm backbone.
 
 eval_step(params, model_state, rngs, batch) -> EvalMetrics
     batch adds "mask": (B,) bool; padded examples count nowhere.
@@ -32,7 +36,7 @@ from smlp_jax import data
 from smlp_jax.models.moe import total_aux_loss
 from smlp_jax.train import optim
 from smlp_jax.train.errors import ConfigError
-from smlp_jax.train.state import ModelGraphs, ema_update, rngs_for_step
+from smlp_jax.train.state import ModelGraphs, build_model, ema_update, rngs_for_step
 
 NO_BAD_STEP = jnp.iinfo(jnp.int32).max
 _MIXUP_TAG, _MODEL_TAG, _AUGMENT_TAG = 0, 1, 2
@@ -75,6 +79,19 @@ def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     return softmax_xent if name == "softmax_xent" else sigmoid_xent
 
 
+def check_freeze_batch_stats(config: Any, num_classes: int) -> None:
+    """`config.freeze_batch_stats` on a model without BatchNorm statistics is a one-line
+    ConfigError (it would do nothing). Abstract: nothing is allocated."""
+    if not config.get("freeze_batch_stats", False):
+        return
+    model = nnx.eval_shape(lambda: build_model(config, num_classes, 0))
+    if not jax.tree.leaves(nnx.state(model, nnx.BatchStat)):
+        raise ConfigError(
+            f"config.freeze_batch_stats=True but {config.model} has no BatchNorm statistics "
+            "to freeze; set it to False."
+        )
+
+
 def _model_state_after(model: nnx.Module) -> dict:
     return nnx.to_pure_dict(nnx.split(model, nnx.Param, nnx.RngState, ...)[3])
 
@@ -98,6 +115,7 @@ def make_train_step(
     task_loss = loss_function(config.loss)
     # Frozen parameters (optimizer.freeze): no gradient, and kept bit for bit.
     freeze = tuple(config.optimizer.get("freeze", ()) or ())
+    freeze_batch_stats = bool(config.get("freeze_batch_stats", False))
     data.check_mixup_mode(mix.mode, float(mix.cutmix_alpha))
     augment = (plan or data.input_plan.plan(config)).device_function()
 
@@ -109,6 +127,8 @@ def make_train_step(
         if freeze:
             params = optim.stop_frozen_gradients(params, freeze)
         model = nnx.merge(graphs.train, params, rngs, model_state)
+        if freeze_batch_stats:  # BatchNorm on its running statistics, which it then keeps
+            model.set_attributes(use_running_average=True, raise_if_not_found=False)
         logits = model(images).astype(jnp.float32)
         loss = task_loss(logits, targets)
         if aux_loss_weight:  # MoE load balancing (0 for models without MoE layers)
@@ -178,6 +198,8 @@ def make_train_step(
         }
         if ema_decay:
             new["ema"] = ema_update(state["ema"], new["params"], model_state, ema_decay)
+            if freeze_batch_stats:  # the average of unchanged statistics is themselves
+                new["ema"]["model_state"] = state["ema"]["model_state"]
         # Keep the old state on a non-finite step (the loop stops at its next check).
         keep = {k: state[k] for k in new}
         new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, keep)

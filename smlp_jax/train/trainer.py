@@ -57,6 +57,7 @@ from smlp_jax.train.state import (
 )
 from smlp_jax.train.step import (
     NO_BAD_STEP,
+    check_freeze_batch_stats,
     loss_function,
     make_train_step,
 )
@@ -129,6 +130,8 @@ def build(config: Any) -> Setup:
     mesh = sharding.make_mesh(config.mesh)
     check_batch_sizes(config, mesh)
     model_check(config, info.num_classes)
+    init_from.check_init_head(config)
+    check_freeze_batch_stats(config, info.num_classes)
     loss_function(config.loss)  # an unknown loss name fails here, before any state exists
     data.check_mixup_mode(config.mixup.mode, float(config.mixup.cutmix_alpha))
     data.check_loading(config.input)

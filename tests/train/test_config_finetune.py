@@ -118,3 +118,31 @@ def test_cifar_transfer_groups_and_schedule(family, variant, backbone, frozen):
         want = 2e-4 + (0.01 - 2e-4) * (1 + np.cos(np.pi * epoch / 60)) / 2
         for k in (0, steps_per_epoch - 1):
             assert float(lr(epoch * steps_per_epoch + k)) == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("family", "variant"), [("mixer", "finetune_b16"), ("raft_mlp", "finetune_s")]
+)
+def test_transfer_configs_restart_the_head(family, variant):
+    """vit_jax puts a new (zero) head in; RaftMLP's `initialize` pops the classifier."""
+    assert official_config(family, variant).init_head == "fresh"
+
+
+def test_raft_mlp_finetune_is_its_ignite_schedule():
+    """okojoalg/raft-mlp `libs/train.py` for the finetune yamls: LinearCyclicalScheduler
+    0 -> 1e-4 over the first half of a 2 x 10-epoch cycle, then CosineAnnealingScheduler
+    1e-4 -> 1e-5 over 40 epochs, per iteration (195 an epoch: 50,000 // 256, drop_last),
+    as ignite computes them; AdamW over every parameter at weight decay 1e-4."""
+    config = official_config("raft_mlp", "finetune_s")
+    spe = 50_000 // 256
+    lr = schedules.learning_rate_schedule(config, 50 * spe, spe)
+    warm, cos = 10 * spe, 40 * spe
+    for it in [0, 1, 7, warm // 2, warm - 1, warm, warm + 1, warm + cos // 3, 50 * spe - 1]:
+        if it < warm:  # ignite: start + (end - start) * (1 - |2 t / cycle - 1|), cycle 2 warm
+            want = 1e-4 * (1 - abs(2 * it / (2 * warm) - 1))
+        else:  # ignite: start + (end - start) / 2 * (1 - cos(pi * t / cycle))
+            t = it - warm
+            want = 1e-4 + (1e-5 - 1e-4) / 2 * (1 - np.cos(np.pi * t / cos))
+        assert float(lr(it)) == pytest.approx(want, rel=1e-4, abs=1e-12), it  # float32
+    assert config.optimizer.name == "adamw" and config.optimizer.decay_rule == "all"
+    assert config.optimizer.weight_decay == 1e-4 and config.optimizer.lr_base_batch == 0

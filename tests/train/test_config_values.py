@@ -39,6 +39,7 @@ EXTRAS = {
     "dynamixer": ("finetune_s",),
     "mixer": ("finetune_b16", "finetune_l16"),
     "permutator": ("finetune_s7",),
+    "raft_mlp": ("finetune_s", "finetune_m", "finetune_l"),
     "smlpnet": ("finetune_demo", "head_only_demo", "linear_probe_demo"),
 }
 ABSENT = "<absent>"

@@ -270,3 +270,65 @@ def test_the_finetune_demo_config_starts_from_a_demo_checkpoint(trained_demo_run
     # smallest layer-decay rate); a fresh one is far from it.
     moved, other = (float(np.abs(x - stems[0]).max()) for x in (stems[1], fresh["stems/0/kernel"]))
     assert moved < 0.1 * other, (moved, other)
+
+
+def test_frozen_batch_stats_stay_bit_identical_in_a_run(demo_data_dir, trained_demo_run, tmp_path):
+    """3 steps of a head-only run with freeze_batch_stats: the saved BatchNorm statistics
+    equal the initial ones bit for bit (a run without it moves them: the tiny run's)."""
+    changes = {"optimizer.freeze": ("(?!head/).*",), "freeze_batch_stats": True}
+    config = tiny_config(demo_data_dir, total_steps=3, checkpoint_every=0, **changes)
+    trainer.train_and_evaluate(config, str(tmp_path))
+    setup = trainer.build(config)
+    initial = _leaves(trainer.create_state(setup.make_state, setup.shardings)["model_state"])
+    with checkpoint.Checkpointer(str(tmp_path), async_save=False, read_only=True) as ckpt:
+        step, restored, _ = ckpt.restore(setup.abstract)
+    stats = _leaves(restored["model_state"])
+    assert step == 3 and stats.keys() == initial.keys() and len(stats) > 4
+    for name, value in stats.items():
+        assert np.array_equal(value.view(np.uint32), initial[name].view(np.uint32)), name
+    source, tiny = trained_demo_run
+    with checkpoint.Checkpointer(str(source), async_save=False, read_only=True) as ckpt:
+        restored = ckpt.restore(trainer.build(tiny_config(demo_data_dir)).abstract)[1]
+    moved = _leaves(restored["model_state"])
+    assert any(not np.array_equal(moved[n], v) for n, v in initial.items())
+
+
+@pytest.mark.parametrize("freeze_batch_stats", [True, False])
+def test_frozen_batch_stats_train_on_the_eval_mode_loss(demo_data_dir, freeze_batch_stats):
+    """One jitted train step on a random batch: with freeze_batch_stats its loss is the
+    eval-mode model's cross-entropy and the statistics come back unchanged; without it,
+    the loss is the train-mode (batch statistics) one and the statistics move."""
+    config = tiny_config(demo_data_dir, freeze_batch_stats=freeze_batch_stats)
+    setup = trainer.build(config)
+    state0 = trainer.create_state(setup.make_state, setup.shardings)
+    images = jax.random.normal(jax.random.key(0), (8, 16, 16, 3)) * 2.0 + 0.5
+    batch = {"image": images, "label": np.arange(8, dtype=np.int32) % 10}
+
+    def xent(graph):
+        model = nnx.merge(graph, state0["params"], state0["rngs"], state0["model_state"])
+        logits = model(images)
+        return float(optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean())
+
+    eval_loss, train_mode_loss = xent(setup.graphs.eval), xent(setup.graphs.train)
+    assert abs(eval_loss - train_mode_loss) > 1e-3  # the two modes differ on this batch
+    before = _leaves(state0["model_state"])  # copied out: the step donates the state
+    step = trainer.make_train_step(
+        config, setup.graphs, setup.tx, setup.schedule, setup.info.num_classes, setup.plan
+    )
+    state1, metrics, _ = jax.jit(step, donate_argnums=(0,))(state0, batch)
+    loss = float(metrics.compute()["loss"])
+    after = _leaves(state1["model_state"])
+    same = [np.array_equal(after[n].view(np.uint32), before[n].view(np.uint32)) for n in before]
+    if freeze_batch_stats:
+        assert loss == pytest.approx(eval_loss, rel=1e-6, abs=1e-6) and all(same)
+    else:
+        assert loss == pytest.approx(train_mode_loss, rel=1e-6, abs=1e-6) and not any(same)
+
+
+def test_frozen_batch_stats_without_batchnorm_is_one_line(demo_data_dir, tmp_path, capsys):
+    config = demo_config("mixer", {"data_dir": demo_data_dir, "freeze_batch_stats": True})
+    assert cli.run(config, str(tmp_path)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert "config.freeze_batch_stats=True but mixer_s16 has no BatchNorm statistics" in err
+    assert not (tmp_path / "checkpoints").exists()
