@@ -39,7 +39,7 @@ from smlp_jax.models.hparams import (
     Int,
     per_stage,
 )
-from smlp_jax.models.initializers import trunc_normal_init
+from smlp_jax.models.initializers import ones, trunc_normal_init, zeros
 from smlp_jax.models.layers import (
     DropPath,
     Linear,
@@ -70,8 +70,8 @@ class GroupNorm1(nnx.Module):
     """
 
     def __init__(self, num_features: int, *, epsilon: float = 1e-5, dtype=jnp.float32):
-        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.scale = nnx.Param(ones((num_features,)))
+        self.bias = nnx.Param(zeros((num_features,)))
         self.epsilon = epsilon
         self.dtype = dtype
 

@@ -42,7 +42,7 @@ from smlp_jax.models.hparams import (
     Int,
     per_stage,
 )
-from smlp_jax.models.initializers import split, trunc_normal_init
+from smlp_jax.models.initializers import split, trunc_normal_init, zeros
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -98,7 +98,7 @@ def _linear(in_features: int, out_features: int, key: Array, *, use_bias=True, d
     layer.dtype = dtype
     layer.kernel = nnx.Param(trunc_normal_init(0.02)(key, (in_features, out_features)))
     if use_bias:
-        layer.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
+        layer.bias = nnx.Param(zeros((out_features,)))
     return layer
 
 

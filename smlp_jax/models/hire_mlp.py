@@ -45,7 +45,7 @@ from smlp_jax.models.hparams import (
     Int,
     per_stage,
 )
-from smlp_jax.models.initializers import trunc_normal_init
+from smlp_jax.models.initializers import trunc_normal_init, zeros
 from smlp_jax.models.layers import (
     BatchNorm,
     DropPath,
@@ -98,7 +98,7 @@ class Conv2d(nnx.Module):
     ):
         shape = (kernel_size, kernel_size, in_channels, out_channels)
         self.kernel = nnx.Param(INIT(rngs.params(), shape))
-        self.bias = nnx.Param(jnp.zeros((out_channels,), jnp.float32))
+        self.bias = nnx.Param(zeros((out_channels,)))
         self.stride = stride
         self.padding = padding
         self.dtype = dtype

@@ -139,3 +139,15 @@ def split(key: Array, num: int) -> list[Array]:
     data = np.asarray(jax.random.key_data(jax.random.split(key, 8)))[:num]
     impl = jax.random.key_impl(key)
     return [jax.random.wrap_key_data(jax.device_put(d), impl=impl) for d in data]
+
+
+def zeros(shape: Sequence[int]) -> Array:
+    """float32 zeros of `shape`, put on the device without a program to compile
+    (`jnp.zeros` compiles a broadcast per shape outside `jit`; under a trace this is a
+    constant, so keep it for biases and norms, not large kernels)."""
+    return jax.device_put(np.zeros(tuple(shape), np.float32))
+
+
+def ones(shape: Sequence[int]) -> Array:
+    """float32 ones of `shape`, as `zeros`."""
+    return jax.device_put(np.ones(tuple(shape), np.float32))

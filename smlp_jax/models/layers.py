@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from smlp_jax.models import backend, depthwise, lean_vjp, macs, xla_cpu
-from smlp_jax.models.initializers import torch_uniform_init
+from smlp_jax.models.initializers import ones, torch_uniform_init, zeros
 
 Array = jax.Array
 
@@ -82,7 +82,7 @@ class Linear(nnx.Module):
             bias = init(rngs.params(), (out_features,)) if use_bias else None
         else:
             self.kernel = nnx.Param(kernel_init(rngs.params(), shape))
-            bias = jnp.zeros((out_features,), jnp.float32) if use_bias else None
+            bias = zeros((out_features,)) if use_bias else None
         self.bias = nnx.Param(bias) if use_bias else None
         self.dtype = dtype
 
@@ -204,10 +204,10 @@ class BatchNorm(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ):
         del rngs  # deterministic init; kept for a uniform constructor signature
-        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
-        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
-        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+        self.scale = nnx.Param(ones((num_features,)))
+        self.bias = nnx.Param(zeros((num_features,)))
+        self.mean = nnx.BatchStat(zeros((num_features,)))
+        self.var = nnx.BatchStat(ones((num_features,)))
         self.epsilon = epsilon
         self.momentum = momentum
         self.use_running_average = use_running_average
@@ -253,8 +253,8 @@ class LayerNorm(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ):
         del rngs
-        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.scale = nnx.Param(ones((num_features,)))
+        self.bias = nnx.Param(zeros((num_features,)))
         self.epsilon = epsilon
         self.dtype = dtype
 

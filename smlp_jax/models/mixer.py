@@ -25,7 +25,7 @@ from flax import nnx
 
 from smlp_jax.models.features import FeatureInterface, feature_specs
 from smlp_jax.models.hparams import BLOCKS, DROP_PATH_RATE, PATCH, WIDTH, Bool, Hyper, Int
-from smlp_jax.models.initializers import lecun_normal_init
+from smlp_jax.models.initializers import lecun_normal_init, zeros
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -173,7 +173,7 @@ class MlpMixer(FeatureInterface, nnx.Module):
         )
         stem_shape = (patch_size, patch_size, in_chans, hidden_dim)
         self.stem.kernel = nnx.Param(lecun_normal_init()(rngs.params(), stem_shape))
-        self.stem.bias = nnx.Param(jnp.zeros((hidden_dim,), jnp.float32))
+        self.stem.bias = nnx.Param(zeros((hidden_dim,)))
         self.blocks = nnx.List(
             [
                 MixerBlock(
