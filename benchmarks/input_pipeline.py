@@ -18,6 +18,9 @@ augmentation; the device-side augmentation <= 10% of the train step. Usage:
 
   python benchmarks/input_pipeline.py [--workers 0 1 2] [--images 96] [--batches 12]
 
+`--shared-memory both --rounds N` times the pipeline with `input.shared_memory` off and on
+in alternating order, N rounds, and prints medians (`--pipeline-only`: that table alone).
+
 An sMLPNet-T train step consumes thousands of 224 images per second on a modern GPU, so the
 "per worker" column says how many host cores one accelerator needs.
 """
@@ -136,8 +139,10 @@ def time_pipeline(
     batches: int,
     threads: int,
     on_device: str = "",
+    shared_memory: bool = True,
 ) -> float:
-    """Images/s of create_train_iterator after a warm-up batch (worker start-up excluded)."""
+    """Images/s of create_train_iterator after a warm-up batch (worker start-up excluded);
+    `shared_memory`: `input.shared_memory` (workers stack batches into shared memory)."""
     config = ml_collections.ConfigDict(
         dict(dataset=f"folder:{root}", data_dir=None, image_size=224, batch_size=batch,
              eval_batch_size=batch, seed=0)
@@ -146,6 +151,7 @@ def time_pipeline(
     config.input.num_workers = workers
     config.input.num_threads = threads
     config.input.on_device = on_device
+    config.input.shared_memory = shared_memory
     iterator = data.create_train_iterator(config, process_index=0, process_count=1)
     next(iterator)
     start = time.perf_counter()
@@ -165,40 +171,74 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="threads per worker")
     parser.add_argument("--repeats", type=int, default=2, help="passes for the stage timing")
     parser.add_argument("--no-train-step", action="store_true", help="skip the train step")
+    parser.add_argument(
+        "--shared-memory",
+        choices=("on", "off", "both"),
+        default="on",
+        help="input.shared_memory for worker processes; both: off and on interleaved",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="pipeline rounds (medians)")
+    parser.add_argument("--pipeline-only", action="store_true", help="only the grain table")
     args = parser.parse_args()
     flags.FLAGS.mark_as_parsed()  # grain worker processes read absl flags
     with tempfile.TemporaryDirectory() as root:
         make_jpeg_folder(root, args.images)
         print(f"{args.images} JPEGs of sizes {sorted(set(SIZES))}, cpus: {os.cpu_count()}, "
               f"load average: {os.getloadavg()[0]:.1f}")  # fmt: skip
-        print("\nper-example transform, one thread:")
-        print(f"| {'stage':<50} | wall ms/img | img/s | CPU ms/img | img/CPU-s |")
-        print(f"|{'-' * 52}|------------:|------:|-----------:|----------:|")
-        for name, wall, cpu in time_stages(root, args.repeats):
-            rates = f"{1000 / wall:5.0f} | {cpu:10.2f} | {1000 / cpu:9.0f}"
-            print(f"| {name:<50} | {wall:11.2f} | {rates} |")
-        augment_ms, resize_ms, step_ms = time_device_side(args.batch, not args.no_train_step)
-        device = jax.devices()[0].device_kind
-        print(f"\ndevice side ({device}), batch {args.batch} of 224 crops:")
-        print("| device augmentation ms/batch | crop resize ms/batch | sMLPNet-T train step ms "
-              "| fraction (augmentation / + resize) |")  # fmt: skip
-        print("|--:|--:|--:|--:|")
-        fraction = (
-            f"{augment_ms / step_ms:.1%} / {(augment_ms + resize_ms) / step_ms:.1%}"
-            if step_ms
-            else "-"
-        )
-        step = f"{step_ms:.0f}" if step_ms else "-"
-        print(f"| {augment_ms:.1f} | {resize_ms:.1f} | {step} | {fraction} |", flush=True)
-        print(f"\ngrain pipeline, batch {args.batch}, {args.threads} thread(s) per worker:")
-        print("| workers | on_device | img/s | img/s per worker process |\n|--:|--|--:|--:|")
+        if not args.pipeline_only:
+            print_stages_and_device_side(root, args)
+        print_pipeline(root, args)
+
+
+def print_pipeline(root: str, args: argparse.Namespace) -> None:
+    """The grain table: img/s per worker count and placement, the median of `--rounds`
+    rounds; with `--shared-memory both`, off and on alternate, and which goes first too, so
+    that a shared machine's load falls on both alike."""
+    settings = {"on": (True,), "off": (False,), "both": (False, True)}[args.shared_memory]
+    rates: dict[tuple, list[float]] = {}
+    for round_ in range(args.rounds):
         for workers in args.workers:
             for on_device in data.input_plan.ON_DEVICE:
-                rate = time_pipeline(
-                    root, workers, args.batch, args.batches, args.threads, on_device
-                )
-                per = rate / max(workers, 1)
-                print(f"| {workers} | {on_device or 'none'} | {rate:.0f} | {per:.0f} |", flush=True)
+                order = settings if round_ % 2 == 0 else settings[::-1]
+                for shared in order if workers else order[:1]:
+                    rate = time_pipeline(
+                        root, workers, args.batch, args.batches, args.threads, on_device, shared
+                    )
+                    rates.setdefault((workers, on_device, shared), []).append(rate)
+                    print(f"  round {round_}: {workers} workers, {on_device or 'none'}, "
+                          f"shared memory {shared}: {rate:.0f} img/s, "
+                          f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    print(f"\ngrain pipeline, batch {args.batch}, {args.threads} thread(s) per worker, "
+          f"median of {args.rounds} round(s):")  # fmt: skip
+    print("| workers | on_device | shared memory | img/s | img/s per worker process | rounds |")
+    print("|--:|--|--|--:|--:|--|")
+    for (workers, on_device, shared), values in rates.items():
+        rate = float(np.median(values))
+        shm = ("on" if shared else "off") if workers else "-"
+        every = ", ".join(f"{v:.0f}" for v in values)
+        print(f"| {workers} | {on_device or 'none'} | {shm} | {rate:.0f} | "
+              f"{rate / max(workers, 1):.0f} | {every} |")  # fmt: skip
+
+
+def print_stages_and_device_side(root: str, args: argparse.Namespace) -> None:
+    """The per-example stage table and the device-side table."""
+    print("\nper-example transform, one thread:")
+    print(f"| {'stage':<50} | wall ms/img | img/s | CPU ms/img | img/CPU-s |")
+    print(f"|{'-' * 52}|------------:|------:|-----------:|----------:|")
+    for name, wall, cpu in time_stages(root, args.repeats):
+        rates = f"{1000 / wall:5.0f} | {cpu:10.2f} | {1000 / cpu:9.0f}"
+        print(f"| {name:<50} | {wall:11.2f} | {rates} |")
+    augment_ms, resize_ms, step_ms = time_device_side(args.batch, not args.no_train_step)
+    device = jax.devices()[0].device_kind
+    print(f"\ndevice side ({device}), batch {args.batch} of 224 crops:")
+    print("| device augmentation ms/batch | crop resize ms/batch | sMLPNet-T train step ms "
+          "| fraction (augmentation / + resize) |")  # fmt: skip
+    print("|--:|--:|--:|--:|")
+    fraction = "-"
+    if step_ms:
+        fraction = f"{augment_ms / step_ms:.1%} / {(augment_ms + resize_ms) / step_ms:.1%}"
+    step = f"{step_ms:.0f}" if step_ms else "-"
+    print(f"| {augment_ms:.1f} | {resize_ms:.1f} | {step} | {fraction} |", flush=True)
 
 
 if __name__ == "__main__":

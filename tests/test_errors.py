@@ -277,3 +277,69 @@ def test_predict_refuses_npz_weights_of_another_model_in_one_line(tmp_path):
     assert _one_line(err).startswith(
         "error: mixer_s16: the weights do not fit the model: missing key(s) 'blocks.1."
     )
+
+
+# --- Issue 32's bad input: loading settings that cannot work, refused before a checkpoint ---
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (
+            {"input.num_workers": "CORES+1"},
+            "error: config.input.num_workers={more}, but this process may use {cores} CPU "
+            "core(s); use 0 (decode in this process) to {cores}, or -1 to choose from the cores.",
+        ),
+        (
+            {"input.prefetch": 0},
+            "error: config.input.prefetch=0: batches buffered per worker must be at least 1.",
+        ),
+        (
+            # 28-px digits, a 20-px canvas: every image would be resized on the host.
+            {
+                "input.preset": "imagenet",
+                "input.on_device": "resize_and_augment",
+                "input.resize_max": 20,
+            },
+            "error: config.input.resize_max=20 is below the dataset's largest image side (28 "
+            "px), so those images would be resized on the host; raise config.input.resize_max "
+            "to 28 or use config.input.on_device='augment'.",
+        ),
+    ],
+    ids=["workers_above_cores", "prefetch_0", "padded_below_the_images"],
+)
+def test_loading_that_cannot_work_is_one_line_before_any_checkpoint(
+    tmp_path, demo_data_dir, changes, expected
+):
+    from tests.train.tiny import main_command
+
+    cores = _cores()
+    changes = {k: cores + 1 if v == "CORES+1" else v for k, v in changes.items()}
+    rc, out, err, _ = _run(main_command(tmp_path / "run", demo_data_dir, **changes))
+    assert (rc, out) == (1, "")
+    assert _one_line(err) == expected.format(more=cores + 1, cores=cores)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_prepared_dataset_missing_its_info_is_one_line_before_any_checkpoint(
+    tmp_path, demo_data_dir
+):
+    from tests.train.tiny import grey_class_folder, main_command
+
+    copy = grey_class_folder(tmp_path / "copy")  # a folder's layout, but no prepare_data info
+    rc, out, err, _ = _run(
+        main_command(tmp_path / "run", demo_data_dir, dataset=f"prepared:{copy}")
+    )
+    assert (rc, out) == (1, "")
+    assert _one_line(err) == (
+        f"error: prepared:{copy} has no smlp_prepared.json, which prepare_data writes last: the "
+        "copy is not a finished one; prepare it again (python -m smlp_jax.tools.prepare_data "
+        f"folder:SOURCE --out {copy} --max-side 512) or train on it as folder:{copy}."
+    )
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -50,6 +50,10 @@ def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
     cfg.num_workers = -1
     cfg.num_threads = 2  # threads per worker, each building whole batches
     cfg.prefetch = 2  # batches buffered per worker
+    # Worker processes stack each batch straight into shared memory (grain's
+    # SharedMemoryArray) as their last op, instead of stacking it and then copying it there:
+    # one copy of every batch fewer (pipeline.py). False: grain's own copy, as before.
+    cfg.shared_memory = True
     cfg.shuffle = True
     # Repeated augmentation (DeiT's RASampler, smlp_jax/data/repeated_aug.py): each image
     # `repeated_aug` times an epoch (0 = off; DeiT/SPACH: 3), over `repeated_aug_replicas`

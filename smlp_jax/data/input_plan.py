@@ -150,7 +150,8 @@ def plan(config: Any, max_image_side: int | None = None) -> InputPlan:
     (`DatasetInfo.max_image_side`). With "resize_and_augment" the padded canvas P is sized
     to the data: the train size with the "simple" preset (the host resizes whole images
     anyway), else the longest image side (at least the train size) when known, capped by
-    `resize_max`: 28-px digits travel as 32 x 32, not 640 x 640.
+    `resize_max`: 28-px digits travel as 32 x 32, not 640 x 640. A declared side above
+    `resize_max` is refused (the host would resize those images, the work this plan moves).
     """
     cfg = config.input.to_dict() if hasattr(config.input, "to_dict") else dict(config.input)
     for key in ("scale", "ratio", "mean", "std"):  # a config rebuilt from JSON has lists
@@ -168,5 +169,12 @@ def plan(config: Any, max_image_side: int | None = None) -> InputPlan:
         if cfg["preset"] == "simple":
             padded = size
         elif max_image_side:
-            padded = min(padded, max(int(max_image_side), size))
+            if int(max_image_side) > padded:
+                raise DataError(
+                    f"config.input.resize_max={padded} is below the dataset's largest image "
+                    f"side ({int(max_image_side)} px), so those images would be resized on the "
+                    f"host; raise config.input.resize_max to {int(max_image_side)} or use "
+                    "config.input.on_device='augment'."
+                )
+            padded = max(int(max_image_side), size)
     return InputPlan(on_device, size, padded, cfg)

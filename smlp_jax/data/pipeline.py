@@ -6,8 +6,9 @@ seeded shuffle, reshuffled every epoch -> decode + train transforms, each exampl
 (with `input.repeated_aug`, the indices are DeiT's repeated-augmentation order instead,
 this process's rows of each global batch, and examples are seeded by (seed, position in
 the global stream): see repeated_aug.py) ->
-optional worker processes (`grain` mp_prefetch). Batching happens before the workers split
-the work, so batch t is the same whatever the number of workers or threads.
+optional worker processes (`grain` mp_prefetch; with `input.shared_memory` each stacks its
+batches straight into shared memory: `_stack_into_shared_memory`). Batching happens before
+the workers split the work, so batch t is the same whatever the number of workers or threads.
 Yields {"image": float32 (b, S, S, 3), "label": int32 (b,)}. Its state is the batch
 position (JSON), so a restored run sees exactly the batches it would have seen.
 
@@ -32,6 +33,7 @@ import grain
 import jax
 import numpy as np
 from absl import flags
+from grain.multiprocessing import SharedMemoryArray
 
 from smlp_jax.data import input_plan, repeated_aug, sources, transforms
 from smlp_jax.data.base import DataError
@@ -245,6 +247,8 @@ def _to_iterable(dataset: grain.MapDataset, cfg: dict) -> grain.IterDataset:
         # user's own loop) they are unparsed, and the defaults are what we want.
         if not flags.FLAGS.is_parsed():
             flags.FLAGS.mark_as_parsed()
+        if _stacks_in_shared_memory(cfg):
+            iterable = iterable.map(_stack_into_shared_memory)
         iterable = iterable.mp_prefetch(
             grain.MultiprocessingOptions(
                 num_workers=workers,
@@ -252,6 +256,39 @@ def _to_iterable(dataset: grain.MapDataset, cfg: dict) -> grain.IterDataset:
             )
         )
     return iterable
+
+
+def _stacks_in_shared_memory(cfg: dict) -> bool:
+    """Whether worker processes stack batches straight into shared memory
+    (`input.shared_memory`, with at least one worker)."""
+    return bool(cfg["shared_memory"]) and worker_count(cfg) > 0
+
+
+def _batch_function(cfg: dict):
+    """The batch op's function: grain's stacking (None), or with `_stacks_in_shared_memory`
+    the examples kept apart (`list`), stacked by `_stack_into_shared_memory` instead."""
+    return list if _stacks_in_shared_memory(cfg) else None
+
+
+def _stack_into_shared_memory(examples: list[dict]) -> dict:
+    """A batch's examples -> the batch, each array stacked straight into shared memory.
+
+    The worker's last op before grain's mp_prefetch, which then sends the
+    `SharedMemoryArray` by its name instead of copying the batch into a new block (the
+    trainer process maps it either way). grain's own switch, `enable_shared_memory_output`,
+    stacks in the batch op, before the worker's read-ahead threads: the blocks buffered
+    there when a worker stops (close, resume) stay in /dev/shm until the program exits.
+    """
+    batch = {}
+    for key in examples[0]:
+        first = np.asarray(examples[0][key])
+        values = [example[key] for example in examples]
+        if first.dtype.hasobject or first.size == 0:
+            batch[key] = np.stack(values)
+        else:
+            out = SharedMemoryArray((len(examples), *first.shape), first.dtype)
+            batch[key] = np.stack(values, out=out)
+    return batch
 
 
 def repeated_aug_replicas(config) -> int:
@@ -313,7 +350,7 @@ def create_train_iterator(config, *, process_index=None, process_count=None) -> 
             global_position,
         )
     )
-    batches = examples.batch(batch, drop_remainder=True)
+    batches = examples.batch(batch, drop_remainder=True, batch_fn=_batch_function(cfg))
     return TrainIterator(batches, cfg, batch, epoch_size, source.name)
 
 
@@ -408,4 +445,5 @@ def create_eval_iterator(
             int(config.image_size),
         )
     )
-    return EvalIterable(examples.batch(batch), cfg, num_batches, source.name)
+    batches = examples.batch(batch, batch_fn=_batch_function(cfg))
+    return EvalIterable(batches, cfg, num_batches, source.name)

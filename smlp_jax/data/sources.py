@@ -1,14 +1,15 @@
 """Where images come from: one config string picks a random-access source of encoded images.
 
 `config.dataset` is "demo" (the bundled MNIST digits, built offline into a tfds ArrayRecord
-set), "folder:/path" (one subfolder per class) or a tensorflow-datasets name. Every source
+set), "folder:/path" (one subfolder per class), "prepared:/path" (a folder's copy written by
+`prepare_data`, data/prepared.py) or a tensorflow-datasets name. Every source
 yields `(encoded_image_bytes, label, name)` for an index, so decoding and transforms are the
 same code for all of them; `name` identifies the example in warnings.
 """
 
 from __future__ import annotations
 
-from smlp_jax.data import folder_source
+from smlp_jax.data import folder_source, prepared
 from smlp_jax.data.base import (
     DEMO_NAME,
     FOLDER_PREFIX,
@@ -35,6 +36,13 @@ __all__ = [
 def open_split(config, split: str) -> ImageSource:
     """The source of `split` ("train", "test", "val", tfds slices ...) for config.dataset."""
     dataset = str(config.dataset)
+    if dataset.startswith(prepared.PREFIX):
+        return prepared.open_prepared_split(
+            dataset[len(prepared.PREFIX) :],
+            split,
+            val_fraction=float(config.input.val_fraction),
+            val_split_seed=int(config.input.val_split_seed),
+        )
     if dataset.startswith(FOLDER_PREFIX):
         return folder_source.open_folder_split(
             dataset[len(FOLDER_PREFIX) :],
@@ -62,7 +70,7 @@ def eval_split(config) -> str:
     if config.input.eval_split:
         return str(config.input.eval_split)
     dataset = str(config.dataset)
-    if dataset.startswith(FOLDER_PREFIX):
+    if dataset.startswith((FOLDER_PREFIX, prepared.PREFIX)):
         return "val"
     if dataset == DEMO_NAME:
         return "test"

@@ -84,12 +84,20 @@ def test_a_plan_that_cannot_run_is_one_data_error(on_device, changes, expected):
 def test_the_padded_canvas_is_sized_to_the_data():
     """With "resize_and_augment", images travel padded to what the data needs: the train
     size for the simple preset (the host resizes whole images), the longest declared image
-    side (at least the train size), else `resize_max`."""
+    side (at least the train size), else `resize_max`; a declared side above `resize_max`
+    is refused in one line."""
     config = _config("resize_and_augment")
     assert data.input_plan.plan(config).padded == 96  # sizes unknown: resize_max
     assert data.input_plan.plan(config, max_image_side=28).padded == 32  # at least S
     assert data.input_plan.plan(config, max_image_side=60).padded == 60
-    assert data.input_plan.plan(config, max_image_side=4000).padded == 96  # capped
+    assert data.input_plan.plan(config, max_image_side=96).padded == 96
+    with pytest.raises(data.DataError) as err:
+        data.input_plan.plan(config, max_image_side=4000)
+    assert str(err.value) == (
+        "config.input.resize_max=96 is below the dataset's largest image side (4000 px), so "
+        "those images would be resized on the host; raise config.input.resize_max to 4000 or "
+        "use config.input.on_device='augment'."
+    )
     simple = _config("resize_and_augment", preset="simple")
     assert data.input_plan.plan(simple, max_image_side=4000).padded == 32
     assert data.input_plan.plan(_config("augment"), max_image_side=28).padded == 0

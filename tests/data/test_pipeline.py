@@ -116,20 +116,59 @@ def test_train_state_is_validated(tiny_data_dir, state, complaint):
     assert iterator.get_state() == good
 
 
-def test_worker_processes_give_the_same_batches_and_resume_across_worker_counts(demo_data_dir):
-    config = make_config("demo", demo_data_dir, preset="imagenet")
+@pytest.mark.parametrize("shared_memory", [True, False])
+def test_worker_processes_give_the_same_batches_and_resume_across_worker_counts(
+    demo_data_dir, shared_memory
+):
+    """With `input.shared_memory` (workers stack batches straight into shared memory) or
+    without, worker processes give the in-process batches, resumed mid-stream, and the
+    same eval batches."""
+    config = make_config("demo", demo_data_dir, preset="imagenet", eval_batch_size=96)
     in_process = data.create_train_iterator(config, process_index=0, process_count=1)
     expected = _take(in_process, 4)
-    workers = make_config("demo", demo_data_dir, preset="imagenet", **{"input.num_workers": 2})
+    workers = make_config(
+        "demo",
+        demo_data_dir,
+        preset="imagenet",
+        eval_batch_size=96,
+        **{"input.num_workers": 2, "input.shared_memory": shared_memory},
+    )
     parallel = data.create_train_iterator(workers, process_index=0, process_count=1)
     parallel.set_state({"step": 1, "skipped_epoch": 0, "skipped_total": 0})
     try:
         for want, got in zip(expected[1:], _take(parallel, 3)):
-            np.testing.assert_array_equal(want["image"], got["image"])
-            np.testing.assert_array_equal(want["label"], got["label"])
+            assert set(got) == set(want)
+            for key in want:
+                assert got[key].dtype == want[key].dtype, key
+                np.testing.assert_array_equal(want[key], got[key])
         assert parallel.get_state()["step"] == 4
     finally:
         parallel.close()
+    evaluation = list(data.create_eval_iterator(config, process_index=0, process_count=1))
+    parallel_eval = data.create_eval_iterator(workers, process_index=0, process_count=1)
+    for want, got in zip(evaluation, parallel_eval, strict=True):
+        assert set(got) == set(want)
+        for key in want:
+            assert got[key].dtype == want[key].dtype, key
+            np.testing.assert_array_equal(want[key], got[key])
+
+
+def test_batches_are_stacked_into_shared_memory_as_grain_stacks_them():
+    from grain.multiprocessing import SharedMemoryArray
+
+    from smlp_jax.data import pipeline
+
+    rng = np.random.default_rng(0)
+    examples = [
+        {"image": rng.random((4, 4, 3), np.float32), "label": np.int32(i), "_skipped": 0}
+        for i in range(3)
+    ]
+    batch = pipeline._stack_into_shared_memory(examples)
+    for key in examples[0]:
+        want = np.stack([e[key] for e in examples])
+        assert isinstance(batch[key], SharedMemoryArray) and batch[key].dtype == want.dtype
+        np.testing.assert_array_equal(batch[key], want)
+        batch[key].unlink_on_del()  # the owner frees the block (the trainer process does)
 
 
 @pytest.mark.parametrize("process_count", [1, 3])
