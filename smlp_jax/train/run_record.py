@@ -57,6 +57,7 @@ HARMLESS = (
     "input.num_workers",
     "input.num_threads",
     "input.prefetch",
+    "input.shared_memory",
     "mesh.",
     "sharding",
     "fsdp_min_size",
