@@ -42,7 +42,7 @@ from smlp_jax.models.hparams import (
     Int,
     per_stage,
 )
-from smlp_jax.models.initializers import split, trunc_normal_init, zeros
+from smlp_jax.models.initializers import split, trunc_normal_init
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -84,6 +84,10 @@ VARIANTS = {
 }
 
 
+# The official `_init_weights` for every nn.Linear.
+INIT = trunc_normal_init(0.02)
+
+
 def _linear(in_features: int, out_features: int, key: Array, *, use_bias=True, dtype) -> Linear:
     """A `Linear` initialised as the official `_init_weights` (timm's `trunc_normal_`,
     std 0.02) with a zero bias.
@@ -91,24 +95,14 @@ def _linear(in_features: int, out_features: int, key: Array, *, use_bias=True, d
     Takes a key rather than `rngs`: the modules below split one key per block, since each
     `rngs` draw costs far more than a split when the model is traced (`nnx.eval_shape`).
     """
-    # The structure only: PyTorch's default init would be drawn and thrown away.
-    layer = nnx.eval_shape(
-        lambda: Linear(in_features, out_features, use_bias=use_bias, rngs=nnx.Rngs(0))
+    return Linear(
+        in_features, out_features, use_bias=use_bias, kernel_init=INIT, dtype=dtype, key=key
     )
-    layer.dtype = dtype
-    layer.kernel = nnx.Param(trunc_normal_init(0.02)(key, (in_features, out_features)))
-    if use_bias:
-        layer.bias = nnx.Param(zeros((out_features,)))
-    return layer
 
 
 def _mlp(in_features: int, hidden: int, out_features: int, key: Array, *, dtype) -> Mlp:
     """`layers.Mlp` (Linear -> GELU -> Linear) with the official init."""
-    mlp = nnx.eval_shape(lambda: Mlp(in_features, hidden, out_features, rngs=nnx.Rngs(0)))
-    key1, key2 = split(key, 2)
-    mlp.fc1 = _linear(in_features, hidden, key1, dtype=dtype)
-    mlp.fc2 = _linear(hidden, out_features, key2, dtype=dtype)
-    return mlp
+    return Mlp(in_features, hidden, out_features, kernel_init=INIT, dtype=dtype, key=key)
 
 
 class DynaMixerOp(nnx.Module):

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from smlp_jax.models import backend, depthwise, lean_vjp, macs, xla_cpu
-from smlp_jax.models.initializers import ones, torch_uniform_init, zeros
+from smlp_jax.models.initializers import ones, split, torch_uniform_init, zeros
 
 Array = jax.Array
 
@@ -62,7 +62,8 @@ class Linear(nnx.Module):
     """Dense layer `(..., in_features) -> (..., out_features)` with PyTorch's init.
 
     `kernel_init` (e.g. `trunc_normal_init(0.02)`) replaces it for models whose official
-    code re-initialises its Linears; the bias is then zero.
+    code re-initialises its Linears; the bias is then zero. With `key`, `kernel_init` draws
+    from that key instead of from `rngs` (a family that splits one key per block).
     """
 
     def __init__(
@@ -73,15 +74,18 @@ class Linear(nnx.Module):
         use_bias: bool = True,
         kernel_init=None,
         dtype=jnp.float32,
-        rngs: nnx.Rngs,
+        rngs: nnx.Rngs | None = None,
+        key: Array | None = None,
     ):
         init = torch_uniform_init(in_features)
         shape = (in_features, out_features)
+        if key is not None and kernel_init is None:
+            raise ValueError("Linear(key=...) draws with kernel_init; give one.")
         if kernel_init is None:
             self.kernel = nnx.Param(init(rngs.params(), shape))
             bias = init(rngs.params(), (out_features,)) if use_bias else None
         else:
-            self.kernel = nnx.Param(kernel_init(rngs.params(), shape))
+            self.kernel = nnx.Param(kernel_init(rngs.params() if key is None else key, shape))
             bias = zeros((out_features,)) if use_bias else None
         self.bias = nnx.Param(bias) if use_bias else None
         self.dtype = dtype
@@ -299,7 +303,8 @@ class DropPath(nnx.Dropout):
 
 
 class Mlp(nnx.Module):
-    """`(..., C) -> Linear(C, hidden) -> GELU -> Linear(hidden, C_out)`."""
+    """`(..., C) -> Linear(C, hidden) -> GELU -> Linear(hidden, C_out)`. With `key`, the
+    two layers draw `kernel_init` from its split in two (see `Linear`)."""
 
     def __init__(
         self,
@@ -309,12 +314,14 @@ class Mlp(nnx.Module):
         *,
         kernel_init=None,
         dtype=jnp.float32,
-        rngs: nnx.Rngs,
+        rngs: nnx.Rngs | None = None,
+        key: Array | None = None,
     ):
         out_features = out_features or in_features
+        keys = split(key, 2) if key is not None else (None, None)
         kw = dict(kernel_init=kernel_init, dtype=dtype, rngs=rngs)
-        self.fc1 = Linear(in_features, hidden_features, **kw)
-        self.fc2 = Linear(hidden_features, out_features, **kw)
+        self.fc1 = Linear(in_features, hidden_features, key=keys[0], **kw)
+        self.fc2 = Linear(hidden_features, out_features, key=keys[1], **kw)
 
     def __call__(self, x: Array) -> Array:
         return self.fc2.after_gelu(self.fc1(x))
