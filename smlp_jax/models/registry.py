@@ -72,6 +72,19 @@ def register_model(
             f"{', '.join(undeclared)}; add them to its HYPERPARAMETERS (smlp_jax.models.hparams)."
         )
     hparams.check(name, ranges, {**_constructor_defaults(build), **defaults})
+    timm_name = pretrained_cfg.timm_architecture if pretrained_cfg else ""
+    twin = next(
+        (
+            other.name
+            for other in _REGISTRY.values()
+            if timm_name
+            and other.pretrained_cfg
+            and other.pretrained_cfg.timm_architecture == timm_name
+        ),
+        None,
+    )
+    if twin:  # a timm Hub folder names one architecture: it must build one model
+        raise ValueError(f"{name}: timm's {timm_name!r} is already {twin!r}'s timm name")
     _REGISTRY[name] = ModelEntry(name, family, build, dict(defaults), pretrained_cfg, official_args)
 
 

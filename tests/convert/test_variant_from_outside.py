@@ -112,5 +112,12 @@ def test_timm_folders_of_its_timm_name_are_read_as_it(registered, tmp_path):
     assert found.model_args == {"alpha": 2, "dim": 16, "image_size": 64}
 
 
+def test_a_second_variant_with_the_same_timm_name_is_refused(registered):
+    """A timm Hub folder names one architecture; two variants claiming it would make the
+    one it builds depend on registration order."""
+    with pytest.raises(ValueError, match="already 'smlpnet_test_tiny'"):
+        register_model(NAME + "_twin", family="smlpnet", build=SMLPNet, pretrained_cfg=CFG, dim=8)
+
+
 def test_the_registry_is_restored():
     assert NAME not in smlp_jax.list_models()
