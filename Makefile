@@ -28,7 +28,7 @@ install-dev: $(VENV)/.installed-dev
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -n $(WORKERS) --durations=15 tests
+	$(PY) -m pytest -q -n $(WORKERS) --dist worksteal --durations=15 tests
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format --check .
