@@ -81,8 +81,7 @@ def _fresh_head_line(path: str, head: str, class_count_differs: bool) -> None:
 def load_model_weights(config: Any, state: dict, abstract: dict, num_classes: int) -> dict:
     """Returns `state` with params/model_state (and EMA) taken from `config.init_from`."""
     path = config.init_from
-    check_init_head(config)
-    fresh_head = config.get("init_head", "keep") == "fresh"
+    fresh_head = config.get("init_head", "keep") == "fresh"  # checked by the trainer's build
     if is_our_checkpoint(path) and config.init_resample_to_grid:
         params, model_state = _from_checkpoint_resampled(
             config, path, abstract, state["params"], fresh_head
