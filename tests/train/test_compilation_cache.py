@@ -7,6 +7,7 @@ is one warning and a run without the cache. The suite itself runs with the cache
 """
 
 import os
+import re
 import warnings
 
 import jax
@@ -25,10 +26,13 @@ def test_a_second_run_loads_the_train_step_from_the_cache(demo_data_dir, tmp_pat
         out = run_main(tmp_path / name, demo_data_dir, **run)
         assert out.returncode == 0, out.stderr[-3000:]
         (lines[name],) = [x for x in out.stdout.splitlines() if x.startswith("train step ")]
-    assert lines["first"].startswith("train step compiled and run once in "), lines
-    assert lines["second"].startswith(
-        "train step loaded from the compilation cache and run once in "
-    ), lines
+    # Ready apart from the first run, with what the time went to.
+    number = r"\d+\.\d"
+    first = rf"train step compiled in {number}s \(tracing {number}s, lowering {number}s, "
+    assert re.fullmatch(first + rf"XLA {number}s\), then run once in {number}s", lines["first"])
+    second = first.replace("compiled", "loaded from the compilation cache")
+    ending = rf"reading the cache {number}s\), then run once in {number}s"
+    assert re.fullmatch(second + ending, lines["second"]), lines
     names = {p.name.split("-")[0] for p in cache.iterdir()}
     # The state init and train steps (each compiles in over MIN_COMPILE_TIME_SECS), the
     # eval step when it does too (host-dependent: under these fast-compile flags it may
@@ -100,6 +104,23 @@ def test_cache_hits_counts_the_compiles_inside_the_with(tmp_path):
         compilation_cache.enable("")
     assert (first.requests, first.hits, first.loaded) == (1, 0, False)
     assert (second.requests, second.hits, second.loaded) == (1, 1, True)
+    # Each call's phases are timed: traced, lowered, then compiled or read from the cache.
+    for hits in (first, second):
+        assert set(hits.phases()) == {"tracing", "lowering", "XLA"}
+        assert all(seconds > 0 for seconds in hits.phases().values()), hits.phases()
+        assert hits.ready_at is not None
+    assert first.read_seconds == 0 < second.read_seconds <= second.phases()["XLA"]
+    assert "compiled in " in first.describe(0.0) and "XLA" in first.describe(0.0)
+    assert "loaded from the compilation cache in " in second.describe(0.0)
+    assert "reading the cache" in second.describe(0.0)
+
+
+def test_phase_spans_are_counted_once_when_they_nest():
+    # An inner jit traced inside an outer one reports a span inside the outer's.
+    union = compilation_cache._union_seconds
+    assert union([]) == 0.0
+    assert union([(0.0, 4.0), (1.0, 2.0)]) == 4.0  # nested
+    assert union([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)]) == 4.0  # overlapping, then apart
 
 
 @pytest.mark.parametrize("value", ["", None])
