@@ -1,8 +1,9 @@
 """Where images come from: one config string picks a random-access source of encoded images.
 
 `config.dataset` is "demo" (the bundled MNIST digits, built offline into a tfds ArrayRecord
-set), "folder:/path" (one subfolder per class), "prepared:/path" (a folder's copy written by
-`prepare_data`, data/prepared.py) or a tensorflow-datasets name. Every source
+set), "folder:/path" (one subfolder per class), "prepared:/path" (a copy written by
+`prepare_data` of a folder, as a folder, or of a tfds dataset, as ArrayRecord shards;
+data/prepared.py) or a tensorflow-datasets name. Every source
 yields `(encoded_image_bytes, label, name)` for an index, so decoding and transforms are the
 same code for all of them; `name` identifies the example in warnings.
 """
@@ -70,7 +71,9 @@ def eval_split(config) -> str:
     if config.input.eval_split:
         return str(config.input.eval_split)
     dataset = str(config.dataset)
-    if dataset.startswith((FOLDER_PREFIX, prepared.PREFIX)):
+    if dataset.startswith(prepared.PREFIX):
+        return prepared.default_eval_split(dataset[len(prepared.PREFIX) :])
+    if dataset.startswith(FOLDER_PREFIX):
         return "val"
     if dataset == DEMO_NAME:
         return "test"

@@ -7,9 +7,14 @@ builder, which needs TensorFlow and usually downloads: install the optional extr
 `pip install '.[prepare]'`. ImageNet cannot be downloaded automatically: put
 ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in --manual_dir.
 
-`folder:PATH --out NEW --max-side 512 [--quality 90]` writes a copy of an image folder with
-each image's longer side capped, as JPEG, and an info file recording what was done
-(smlp_jax/data/prepared.py); train on it as `--config.dataset=prepared:NEW`.
+`NAME --out NEW --max-side 512 [--quality 90] [--splits train validation]` writes a copy
+of a tfds dataset that is already prepared (or `demo`) as ArrayRecord shards in NEW, each
+image's longer side capped, as JPEG: one record an image, its label as a little-endian int64
+then the JPEG bytes, a new shard every `--shard-mb` MB (default 1024), encoded by `--workers`
+processes (default: this process's cores). `folder:PATH --out NEW --max-side 512` writes such
+a copy of an image folder, as a folder. Either way NEW/smlp_prepared.json, written last,
+records what was done (smlp_jax/data/prepared.py); train on the copy as
+`--config.dataset=prepared:NEW`.
 
 Training never runs this itself; an unprepared dataset is an error that prints this command.
 """
@@ -21,6 +26,7 @@ import importlib.util
 import os
 import sys
 
+from smlp_jax.data import config as data_config
 from smlp_jax.data import prepared, sources
 from smlp_jax.errors import UserError
 
@@ -70,6 +76,47 @@ def prepare_folder(name: str, out: str | None, max_side: int | None, quality: in
     )
 
 
+def prepare_tfds_copy(
+    name: str,
+    out: str,
+    max_side: int | None,
+    quality: int,
+    splits: list[str] | None,
+    data_dir: str | None,
+    shard_mb: int,
+    workers: int,
+) -> str:
+    """tfds `name` -> its prepared array_record copy in `out` (data/prepared.py); a line
+    that describes what was written."""
+    if not max_side:
+        raise sources.DataError(
+            f"{name} --out {out}: a copy has each image's longer side capped; give --max-side "
+            "(e.g. 512)."
+        )
+    info = prepared.write_tfds_copy(
+        name,
+        out,
+        max_side,
+        quality,
+        splits=splits,
+        data_dir=data_dir,
+        shard_bytes=shard_mb << 20,
+        workers=workers,
+    )
+    counts = "; ".join(
+        f"{split}: {c['images']} images in {len(c['shards'])} shard"
+        f"{'' if len(c['shards']) == 1 else 's'}, {c['resized']} resized, {c['re-encoded']} "
+        f"re-encoded, {c['copied']} copied"
+        for split, c in info["splits"].items()
+    )
+    skipped = f"; {len(info['unreadable'])} unreadable skipped" if info["unreadable"] else ""
+    return (
+        f"Prepared {name} in {os.path.abspath(out)} as array_record (longer side <= "
+        f"{max_side}, JPEG quality {quality}; {counts}{skipped}): train on it with "
+        f"--config.dataset={prepared.PREFIX}{os.path.abspath(out)}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -77,13 +124,40 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data_dir", default=None, help="tfds data dir (config.data_dir)")
     parser.add_argument("--manual_dir", default=None, help="manually downloaded archives")
-    parser.add_argument("--out", default=None, help="folder:PATH: the new folder of the copy")
-    parser.add_argument("--max-side", type=int, default=None, help="folder:PATH: longer side cap")
-    parser.add_argument("--quality", type=int, default=90, help="folder:PATH: JPEG quality")
+    parser.add_argument("--out", default=None, help="a capped copy: its new folder")
+    parser.add_argument("--max-side", type=int, default=None, help="a copy: longer side cap")
+    parser.add_argument("--quality", type=int, default=90, help="a copy: JPEG quality")
+    parser.add_argument(
+        "--splits", nargs="+", default=None, help="a tfds copy: its splits (default: all)"
+    )
+    parser.add_argument("--shard-mb", type=int, default=None, help="a tfds copy: MB a shard")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="a tfds copy: processes that encode (default: this process's cores)",
+    )
     args = parser.parse_args(argv)
+    # The tfds copy's own options mean nothing elsewhere: say so rather than ignore them.
+    tfds_copy = bool(args.out) and not args.name.startswith(sources.FOLDER_PREFIX)
+    stray = [f"--{k.replace('_', '-')}" for k in ("splits", "shard_mb", "workers")
+             if getattr(args, k) is not None]  # fmt: skip
+    if stray and not tfds_copy:
+        what = "a folder copy" if args.out else "building a tfds dataset (no --out)"
+        print(f"error: {' '.join(stray)} only apply to a tfds copy (NAME --out DST "
+              f"--max-side N), not to {what}.", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.shard_mb is None:
+        args.shard_mb = 1024
+    if args.workers is None:
+        args.workers = data_config.usable_cores()
     try:
         if args.name.startswith(sources.FOLDER_PREFIX):
             print(prepare_folder(args.name, args.out, args.max_side, args.quality))
+            return 0
+        if args.out:
+            copy_args = (args.splits, args.data_dir, args.shard_mb, args.workers)
+            print(prepare_tfds_copy(args.name, args.out, args.max_side, args.quality, *copy_args))
             return 0
         path = prepare(args.name, args.data_dir, args.manual_dir)
     except UserError as error:
