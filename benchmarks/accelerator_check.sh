@@ -12,7 +12,11 @@
 #    jax rows (benchmarks/trace_account.py reads them). $PEER_ARGS are added to its args.
 # 2. XLA flag A/B (smlp_jax/tools/xla_flags.py GPU_CANDIDATES): sMLPNet-T's jax row, one
 #    process per candidate flag, against the defaults (skipped with --tiny or past budget).
-# 3. benchmarks/accelerator_check.py with what is left: fp32 rows, the depthwise paths,
+# 3. benchmarks/end_to_end.py (20% of the budget, kept free by step 2): main.py with
+#    sMLPNet-T's full recipe on generated ImageNet-like JPEGs, batch 128, host augmentation
+#    and device resize, the default worker count (all cores but two) and in-process: img/s
+#    and input wait against the step alone (skipped with --tiny; CI runs its own smoke test).
+# 4. benchmarks/accelerator_check.py with what is left: fp32 rows, the depthwise paths,
 #    device augmentation, the grain input pipeline.
 # Each writes its JSON and table after every row, under $OUT (default
 # benchmarks/results), and skips rows past its share; one JAX persistent compilation
@@ -47,10 +51,11 @@ timeout "$PEER" "$PY" benchmarks/peer_check.py --out "$OUT/peer_check" \
   --models smlpnet_b smlpnet_t mixer_b16 convmixer_768_32 ${PEER_ARGS:-} \
   || { status=$?; echo "peer_check.py exited with status $status" >&2; }
 
-# 2. XLA flags, one process each (XLA reads XLA_FLAGS at start-up)
+# 2. XLA flags, one process each (XLA reads XLA_FLAGS at start-up), leaving step 3's share
+E2E=$((BUDGET * 20 / 100))
 if ((${#TINY[@]} == 0)); then
   for name in $("$PY" -c "from smlp_jax.tools import xla_flags as x; print(*x.GPU_CANDIDATES)"); do
-    if (($(left) < 120)); then echo "flags: no time left for $name" >&2; break; fi
+    if (($(left) < E2E + 120)); then echo "flags: no time left for $name" >&2; break; fi
     flag=$("$PY" -c "from smlp_jax.tools import xla_flags as x; print(x.GPU_CANDIDATES['$name'])")
     XLA_FLAGS="${XLA_FLAGS:-} $flag" timeout $(($(left) - 60)) "$PY" benchmarks/peer_check.py \
       --out "$OUT/flags/$name" --models smlpnet_t --jax-forms default --no-torch \
@@ -58,7 +63,15 @@ if ((${#TINY[@]} == 0)); then
   done
 fi
 
-# 3. the earlier accelerator check with what is left
+# 3. end to end: main.py on a JPEG folder (rows that would start past 70% of its share skipped)
+if ((${#TINY[@]} == 0)) && (($(left) > 90)); then
+  timeout $((E2E < $(left) ? E2E : $(left))) "$PY" benchmarks/end_to_end.py \
+    --out "$OUT/end_to_end" --workers -1 0 --modes "" resize_and_augment \
+    --batch 128 --steps 24 --images 512 --budget $((E2E * 70 / 100)) \
+    || echo "end_to_end.py: status $?" >&2
+fi
+
+# 4. the earlier accelerator check with what is left
 LEFT=$(left)
 if ((LEFT < 60)); then
   echo "no time left for accelerator_check.py (budget $BUDGET s)" >&2

@@ -12,6 +12,11 @@ the step would give with a free input.
     python benchmarks/end_to_end.py [--workers 0 1 2] [--steps 8] [--batch 32] [--images 400]
     python benchmarks/end_to_end.py --tiny      # a smoke run: small model, 64 px
     python benchmarks/end_to_end.py --modes "" augment     # some input plans only
+    python benchmarks/end_to_end.py --workers 0 -1 --budget 200     # -1: the default count
+
+`--workers -1` is `config.input.num_workers`'s default (chosen from the usable cores; the
+row names the count it chose). With `--budget`, a row that would start after that many
+seconds is recorded as skipped (the prepared GPU run, benchmarks/accelerator_check.sh).
 
 Each row is one `main.py` process; the JAX compilation cache is kept in the output folder so
 the rows after the first skip most of the compiling.
@@ -34,6 +39,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import input_pipeline  # noqa: E402  (ImageNet-like sizes)
+
+from smlp_jax.data import config as data_config  # noqa: E402
 
 LARGE = ((1200, 900), (900, 1200), (1600, 1067), (1024, 768))  # one image in ten
 MODES = ("", "augment", "resize_and_augment")
@@ -95,6 +102,8 @@ def run(root: str, out: Path, on_device: str, workers: int, args) -> dict:
     start = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - start
+    if workers == -1:  # the default count, as the run chose it (data/config.py)
+        workers = f"-1 ({data_config.worker_count({'num_workers': -1})})"
     if result.returncode != 0:
         return {"on_device": on_device or "none", "workers": workers, "error": result.stderr[-500:]}
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -120,19 +129,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=list(MODES), help="input.on_device values")
     parser.add_argument("--tiny", action="store_true", help="small model at 64 px (smoke run)")
     parser.add_argument("--out", default=None, help="folder for runs and results (a temp dir)")
+    parser.add_argument("--budget", type=float, default=None, help="seconds; later rows skipped")
     args = parser.parse_args(argv)
     out = Path(args.out or tempfile.mkdtemp(prefix="end_to_end_"))
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as root:
         make_folder(root, args.images)
         print("| input.on_device | workers | img/s | input wait | step alone img/s | wall s |")
         print("|--|--:|--:|--:|--:|--:|", flush=True)
         for workers in args.workers:
             for on_device in args.modes:
-                row = run(root, out, on_device, workers, args)
+                if args.budget is not None and time.perf_counter() - start > args.budget:
+                    row = {"on_device": on_device or "none", "workers": workers, "skipped": True}
+                else:
+                    row = run(root, out, on_device, workers, args)
                 rows.append(row)
                 (out / "end_to_end.json").write_text(json.dumps(rows, indent=1))  # every row
+                workers = row["workers"]
+                if row.get("skipped"):
+                    print(f"| {row['on_device']} | {workers} | skipped (past --budget) |")
+                    continue
                 if "error" in row:
                     print(f"| {row['on_device']} | {workers} | error: {row['error'][-200:]!r} |")
                     continue
