@@ -180,11 +180,12 @@ def test_sigkill_in_saves_sigterm_and_damaged_checkpoint_resume_exactly(demo_dat
     # SIGKILL while step 20's save is written in the background (training is at step 21 or later).
     killed_in = 20 if _kill_during_save(runs["killed"], killed, 20, logged=21) else None
     _interrupt_after(runs["preempted"], preempted, 33, signal.SIGTERM)
-    # Should that save have finished just before the kill, the next ones are tried.
+    # Should that save have finished just before the kill (on a loaded machine a step can
+    # outlast a save), the next ones are tried, killed as soon as their save is in flight.
     for step in (30, 40):
         if killed_in is None:
             runs["killed"] = _start(killed, demo_data_dir, cache, f"retry{step}")
-            if _kill_during_save(runs["killed"], killed, step, logged=step + 1):
+            if _kill_during_save(runs["killed"], killed, step, logged=step - 1):
                 killed_in = step
     if killed_in is None:
         pytest.fail("every save finished before its SIGKILL landed: nothing was tested")
