@@ -42,7 +42,7 @@ from smlp_jax.models.hparams import (
     Int,
     per_stage,
 )
-from smlp_jax.models.initializers import split, trunc_normal_init
+from smlp_jax.models.initializers import next_key, split, trunc_normal_init
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -177,7 +177,7 @@ class VisionBlock(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.norm1 = LayerNorm(dim, epsilon=1e-5, dtype=dtype)
-        attn_key, mlp_key = split(rngs.params(), 2)
+        attn_key, mlp_key = split(next_key(rngs.params), 2)
         # `attn` is the official name of the mixing branch.
         self.attn = DynaMixerBlock(dim, resolution, num_head, reduced_dim, attn_key, dtype=dtype)
         self.norm2 = LayerNorm(dim, epsilon=1e-5, dtype=dtype)

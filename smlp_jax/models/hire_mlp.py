@@ -45,7 +45,7 @@ from smlp_jax.models.hparams import (
     Int,
     per_stage,
 )
-from smlp_jax.models.initializers import trunc_normal_init, zeros
+from smlp_jax.models.initializers import next_key, trunc_normal_init, zeros
 from smlp_jax.models.layers import (
     BatchNorm,
     DropPath,
@@ -97,7 +97,7 @@ class Conv2d(nnx.Module):
         rngs: nnx.Rngs,
     ):
         shape = (kernel_size, kernel_size, in_channels, out_channels)
-        self.kernel = nnx.Param(INIT(rngs.params(), shape))
+        self.kernel = nnx.Param(INIT(next_key(rngs.params), shape))
         self.bias = nnx.Param(zeros((out_channels,)))
         self.stride = stride
         self.padding = padding

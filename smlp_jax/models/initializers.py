@@ -130,6 +130,21 @@ def lecun_normal_init() -> Initializer:
     return init
 
 
+def next_key(stream) -> Array:
+    """The next key of an `nnx.RngStream`, what `stream()` returns: `fold_in(key, count)`,
+    then the count advanced by one, as flax 0.12 draws it (same keys, same order). The
+    count is set whole (`set_value`), not by index as flax does: under a trace (the sharded
+    state init, a train step's DropPath) flax's indexed set asks the traced count for its
+    sharding, and the error message JAX builds for that walks the whole jaxpr traced so far,
+    so a model's draws cost time quadratic in its size (2.1 s of sMLPNet-T's state init in
+    main.py)."""
+    stream.count._check_can_update()  # flax's own check (e.g. inside a transform it forbids)
+    count = stream.count[...]
+    key = jax.random.fold_in(stream.key[...], count)
+    stream.count.set_value(count + 1)
+    return key
+
+
 def split(key: Array, num: int) -> list[Array]:
     """`list(jax.random.split(key, num))`, bit for bit, for `num` <= 8: drawn as a split in
     8 and cut on the host (element i of a split depends only on the key and i, as for the

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from smlp_jax.models import backend, depthwise, lean_vjp, macs, xla_cpu
-from smlp_jax.models.initializers import ones, split, torch_uniform_init, zeros
+from smlp_jax.models.initializers import next_key, ones, split, torch_uniform_init, zeros
 
 Array = jax.Array
 
@@ -82,10 +82,12 @@ class Linear(nnx.Module):
         if key is not None and kernel_init is None:
             raise ValueError("Linear(key=...) draws with kernel_init; give one.")
         if kernel_init is None:
-            self.kernel = nnx.Param(init(rngs.params(), shape))
-            bias = init(rngs.params(), (out_features,)) if use_bias else None
+            self.kernel = nnx.Param(init(next_key(rngs.params), shape))
+            bias = init(next_key(rngs.params), (out_features,)) if use_bias else None
         else:
-            self.kernel = nnx.Param(kernel_init(rngs.params() if key is None else key, shape))
+            self.kernel = nnx.Param(
+                kernel_init(next_key(rngs.params) if key is None else key, shape)
+            )
             bias = zeros((out_features,)) if use_bias else None
         self.bias = nnx.Param(bias) if use_bias else None
         self.dtype = dtype
@@ -131,8 +133,8 @@ class PatchConv(nnx.Module):
         fan_in = in_channels * patch_size * patch_size
         init = torch_uniform_init(fan_in)
         shape = (patch_size, patch_size, in_channels, out_channels)
-        self.kernel = nnx.Param(init(rngs.params(), shape))
-        self.bias = nnx.Param(init(rngs.params(), (out_channels,))) if use_bias else None
+        self.kernel = nnx.Param(init(next_key(rngs.params), shape))
+        self.bias = nnx.Param(init(next_key(rngs.params), (out_channels,))) if use_bias else None
         self.patch_size = patch_size
         self.dtype = dtype
 
@@ -170,8 +172,10 @@ class DepthwiseConv(nnx.Module):
         if impl not in depthwise.IMPLS:
             raise ValueError(f"DepthwiseConv impl must be one of {depthwise.IMPLS}, got {impl!r}")
         init = torch_uniform_init(kernel_size * kernel_size)  # fan_in = (C/groups)*k*k
-        self.kernel = nnx.Param(init(rngs.params(), (kernel_size, kernel_size, 1, channels)))
-        self.bias = nnx.Param(init(rngs.params(), (channels,))) if use_bias else None
+        self.kernel = nnx.Param(
+            init(next_key(rngs.params), (kernel_size, kernel_size, 1, channels))
+        )
+        self.bias = nnx.Param(init(next_key(rngs.params), (channels,))) if use_bias else None
         self.kernel_size = kernel_size
         self.impl = impl
         self.dtype = dtype
@@ -240,8 +244,11 @@ class BatchNorm(nnx.Module):
         n = math.prod(x.shape[:-1])
         unbiased = var * (n / max(n - 1, 1))
         m = self.momentum
-        self.mean[...] = jax.lax.stop_gradient((1 - m) * self.mean[...] + m * mean)
-        self.var[...] = jax.lax.stop_gradient((1 - m) * self.var[...] + m * unbiased)
+        # set_value, not `[...] =`: flax's indexed set compares the new value's sharding with
+        # the old one's, and asking a tracer for its sharding builds an error message that
+        # walks the whole jaxpr traced so far (1.4 s of sMLPNet-T's 5.7 s train-step trace).
+        self.mean.set_value(jax.lax.stop_gradient((1 - m) * self.mean[...] + m * mean))
+        self.var.set_value(jax.lax.stop_gradient((1 - m) * self.var[...] + m * unbiased))
         return y
 
 
@@ -283,7 +290,12 @@ class DropPath(nnx.Dropout):
     """
 
     def __init__(self, rate: float, *, ndim: int = 4, rngs: nnx.Rngs | None = None):
-        super().__init__(rate, broadcast_dims=tuple(range(1, ndim)), rngs=rngs)
+        super().__init__(rate, broadcast_dims=tuple(range(1, ndim)), rngs=None)
+        # nnx.Dropout's own stream, `rngs["dropout"].fork()`, forked here with the same key
+        # (`initializers.next_key`: flax's fork draws with an indexed set, slow in a trace).
+        stream = rngs[self.rng_collection] if isinstance(rngs, nnx.Rngs) else rngs
+        if stream is not None:
+            self.rngs = type(stream)(next_key(stream), tag=stream.tag)
 
     def __call__(self, inputs: Array, *, deterministic: bool | None = None) -> Array:
         """`nnx.Dropout`'s draw (same key, same bits), applied as `x / keep * mask` with the
@@ -293,7 +305,7 @@ class DropPath(nnx.Dropout):
         deterministic = self.deterministic if deterministic is None else deterministic
         if self.rate in (0.0, 1.0) or deterministic or self.rngs is None:
             return super().__call__(inputs, deterministic=deterministic)  # or its error
-        key = self.rngs()
+        key = next_key(self.rngs)
         keep = 1.0 - self.rate
         shape = [1 if d in self.broadcast_dims else n for d, n in enumerate(inputs.shape)]
         mask = jax.random.bernoulli(

@@ -25,7 +25,7 @@ from flax import nnx
 
 from smlp_jax.models.features import FeatureInterface, feature_specs
 from smlp_jax.models.hparams import BLOCKS, DROP_PATH_RATE, PATCH, WIDTH, Bool, Hyper, Int
-from smlp_jax.models.initializers import lecun_normal_init, zeros
+from smlp_jax.models.initializers import lecun_normal_init, next_key, zeros
 from smlp_jax.models.layers import (
     DropPath,
     LayerNorm,
@@ -172,7 +172,7 @@ class MlpMixer(FeatureInterface, nnx.Module):
             in_chans, hidden_dim, patch_size, use_bias=True, dtype=dtype, rngs=rngs
         )
         stem_shape = (patch_size, patch_size, in_chans, hidden_dim)
-        self.stem.kernel = nnx.Param(lecun_normal_init()(rngs.params(), stem_shape))
+        self.stem.kernel = nnx.Param(lecun_normal_init()(next_key(rngs.params), stem_shape))
         self.stem.bias = nnx.Param(zeros((hidden_dim,)))
         self.blocks = nnx.List(
             [

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import PartitionSpec
 
-from smlp_jax.models.initializers import torch_uniform_init
+from smlp_jax.models.initializers import next_key, torch_uniform_init
 from smlp_jax.models.layers import Linear, gelu
 
 Array = jax.Array
@@ -145,10 +145,10 @@ class Experts(nnx.Module):
     ):
         init_in, init_hidden = torch_uniform_init(features), torch_uniform_init(hidden)
         e = num_experts
-        self.fc1_kernel = nnx.Param(init_in(rngs.params(), (e, features, hidden)))
-        self.fc1_bias = nnx.Param(init_in(rngs.params(), (e, hidden)))
-        self.fc2_kernel = nnx.Param(init_hidden(rngs.params(), (e, hidden, features)))
-        self.fc2_bias = nnx.Param(init_hidden(rngs.params(), (e, features)))
+        self.fc1_kernel = nnx.Param(init_in(next_key(rngs.params), (e, features, hidden)))
+        self.fc1_bias = nnx.Param(init_in(next_key(rngs.params), (e, hidden)))
+        self.fc2_kernel = nnx.Param(init_hidden(next_key(rngs.params), (e, hidden, features)))
+        self.fc2_bias = nnx.Param(init_hidden(next_key(rngs.params), (e, features)))
         self.dtype = dtype
 
     def __call__(self, x: Array) -> Array:
@@ -195,10 +195,11 @@ class MoeMlp(nnx.Module):
         logits = self.router(x.astype(jnp.float32))
         noise = None
         if not self.deterministic:
-            noise = jax.random.normal(self.noise_rngs(), logits.shape, jnp.float32)
+            noise = jax.random.normal(next_key(self.noise_rngs), logits.shape, jnp.float32)
         routing = top_k_routing(logits, k=self.k, capacity=capacity, noise=noise)
-        self.aux_loss[...] = routing.aux_loss
-        self.dropped_tokens[...] = routing.dropped
+        # set_value: see layers.BatchNorm (an indexed set costs a walk of the jaxpr in a trace).
+        self.aux_loss.set_value(routing.aux_loss)
+        self.dropped_tokens.set_value(routing.dropped)
         d = self.dtype
         expert_in = jnp.einsum("gtec,gtd->egcd", routing.dispatch.astype(d), x.astype(d))
         expert_out = _constrain_to_expert_axis(self.experts(_constrain_to_expert_axis(expert_in)))

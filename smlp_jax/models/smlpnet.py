@@ -27,7 +27,7 @@ from flax import nnx
 from smlp_jax.models import backend
 from smlp_jax.models.features import FeatureInterface, feature_specs, sequential
 from smlp_jax.models.hparams import BLOCKS, DROP_PATH_RATE, PATCH, WIDTH, Hyper, Int, per_stage
-from smlp_jax.models.initializers import torch_uniform_init
+from smlp_jax.models.initializers import next_key, torch_uniform_init
 from smlp_jax.models.layers import (
     BatchNorm,
     DepthwiseConv,
@@ -65,8 +65,8 @@ class AxialLinear(nnx.Module):
         if axis not in (1, 2):
             raise ValueError(f"axis must be 1 (height) or 2 (width), got {axis}")
         init = torch_uniform_init(size)
-        self.kernel = nnx.Param(init(rngs.params(), (size, size)))
-        self.bias = nnx.Param(init(rngs.params(), (size,)))
+        self.kernel = nnx.Param(init(next_key(rngs.params), (size, size)))
+        self.bias = nnx.Param(init(next_key(rngs.params), (size,)))
         self.axis = axis
         self.dtype = dtype
 

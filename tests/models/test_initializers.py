@@ -135,3 +135,35 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python -m tests.models.test_initializers --write")
     _write()
+
+
+def test_next_key_draws_as_the_stream_does_and_its_trace_asks_no_tracer_its_sharding(
+    monkeypatch,
+):
+    ours, flax_own = nnx.Rngs(params=3), nnx.Rngs(params=3)
+    for _ in range(3):
+        key = initializers.next_key(ours.params)
+        assert (jax.random.key_data(key) == jax.random.key_data(flax_own.params())).all()
+    assert int(ours.params.count[...]) == int(flax_own.params.count[...]) == 3
+
+    # Under a trace (main.py's sharded state init) nothing asks a tracer for its sharding:
+    # JAX's answer, an error message, walks the whole jaxpr traced so far.
+    from jax._src.interpreters import partial_eval
+
+    walks = []
+    original = partial_eval.DynamicJaxprTracer._origin_msg
+    monkeypatch.setattr(
+        partial_eval.DynamicJaxprTracer,
+        "_origin_msg",
+        lambda self: walks.append(1) or original(self),
+    )
+
+    @jax.jit
+    def build(key):
+        model = smlp_jax.create_model(
+            "smlpnet_t", rngs=nnx.Rngs(key), depths=(1, 1, 1, 1), dim=8, image_size=32
+        )
+        return nnx.state(model, nnx.Param)
+
+    jax.eval_shape(build, jax.random.key(0))
+    assert walks == []
