@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import gzip
 import json
 import os
 import re
@@ -78,29 +77,33 @@ def _account(times: dict[str, float], table) -> dict:
     return {"by_kind": by_kind, "top": [[n, round(ms, 2)] for n, ms in top]}
 
 
+def _wall_seconds(step, steps: int) -> float:
+    """Seconds a call of `step`, the mean of `steps` after two warm-up calls."""
+    for _ in range(2):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
 def jax_side(model: str, batch: int, steps: int, tiny: bool) -> dict:
     import jax
 
     sys.path.insert(0, str(REPO / "benchmarks"))
+    import cpu_trace_ops  # its trace reader
     import throughput
 
     _, hp = throughput.hyperparameters(model, tiny)
     size = 32 if tiny else 224
     bench = throughput.JaxBench(model, hp, size, batch, 10 if tiny else 1000)
     bench.compile(train=True, forward_too=False)
-    for _ in range(2):
-        bench.run_train()
-    start = time.perf_counter()
-    for _ in range(steps):
-        bench.run_train()
-    wall = (time.perf_counter() - start) / steps
+    wall = _wall_seconds(bench.run_train, steps)
     with tempfile.TemporaryDirectory() as trace_dir:
         with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
             for _ in range(steps):
                 bench.run_train()
-        (path,) = list(Path(trace_dir).glob("**/perfetto_trace.json.gz"))
-        with gzip.open(path) as f:
-            events = json.load(f)["traceEvents"]
+        events = cpu_trace_ops.load_trace(Path(trace_dir))
     threads = {
         (e["pid"], e["tid"]): e["args"]["name"]
         for e in events
@@ -128,12 +131,7 @@ def torch_side(model: str, batch: int, steps: int, tiny: bool) -> dict:
     family, hp = throughput.hyperparameters(model, tiny)
     size = 32 if tiny else 224
     bench = throughput.TorchBench(family, hp, size, batch, 10 if tiny else 1000)
-    for _ in range(2):
-        bench.run_train()
-    start = time.perf_counter()
-    for _ in range(steps):
-        bench.run_train()
-    wall = (time.perf_counter() - start) / steps
+    wall = _wall_seconds(bench.run_train, steps)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             bench.run_train()

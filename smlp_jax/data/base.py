@@ -50,3 +50,15 @@ def resolve_data_dir(data_dir: str | None) -> str:
         return os.path.expanduser(str(data_dir))
     env = os.environ.get("TFDS_DATA_DIR")
     return os.path.expanduser(env) if env else os.path.expanduser("~/tensorflow_datasets")
+
+
+def held_out_split(what: str, splits: list[str]) -> str:
+    """The held-out split among `splits`: 'validation' (ImageNet), else 'test' (CIFAR, the
+    demo), else 'val'; else one line that says how to set one (`what` names the dataset)."""
+    for candidate in ("validation", "test", "val"):
+        if candidate in splits:
+            return candidate
+    raise DataError(
+        f"{what} has no validation/test split (splits: {splits}); set config.input.eval_split, "
+        "e.g. 'train[-5%:]' with config.input.train_split 'train[:95%]'."
+    )

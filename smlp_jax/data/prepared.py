@@ -38,7 +38,13 @@ from typing import Any
 from PIL import Image
 
 from smlp_jax.data import folder_source, prepared_records, transforms
-from smlp_jax.data.base import DEMO_NAME, DataError, ImageSource, resolve_data_dir
+from smlp_jax.data.base import (
+    DEMO_NAME,
+    DataError,
+    ImageSource,
+    held_out_split,
+    resolve_data_dir,
+)
 
 INFO_NAME = "smlp_prepared.json"
 FORMAT = "smlp_jax prepared folder"
@@ -295,15 +301,7 @@ def default_eval_split(path: str) -> str:
     info = read_info(path)
     if info.get("layout", "folder") == "folder":
         return "val"
-    written = list(info["splits"])
-    for candidate in ("validation", "test", "val"):
-        if candidate in written:
-            return candidate
-    raise DataError(
-        f"{PREFIX}{os.path.abspath(path)} has no validation/test split (splits: {written}); "
-        "set config.input.eval_split, e.g. 'train[-5%:]' with config.input.train_split "
-        "'train[:95%]'."
-    )
+    return held_out_split(f"{PREFIX}{os.path.abspath(path)}", list(info["splits"]))
 
 
 def open_prepared_split(

@@ -13,7 +13,7 @@ import re
 
 import tensorflow_datasets as tfds
 
-from smlp_jax.data.base import DataError
+from smlp_jax.data.base import DataError, held_out_split
 
 
 def _prepare_hint(name: str, data_dir: str) -> str:
@@ -86,13 +86,7 @@ def _feature_keys(builder) -> tuple[str, str]:
 def default_eval_split(name: str, data_dir: str) -> str:
     """'validation' when the dataset has it (ImageNet), else 'test' (CIFAR, the demo)."""
     splits = list(load_builder(name, data_dir).info.splits.keys())
-    for candidate in ("validation", "test", "val"):
-        if candidate in splits:
-            return candidate
-    raise DataError(
-        f"tfds dataset {name!r} has no validation/test split (splits: {splits}); set "
-        "config.input.eval_split, e.g. 'train[-5%:]' with config.input.train_split 'train[:95%]'."
-    )
+    return held_out_split(f"tfds dataset {name!r}", splits)
 
 
 class TfdsImageSource:

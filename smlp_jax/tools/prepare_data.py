@@ -63,16 +63,28 @@ def prepare_folder(name: str, out: str | None, max_side: int | None, quality: in
             "--out NEW_FOLDER and --max-side (e.g. 512)."
         )
     info = prepared.write_copy(name[len(sources.FOLDER_PREFIX) :], out, max_side, quality)
-    counts = "; ".join(
-        f"{split}: {c['images']} images, {c['resized']} resized, {c['re-encoded']} re-encoded, "
-        f"{c['copied']} copied"
-        for split, c in info["splits"].items()
-    )
+    return _prepared_line(name, out, info)
+
+
+def _prepared_line(name: str, out: str, info: dict) -> str:
+    """The line that says what a copy holds (per split: images, shards of a tfds copy, what
+    was done to them) and how to train on it."""
+
+    def split_counts(split: str, c: dict) -> str:
+        shards = c.get("shards")
+        where = f" in {len(shards)} shard{'' if len(shards) == 1 else 's'}" if shards else ""
+        return (
+            f"{split}: {c['images']} images{where}, {c['resized']} resized, "
+            f"{c['re-encoded']} re-encoded, {c['copied']} copied"
+        )
+
+    counts = "; ".join(split_counts(split, c) for split, c in info["splits"].items())
     skipped = f"; {len(info['unreadable'])} unreadable skipped" if info["unreadable"] else ""
+    layout = " as array_record" if info.get("layout") == "array_record" else ""
     return (
-        f"Prepared {name} in {os.path.abspath(out)} (longer side <= {max_side}, JPEG quality "
-        f"{quality}; {counts}{skipped}): train on it with --config.dataset="
-        f"{prepared.PREFIX}{os.path.abspath(out)}"
+        f"Prepared {name} in {os.path.abspath(out)}{layout} (longer side <= "
+        f"{info['max_side']}, JPEG quality {info['quality']}; {counts}{skipped}): train on it "
+        f"with --config.dataset={prepared.PREFIX}{os.path.abspath(out)}"
     )
 
 
@@ -103,18 +115,7 @@ def prepare_tfds_copy(
         shard_bytes=shard_mb << 20,
         workers=workers,
     )
-    counts = "; ".join(
-        f"{split}: {c['images']} images in {len(c['shards'])} shard"
-        f"{'' if len(c['shards']) == 1 else 's'}, {c['resized']} resized, {c['re-encoded']} "
-        f"re-encoded, {c['copied']} copied"
-        for split, c in info["splits"].items()
-    )
-    skipped = f"; {len(info['unreadable'])} unreadable skipped" if info["unreadable"] else ""
-    return (
-        f"Prepared {name} in {os.path.abspath(out)} as array_record (longer side <= "
-        f"{max_side}, JPEG quality {quality}; {counts}{skipped}): train on it with "
-        f"--config.dataset={prepared.PREFIX}{os.path.abspath(out)}"
-    )
+    return _prepared_line(name, out, info)
 
 
 def main(argv: list[str] | None = None) -> int:
