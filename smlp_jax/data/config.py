@@ -54,6 +54,11 @@ def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
     # SharedMemoryArray) as their last op, instead of stacking it and then copying it there:
     # one copy of every batch fewer (pipeline.py). False: grain's own copy, as before.
     cfg.shared_memory = True
+    # Decoded images kept in memory, up to this many MB per split and process (0: off;
+    # data/decoded_cache.py): each image decoded once, for small datasets whose decoding
+    # costs more than the train step (the demo). Images past it are decoded each time.
+    # JPEG crops then come from full-size pixels (jpeg_draft is off), cached or not.
+    cfg.cache_decoded_mb = 0
     cfg.shuffle = True
     # Repeated augmentation (DeiT's RASampler, smlp_jax/data/repeated_aug.py): each image
     # `repeated_aug` times an epoch (0 = off; DeiT/SPACH: 3), over `repeated_aug_replicas`
@@ -150,3 +155,28 @@ def check_loading(cfg: Any) -> None:
     for key, meaning in (("prefetch", "batches buffered per worker"), ("num_threads", "threads")):
         if values[key] < 1:
             raise DataError(f"config.input.{key}={values[key]}: {meaning} must be at least 1.")
+    check_cache(cfg)
+
+
+def check_cache(cfg: Any) -> None:
+    """One line (`DataError`) for a `cache_decoded_mb` that is not a whole number >= 0 or
+    is more than this machine's memory (every worker process may fill that much)."""
+    value = cfg.get("cache_decoded_mb", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DataError(
+            f"config.input.cache_decoded_mb={value!r}; give a whole number of MB (0: off)."
+        )
+    memory_mb = _memory_mb()
+    if memory_mb and value > memory_mb:
+        raise DataError(
+            f"config.input.cache_decoded_mb={value} is more than this machine's memory "
+            f"({memory_mb} MB); use at most what the decoded training images take, or 0."
+        )
+
+
+def _memory_mb() -> int | None:
+    """This machine's physical memory in MB; None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    except (AttributeError, ValueError, OSError):
+        return None

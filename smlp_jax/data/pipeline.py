@@ -35,7 +35,7 @@ import numpy as np
 from absl import flags
 from grain.multiprocessing import SharedMemoryArray
 
-from smlp_jax.data import input_plan, repeated_aug, sources, transforms
+from smlp_jax.data import decoded_cache, input_plan, repeated_aug, sources, transforms
 from smlp_jax.data.base import DataError
 from smlp_jax.data.config import check_loading, worker_count
 
@@ -291,6 +291,13 @@ def _stack_into_shared_memory(examples: list[dict]) -> dict:
     return batch
 
 
+def _cached(source, cfg: dict):
+    """`source` behind a decoded-image cache when `input.cache_decoded_mb` asks for one."""
+    check_loading(cfg)
+    budget = int(cfg.get("cache_decoded_mb", 0))
+    return decoded_cache.DecodedCache(source, budget * decoded_cache.MB) if budget else source
+
+
 def repeated_aug_replicas(config) -> int:
     """`input.repeated_aug_replicas`, 0 meaning one replica per process."""
     return int(config.input.repeated_aug_replicas) or jax.process_count()
@@ -321,7 +328,7 @@ def create_train_iterator(config, *, process_index=None, process_count=None) -> 
     process_index, process_count = _processes(process_index, process_count)
     batch = local_batch_size(int(config.batch_size), process_count, "batch_size")
     cfg = input_settings(config)
-    source = sources.open_split(config, sources.train_split(config))
+    source = _cached(sources.open_split(config, sources.train_split(config)), cfg)
     if len(source) < process_count:
         raise DataError(f"{source.name}: {len(source)} examples for {process_count} processes.")
     _warn_batch_exceeds_split(int(config.batch_size), len(source), source.name)
@@ -432,6 +439,7 @@ def create_eval_iterator(
     cfg = input_settings(config)
     if source is None:
         source = sources.open_split(config, sources.eval_split(config))
+    source = _cached(source, cfg)
     if len(source) == 0:
         raise DataError(f"The eval split of {source.name} is empty; set config.input.eval_split.")
     largest_shard = math.ceil(len(source) / process_count)

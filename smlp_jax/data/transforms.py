@@ -43,9 +43,13 @@ UNREADABLE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.Decompres
 MAX_IMAGE_PIXELS = 2**26
 
 
-def open_image(data: bytes, max_pixels: int | None = MAX_IMAGE_PIXELS) -> Image.Image:
+def open_image(data: bytes | Image.Image, max_pixels: int | None = MAX_IMAGE_PIXELS) -> Image.Image:
     """Lazily opened image (header parsed, pixels not decoded yet); an image of more than
-    `max_pixels` pixels raises `Image.DecompressionBombError` (one of UNREADABLE_ERRORS)."""
+    `max_pixels` pixels raises `Image.DecompressionBombError` (one of UNREADABLE_ERRORS).
+    An image already decoded (`data.decoded_cache`, which checked it here) is returned as
+    it is."""
+    if isinstance(data, Image.Image):
+        return data
     img = Image.open(io.BytesIO(data))
     width, height = img.size
     if max_pixels is not None and width * height > max_pixels:
@@ -280,6 +284,9 @@ class TrainTransform:
         self.cfg = dict(input_cfg)
         self.size = int(image_size)
         self.on_device = self.cfg.get("on_device", "")
+        # The decoded-image cache holds full-size pixels, so with it no crop is drafted:
+        # cached or not, an example sees the same pixels (data/decoded_cache.py).
+        self.draft = bool(self.cfg["jpeg_draft"]) and not self.cfg.get("cache_decoded_mb", 0)
         self.resample = INTERPOLATIONS[self.cfg["interpolation"]]
         self.normalize = Normalize(self.cfg["mean"], self.cfg["std"])
         spec = self.cfg["randaugment"]
@@ -296,10 +303,10 @@ class TrainTransform:
         if cfg["preset"] == "imagenet":
             box = rrc_box(*img.size, rng, cfg["scale"], cfg["ratio"])
             resample = pick_resample(self.resample, rng)
-            return crop_resize(img, box, (size, size), resample, cfg["jpeg_draft"])
+            return crop_resize(img, box, (size, size), resample, self.draft)
         full = (0, 0, *img.size)
         resample = pick_resample(self.resample, rng)
-        img = crop_resize(img, full, (size, size), resample, cfg["jpeg_draft"])
+        img = crop_resize(img, full, (size, size), resample, self.draft)
         pad = int(cfg["pad"])
         if pad > 0:  # crop outside the image fills with black: a translation by dx, dy
             dx, dy = (int(v) - pad for v in rng.integers(0, 2 * pad + 1, size=2))
@@ -311,7 +318,7 @@ class TrainTransform:
         size, cfg, padded = self.size, self.cfg, int(self.cfg["resize_max"])
         if cfg["preset"] == "imagenet":
             box = rrc_box(*img.size, rng, cfg["scale"], cfg["ratio"])
-            img, box = decode(img, box, (size, size), cfg["jpeg_draft"])
+            img, box = decode(img, box, (size, size), self.draft)
             if max(img.size) > padded:  # resized here; its box the whole of the crop
                 img, box = crop_resize(img, box, (size, size), self.resample, False), None
         else:
@@ -323,7 +330,9 @@ class TrainTransform:
             "image_hw": np.asarray((height, width), np.int32),
         }
 
-    def __call__(self, data: bytes, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def __call__(
+        self, data: bytes | Image.Image, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
         if self.on_device == "resize_and_augment":
             return self._decoded(open_image(data), rng)
         img = self._geometry(open_image(data), rng)
@@ -358,7 +367,7 @@ class EvalTransform:
 
     def __call__(
         self,
-        data: bytes,
+        data: bytes | Image.Image,
         *,
         reducing_gap: float | None = None,
         max_pixels: int | None = MAX_IMAGE_PIXELS,
