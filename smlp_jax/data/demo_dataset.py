@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from smlp_jax.data.base import DataError
+from smlp_jax.data.base import DEMO_NAME, DataError
 
 log = logging.getLogger(__name__)
 
@@ -190,3 +190,17 @@ def ensure_built(data_dir: str) -> str:
                     download_config=tfds.download.DownloadConfig(try_download_gcs=False),
                 )
     return str(builder.data_dir)
+
+
+# What a damaged demo set's error tells the user (it rebuilds itself on the next run).
+FIX = "run again (the demo set rebuilds itself)"
+
+
+def tfds_dataset(name: str, data_dir: str) -> tuple[str, str | None]:
+    """(tfds name, fix for a damaged copy's error) of dataset `name` read through tfds:
+    for "demo" its builder's name, the set built first (or rebuilt if damaged); any
+    other name is itself, with tfds_source's own fix."""
+    if name != DEMO_NAME:
+        return name, None
+    ensure_built(data_dir)
+    return TFDS_NAME, FIX

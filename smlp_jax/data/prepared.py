@@ -11,7 +11,10 @@ Either way an image whose longer side is above `max_side` is resized to that sid
 kept, Pillow's antialiased Lanczos) and written as RGB JPEG at `quality`; a JPEG already
 within the cap is kept byte for byte (training decodes the same pixels); any other image
 within it is re-encoded as JPEG. The pipeline ignores EXIF orientation, and so does this.
-An unreadable image is skipped and named in the info. `out/smlp_prepared.json`, written
+An unreadable image is copied as it is (its bytes, its name or record position) and named
+in the info: the copy holds the same examples in the same places, so a folder's held-out
+split and tfds's slices select the same images, and training skips that file as it skips
+the original. `out/smlp_prepared.json`, written
 last, records what was done: the layout ("folder" or "array_record"; an info without one is
 a folder copy), the source, the cap, the quality, the counts per split, the longest side
 written and, for a tfds copy, the classes and each split's shards with their record counts.
@@ -39,7 +42,6 @@ from PIL import Image
 
 from smlp_jax.data import folder_source, prepared_records, transforms
 from smlp_jax.data.base import (
-    DEMO_NAME,
     DataError,
     ImageSource,
     held_out_split,
@@ -122,7 +124,7 @@ def write_copy(source: str, out: str, max_side: int, quality: int = 90) -> dict[
         raise DataError(f"--out {out} is inside {source}; give a folder outside it.")
     splits, unreadable, largest = {}, [], 0
     for tree in _trees(source):
-        counts = {"images": 0, "resized": 0, "re-encoded": 0, "copied": 0}
+        counts = {"images": 0, "resized": 0, "re-encoded": 0, "copied": 0, "unreadable": 0}
         root = os.path.join(source, tree)
         for paths in folder_source._scan(root).values():
             for path in paths:
@@ -130,9 +132,13 @@ def write_copy(source: str, out: str, max_side: int, quality: int = 90) -> dict[
                 target = os.path.join(out, tree, name)
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 with open(os.path.join(root, path), "rb") as f:
-                    encoded = _encode_or_none(f.read(), max_side, quality)
-                if encoded is None:
+                    data = f.read()
+                encoded = _encode_or_none(data, max_side, quality)
+                if encoded is None:  # kept as it is: the same files, so the same splits
                     unreadable.append(os.path.join(tree, path))
+                    counts["unreadable"] += 1
+                    with open(os.path.join(out, tree, path), "wb") as f:
+                        f.write(data)
                     continue
                 action, side, image = encoded
                 with open(target, "wb") as f:
@@ -159,9 +165,9 @@ def write_copy(source: str, out: str, max_side: int, quality: int = 90) -> dict[
 
 def _encoded(
     source: ImageSource, max_side: int, quality: int, workers: int
-) -> Iterator[tuple[str, int, tuple[str, int, bytes] | None]]:
-    """(name, label, `_encode_or_none`) of each of `source`'s examples in order, encoded by
-    `workers` processes (1: in this one)."""
+) -> Iterator[tuple[str, int, bytes, tuple[str, int, bytes] | None]]:
+    """(name, label, bytes, `_encode_or_none`) of each of `source`'s examples in order,
+    encoded by `workers` processes (1: in this one)."""
     chunk = 64 * workers  # examples in flight: bounded, whatever the split's size
     with contextlib.ExitStack() as stack:
         encode = map
@@ -176,8 +182,8 @@ def _encoded(
             results = encode(
                 _encode_or_none, images, itertools.repeat(max_side), itertools.repeat(quality)
             )
-            for (_, label, name), result in zip(examples, results, strict=True):
-                yield name, label, result
+            for (data, label, name), result in zip(examples, results, strict=True):
+                yield name, label, data, result
 
 
 def write_tfds_copy(
@@ -205,10 +211,7 @@ def write_tfds_copy(
             "--workers of at least 1."
         )
     data_dir = os.path.abspath(resolve_data_dir(data_dir))
-    tfds_name, fix = name, None
-    if name == DEMO_NAME:
-        demo_dataset.ensure_built(data_dir)  # rebuilds a damaged one
-        tfds_name, fix = demo_dataset.TFDS_NAME, "run again (the demo set rebuilds itself)"
+    tfds_name, fix = demo_dataset.tfds_dataset(name, data_dir)  # the demo built (or rebuilt)
     builder = tfds_source.load_builder(tfds_name, data_dir)
     available = list(builder.info.splits.keys())
     splits = list(dict.fromkeys(splits or available))
@@ -223,11 +226,13 @@ def write_tfds_copy(
     for split in splits:
         source = tfds_source.open_tfds_split(tfds_name, split, data_dir, fix)
         num_classes, classes = source.num_classes, source.classes
-        counts = {"images": 0, "resized": 0, "re-encoded": 0, "copied": 0}
+        counts = {"images": 0, "resized": 0, "re-encoded": 0, "copied": 0, "unreadable": 0}
         writer = prepared_records.ShardWriter(out, split, shard_bytes)
-        for example, label, encoded in _encoded(source, max_side, quality, workers):
-            if encoded is None:
+        for example, label, data, encoded in _encoded(source, max_side, quality, workers):
+            if encoded is None:  # kept as it is: the records keep tfds's indices
                 unreadable.append(example)
+                counts["unreadable"] += 1
+                writer.write(label, data)
                 continue
             action, side, image = encoded
             writer.write(label, image)

@@ -55,11 +55,8 @@ def open_split(config, split: str) -> ImageSource:
     from smlp_jax.data import demo_dataset, tfds_source
 
     data_dir = resolve_data_dir(config.get("data_dir"))
-    if dataset == DEMO_NAME:
-        demo_dataset.ensure_built(data_dir)  # rebuilds a damaged one
-        fix = "run again (the demo set rebuilds itself)"
-        return tfds_source.open_tfds_split(demo_dataset.TFDS_NAME, split, data_dir, fix)
-    return tfds_source.open_tfds_split(dataset, split, data_dir)
+    name, fix = demo_dataset.tfds_dataset(dataset, data_dir)  # the demo built (or rebuilt)
+    return tfds_source.open_tfds_split(name, split, data_dir, fix)
 
 
 def train_split(config) -> str:

@@ -79,7 +79,8 @@ def _prepared_line(name: str, out: str, info: dict) -> str:
         )
 
     counts = "; ".join(split_counts(split, c) for split, c in info["splits"].items())
-    skipped = f"; {len(info['unreadable'])} unreadable skipped" if info["unreadable"] else ""
+    bad = len(info["unreadable"])
+    skipped = f"; {bad} unreadable kept as they were, skipped in training" if bad else ""
     layout = " as array_record" if info.get("layout") == "array_record" else ""
     return (
         f"Prepared {name} in {os.path.abspath(out)}{layout} (longer side <= "

@@ -70,9 +70,13 @@ def test_a_folder_is_prepared_capped_with_its_info_and_trains_as_prepared(tmp_pa
     assert capsys.readouterr().out == (
         f"Prepared folder:{source} in {out} (longer side <= 64, JPEG quality 90; train: 4 "
         "images, 2 resized, 1 re-encoded, 1 copied; val: 2 images, 2 resized, 0 re-encoded, "
-        f"0 copied; 1 unreadable skipped): train on it with --config.dataset=prepared:{out}\n"
+        f"0 copied; 1 unreadable kept as they were, skipped in training): train on it with "
+        f"--config.dataset=prepared:{out}\n"
     )
-    sizes = {str(p.relative_to(out)): Image.open(p).size for p in sorted(out.rglob("*.jpg"))}
+    # The unreadable file is kept as it is, so the copy holds the same files (and splits).
+    assert (out / "train/b/bad.jpg").read_bytes() == (source / "train/b/bad.jpg").read_bytes()
+    images = sorted(p for p in out.rglob("*.jpg") if p.name != "bad.jpg")
+    sizes = {str(p.relative_to(out)): Image.open(p).size for p in images}
     assert sizes == {
         "train/a/big.jpg": (64, 26),  # 300x120 capped, aspect kept
         "train/a/small.jpg": (40, 30),  # within the cap: the same bytes
@@ -93,8 +97,8 @@ def test_a_folder_is_prepared_capped_with_its_info_and_trains_as_prepared(tmp_pa
         "quality": 90,
         "resample": "lanczos",
         "splits": {
-            "train": {"images": 4, "resized": 2, "re-encoded": 1, "copied": 1},
-            "val": {"images": 2, "resized": 2, "re-encoded": 0, "copied": 0},
+            "train": {"images": 4, "resized": 2, "re-encoded": 1, "copied": 1, "unreadable": 1},
+            "val": {"images": 2, "resized": 2, "re-encoded": 0, "copied": 0, "unreadable": 0},
         },
         "max_image_side": 64,
         "unreadable": ["train/b/bad.jpg"],
@@ -108,7 +112,7 @@ def test_a_folder_is_prepared_capped_with_its_info_and_trains_as_prepared(tmp_pa
     config.input.num_workers = 0
     config.input.on_device = "resize_and_augment"
     info = data.get_dataset_info(config)
-    assert (info.num_classes, info.num_train, info.num_eval) == (2, 4, 2)
+    assert (info.num_classes, info.num_train, info.num_eval) == (2, 5, 2)  # bad.jpg too
     assert info.max_image_side == 64 and info.name == f"prepared:{out}/train"
     batch = next(data.create_train_iterator(config, process_index=0, process_count=1))
     assert batch["image"].shape == (4, 64, 64, 3)
@@ -192,8 +196,20 @@ def test_a_tfds_dataset_is_copied_as_array_record_with_its_info(demo_copy, demo_
         "resample": "lanczos",
         "record": "int64 little-endian label, then the JPEG bytes",
         "splits": {
-            "train": {"images": 4000, "resized": 4000, "re-encoded": 0, "copied": 0},
-            "test": {"images": 1000, "resized": 1000, "re-encoded": 0, "copied": 0},
+            "train": {
+                "images": 4000,
+                "resized": 4000,
+                "re-encoded": 0,
+                "copied": 0,
+                "unreadable": 0,
+            },
+            "test": {
+                "images": 1000,
+                "resized": 1000,
+                "re-encoded": 0,
+                "copied": 0,
+                "unreadable": 0,
+            },
         },
         "num_classes": 10,
         "classes": [str(label) for label in range(10)],
@@ -330,12 +346,19 @@ def mixed_data_dir(tmp_path_factory) -> str:
     return str(data_dir)
 
 
-def test_a_tfds_copy_keeps_small_jpegs_and_names_unreadable_images(tmp_path, mixed_data_dir):
+def test_a_tfds_copy_keeps_small_jpegs_and_unreadable_images_in_their_places(
+    tmp_path, mixed_data_dir
+):
+    """A JPEG within the cap is kept byte for byte; an unreadable image is kept as it is
+    (named in the info), so every record keeps its tfds index and a slice of the copy
+    selects what the same slice of the source does."""
     out = tmp_path / "copy"
     info = prepared.write_tfds_copy("smlp_test_mixed", str(out), 32, data_dir=mixed_data_dir)
     (shard,) = info["splits"]["train"].pop("shards")
-    assert info["splits"]["train"] == {"images": 4, "resized": 2, "re-encoded": 1, "copied": 1}
-    assert (shard["file"], shard["records"]) == ("train-00000-of-00001.array_record", 4)
+    assert info["splits"]["train"] == {
+        "images": 4, "resized": 2, "re-encoded": 1, "copied": 1, "unreadable": 1
+    }  # fmt: skip
+    assert (shard["file"], shard["records"]) == ("train-00000-of-00001.array_record", 5)
     assert (info["classes"], info["max_image_side"]) == (["cat", "dog"], 32)
     config = make_config(f"prepared:{out}")
     assert sources.eval_split(config) == "validation"
@@ -344,11 +367,13 @@ def test_a_tfds_copy_keeps_small_jpegs_and_names_unreadable_images(tmp_path, mix
     originals = [source[i] for i in range(len(source))]
     bad = [name for image, _, name in originals if image == b"not an image"]
     assert info["unreadable"] == bad and len(bad) == 1
-    kept = [(image, label) for image, label, name in originals if name not in bad]
     copy = sources.open_split(config, "train")
-    assert [copy[i][1] for i in range(len(copy))] == [label for _, label in kept]
+    assert [copy[i][1] for i in range(len(copy))] == [label for _, label, _ in originals]
     capped = {(120, 60): (32, 16), (30, 20): (30, 20), (20, 40): (16, 32), (10, 12): (10, 12)}
-    for index, (original, _) in enumerate(kept):
+    for index, (original, _, name) in enumerate(originals):
+        if name in bad:
+            assert copy[index][0] == original  # as it was: training skips it, as the original
+            continue
         written = Image.open(io.BytesIO(copy[index][0]))
         assert (written.format, written.mode) == ("JPEG", "RGB")
         assert written.size == capped[Image.open(io.BytesIO(original)).size]
