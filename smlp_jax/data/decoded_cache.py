@@ -3,15 +3,16 @@
 For small datasets (the demo's 28x28 digits, CIFAR-sized images) decoding is most of an
 example's cost, and on a small host the train step waits for it: the demo's in-process
 pipeline spent 250-300 us an example, about half of it reading the record, parsing it and
-decoding the PNG (benchmarks/README, "Decoded-image cache"). `DecodedCache` wraps a
+decoding the PNG (benchmarks/README, "Decoded images kept in memory"). `DecodedCache` wraps a
 source and hands out, in place of an image's encoded bytes, its decoded RGB `PIL.Image`,
 filled on first use and kept until `budget_bytes` of pixels are held; images past the
-budget are decoded each time, as without the cache.
+budget are decoded each time, as without the cache (but at full size: for a large JPEG
+dataset the cache is no help, and without the draft a slower one).
 
 What the transforms compute does not change: `transforms.open_image` passes a decoded
 image through, and the cached image is exactly what `transforms.decode` gives at full size
 (without the JPEG draft). So a JPEG's training crop comes from its full-size pixels whether
-it is cached or not: with the cache on, `input_settings` turns `jpeg_draft` off, so a
+it is cached or not: with the cache on, `transforms.TrainTransform` drafts no crop, so a
 cached and an uncached example see the same pixels and the batches do not depend on what
 was cached first (threads, workers, a resumed run).
 
