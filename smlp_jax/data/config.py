@@ -56,8 +56,9 @@ def default_input_config(preset: str = "imagenet") -> ml_collections.ConfigDict:
     cfg.shared_memory = True
     # Decoded images kept in memory, up to this many MB per split and process (0: off;
     # data/decoded_cache.py): each image decoded once, for small datasets whose decoding
-    # costs more than the train step (the demo). Images past it are decoded each time.
-    # JPEG crops then come from full-size pixels (jpeg_draft is off), cached or not.
+    # costs more than the train step (the demo). Without worker processes a thread fills
+    # the train split's cache while the step compiles. Images past it are decoded each
+    # time. JPEG crops then come from full-size pixels (jpeg_draft is off), cached or not.
     cfg.cache_decoded_mb = 0
     cfg.shuffle = True
     # Repeated augmentation (DeiT's RASampler, smlp_jax/data/repeated_aug.py): each image

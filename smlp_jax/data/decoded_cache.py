@@ -51,6 +51,29 @@ class DecodedCache:
         self._items: dict[int, tuple] = {}  # index -> (image, label, name, *extras)
         self.cached_bytes = 0
         self._lock = threading.Lock()  # grain's read threads fill the cache concurrently
+        self._filler: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def fill_in_background(self) -> None:
+        """Starts (once) a thread that decodes the images in index order until the budget
+        is full or every image is held: while the train step compiles, the first epoch's
+        images get decoded too, not only the later epochs'. `stop()` ends it."""
+        if self._filler is not None:
+            return
+        self._filler = threading.Thread(target=self._fill, name="decoded-cache", daemon=True)
+        self._filler.start()
+
+    def _fill(self) -> None:
+        for index in range(len(self.source)):
+            if self._stop.is_set() or self.cached_bytes >= self.budget_bytes:
+                return
+            self[index]
+
+    def stop(self) -> None:
+        """Ends the background fill, if any (what it cached stays)."""
+        self._stop.set()
+        if self._filler is not None:
+            self._filler.join()
 
     def __len__(self) -> int:
         return len(self.source)

@@ -148,9 +148,17 @@ class TrainIterator(grain.DatasetIterator):
     # the pipeline's int64 indices.
     MAX_COUNT = 2**48
 
-    def __init__(self, batches: grain.MapDataset, cfg: dict, batch: int, shard_size: int, name):
+    def __init__(
+        self, batches: grain.MapDataset, cfg: dict, batch: int, shard_size: int, name, source=None
+    ):
         super().__init__()
         self._batches, self._cfg = batches, cfg
+        # A decoded-image cache in this process (no workers) starts filling with the pipeline.
+        self._cache = (
+            source
+            if isinstance(source, decoded_cache.DecodedCache) and worker_count(cfg) == 0
+            else None
+        )
         self._batch, self._shard_size, self._name = batch, shard_size, name
         self._iterator = None
         self._step = 0
@@ -160,6 +168,8 @@ class TrainIterator(grain.DatasetIterator):
     def __next__(self) -> dict:
         if self._iterator is None:
             self._iterator = iter(_to_iterable(self._batches[self._step :], self._cfg))
+            if self._cache is not None:
+                self._cache.fill_in_background()
         batch = next(self._iterator)
         skipped = int(np.sum(batch.pop("_skipped")))
         self._skipped_epoch += skipped
@@ -229,8 +239,10 @@ class TrainIterator(grain.DatasetIterator):
             self._iterator = None
 
     def close(self) -> None:
-        """Stops read-ahead threads and worker processes."""
+        """Stops read-ahead threads, worker processes and the decoded-image cache's fill."""
         self._close_pipeline()
+        if self._cache is not None:
+            self._cache.stop()
         super().close()
 
 
@@ -358,7 +370,7 @@ def create_train_iterator(config, *, process_index=None, process_count=None) -> 
         )
     )
     batches = examples.batch(batch, drop_remainder=True, batch_fn=_batch_function(cfg))
-    return TrainIterator(batches, cfg, batch, epoch_size, source.name)
+    return TrainIterator(batches, cfg, batch, epoch_size, source.name, source)
 
 
 class _EvalExample:

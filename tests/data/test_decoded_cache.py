@@ -46,6 +46,31 @@ def test_the_demo_with_the_cache_gives_the_batches_of_decoding_every_time(demo_d
         )
 
 
+def test_the_train_cache_fills_in_the_background_once_the_pipeline_starts(
+    demo_data_dir, monkeypatch
+):
+    """In-process (no workers), the first batch starts a thread that decodes the whole
+    split while the step compiles; closing the iterator stops it."""
+    caches = []
+
+    class Recorded(decoded_cache.DecodedCache):
+        def __init__(self, *args):
+            super().__init__(*args)
+            caches.append(self)
+
+    monkeypatch.setattr(decoded_cache, "DecodedCache", Recorded)
+    split = {"input.train_split": "train[:300]", "input.num_workers": 0}
+    config = make_config("demo", demo_data_dir, **split, **{"input.cache_decoded_mb": 1})
+    iterator = data.create_train_iterator(config, process_index=0, process_count=1)
+    (cache,) = caches
+    assert cache._filler is None  # nothing before the pipeline starts
+    next(iterator)
+    cache._filler.join(timeout=120)
+    assert len(cache._items) == 300 and cache.cached_bytes == 300 * 28 * 28 * 3
+    iterator.close()
+    assert cache._stop.is_set()
+
+
 @pytest.fixture
 def photo_folder(tmp_path):
     """JPEG photos with detail (so a DCT draft changes pixels; 0.4 MB each decoded), a
