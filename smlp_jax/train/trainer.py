@@ -420,6 +420,7 @@ def _train(
                     break
     finally:
         profiler.close(step)
+        train_iter.close()  # read-ahead threads, worker processes (a notebook goes on)
         ckpt.close()
         writer.close()
     final["step"] = step

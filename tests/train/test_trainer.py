@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import threading
 import time
 
 import jax
@@ -51,6 +52,8 @@ def test_short_demo_run_learns_and_logs(demo_run):
     assert final["step"] == 40 and final["eval/top1"] == evals[-1]["eval/top1"]
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["20", "40"]
+    # The input pipeline is closed at the end: no decoded-image cache still filling.
+    assert not [t for t in threading.enumerate() if t.name == "decoded-cache"]
 
 
 class _SlowBatches:
