@@ -164,8 +164,18 @@ def timm_cosine_table(config: Any, total_steps: int, steps_per_epoch: int) -> np
             if opt.warmup_steps is not None
             else int(opt.warmup_epochs * steps_per_epoch)
         )
-    if t_initial <= 0:
-        raise ConfigError(f"config.optimizer.cycle_epochs={opt.cycle_epochs}: the cycle is empty.")
+    if t_initial <= 0 and opt.cycle_epochs is not None:
+        raise ConfigError(
+            f"config.optimizer.cycle_epochs={opt.cycle_epochs}: the cycle is empty; give at "
+            "least 1 (or None: the run's length)."
+        )
+    if t_initial <= 0:  # a run shorter than the unit the cosine steps in
+        raise ConfigError(
+            f"config.total_steps={total_steps} is {total_steps / steps_per_epoch:.2g} of an "
+            f"epoch ({steps_per_epoch} steps an epoch), and this cosine schedule sets its lr "
+            f"once an epoch: give config.total_steps={steps_per_epoch} or more, or "
+            "config.optimizer.schedule_unit=step (a cosine over the updates)."
+        )
     kwargs = dict(
         base=peak_learning_rate(config),
         t_initial=t_initial,

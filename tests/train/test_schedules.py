@@ -107,6 +107,21 @@ def test_bad_schedule_settings_say_what_to_do(changes, message):
         schedules.learning_rate_schedule(config, 30, 3)
 
 
+def test_a_run_shorter_than_the_epoch_the_cosine_steps_in_says_what_to_do():
+    """A few steps of an epoch-unit recipe (e.g. a quick try of configs/smlpnet.py:t)."""
+    with pytest.raises(ConfigError) as err:
+        schedules.learning_rate_schedule(_timm_config(), 2, 500)
+    assert str(err.value) == (
+        "config.total_steps=2 is 0.004 of an epoch (500 steps an epoch), and this cosine "
+        "schedule sets its lr once an epoch: give config.total_steps=500 or more, or "
+        "config.optimizer.schedule_unit=step (a cosine over the updates)."
+    )
+    with pytest.raises(ConfigError, match="cycle_epochs=0.2: the cycle is empty; give at least"):
+        schedules.learning_rate_schedule(_timm_config(**{"optimizer.cycle_epochs": 0.2}), 30, 3)
+    step_unit = _timm_config(**{"optimizer.schedule_unit": "step", "optimizer.warmup_epochs": 0})
+    assert float(schedules.learning_rate_schedule(step_unit, 2, 500)(0)) > 0
+
+
 # Every family's full official schedule. `schedules_official.npz` comes from the official
 # scheduler classes stepped as each official loop steps them
 # (reference/make_schedule_fixture.py); ConvMixer's and big_vision's schedules are
