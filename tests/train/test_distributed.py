@@ -99,6 +99,11 @@ class _ShardsTogether:
     def get_state(self):
         return {}
 
+    def close(self):
+        for part in self._parts:
+            if hasattr(part, "close"):  # train iterators (eval iterables close themselves)
+                part.close()
+
 
 def test_one_device_eight_devices_and_two_processes_agree(demo_data_dir, tmp_path, monkeypatch):
     children = {
