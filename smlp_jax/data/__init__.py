@@ -27,6 +27,7 @@ from smlp_jax.data.pipeline import (
     create_eval_iterator,
     create_train_iterator,
     local_batch_size,
+    open_eval_source,
     train_steps_per_epoch,
 )
 from smlp_jax.data.sources import get_dataset_info
@@ -48,6 +49,7 @@ __all__ = [
     "worker_count",
     "create_eval_iterator",
     "create_train_iterator",
+    "open_eval_source",
     "local_batch_size",
     "default_input_config",
     "default_mixup_config",

@@ -304,10 +304,22 @@ def _stack_into_shared_memory(examples: list[dict]) -> dict:
 
 
 def _cached(source, cfg: dict):
-    """`source` behind a decoded-image cache when `input.cache_decoded_mb` asks for one."""
+    """`source` behind a decoded-image cache when `input.cache_decoded_mb` asks for one
+    (and it is not behind one already)."""
     check_loading(cfg)
     budget = int(cfg.get("cache_decoded_mb", 0))
-    return decoded_cache.DecodedCache(source, budget * decoded_cache.MB) if budget else source
+    if not budget or isinstance(source, decoded_cache.DecodedCache):
+        return source
+    return decoded_cache.DecodedCache(source, budget * decoded_cache.MB)
+
+
+def open_eval_source(config, source=None):
+    """config's eval split (or `source`), opened once for several passes: behind a
+    decoded-image cache with `input.cache_decoded_mb`, so a later evaluation decodes
+    nothing the earlier ones kept (give it to `create_eval_iterator` as `source`)."""
+    if source is None:
+        source = sources.open_split(config, sources.eval_split(config))
+    return _cached(source, input_settings(config))
 
 
 def repeated_aug_replicas(config) -> int:

@@ -214,6 +214,8 @@ class Evaluator:
     groups: tuple = ()
     probe_splits: tuple[str, str] = ("", "")  # (train, test)
     probe_classes: int = 0
+    # `source`, or the config's eval split, as opened for the first pass (`batches`).
+    _opened: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -223,9 +225,9 @@ class Evaluator:
         return last or bool(self.every and step % self.every == 0)
 
     def batches(self):
-        if self.source is None:  # the run's eval split, read as it always was
-            return data.create_eval_iterator(self.config)
-        return data.create_eval_iterator(self.config, source=self.source)
+        if self._opened is None:  # opened once: a decoded-image cache serves every pass
+            self._opened = data.open_eval_source(self.config, self.source)
+        return data.create_eval_iterator(self.config, source=self._opened)
 
     def metric_names(self, ema: bool) -> tuple[str, ...]:
         """The metrics it reports whose higher value is better (for `config.best_metric`)."""

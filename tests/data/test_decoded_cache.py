@@ -71,6 +71,21 @@ def test_the_train_cache_fills_in_the_background_once_the_pipeline_starts(
     assert cache._stop.is_set()
 
 
+def test_an_eval_source_opened_once_keeps_its_images_for_every_later_pass(demo_data_dir):
+    """What an evaluator does (`open_eval_source`, then an iterator a pass): the second
+    pass reads the decoded images the first one kept, and gives the same batches."""
+    plain = make_config("demo", demo_data_dir)
+    cached = make_config("demo", demo_data_dir, **{"input.cache_decoded_mb": 64})
+    want = list(data.create_eval_iterator(plain, process_index=0, process_count=1))
+    source = data.open_eval_source(cached)
+    assert isinstance(source, decoded_cache.DecodedCache)
+    assert data.open_eval_source(cached, source) is source  # not wrapped twice
+    for _ in range(2):
+        got = data.create_eval_iterator(cached, source=source, process_index=0, process_count=1)
+        _assert_same_batches(want, list(got))
+        assert len(source._items) == len(source) == 1000
+
+
 @pytest.fixture
 def photo_folder(tmp_path):
     """JPEG photos with detail (so a DCT draft changes pixels; 0.4 MB each decoded), a
