@@ -296,9 +296,10 @@ def test_frozen_batch_stats_stay_bit_identical_in_a_run(demo_data_dir, trained_d
 @pytest.mark.parametrize("freeze_batch_stats", [True, False])
 def test_frozen_batch_stats_train_on_the_eval_mode_loss(demo_data_dir, freeze_batch_stats):
     """One jitted train step on a random batch: with freeze_batch_stats its loss is the
-    eval-mode model's cross-entropy and the statistics come back unchanged; without it,
-    the loss is the train-mode (batch statistics) one and the statistics move."""
-    config = tiny_config(demo_data_dir, freeze_batch_stats=freeze_batch_stats)
+    eval-mode model's cross-entropy and the statistics come back unchanged, the EMA's
+    too; without it, the loss is the train-mode (batch statistics) one and the statistics
+    (and their EMA) move."""
+    config = tiny_config(demo_data_dir, freeze_batch_stats=freeze_batch_stats, **{"ema.decay": 0.9})
     setup = trainer.build(config)
     state0 = trainer.create_state(setup.make_state, setup.shardings)
     images = jax.random.normal(jax.random.key(0), (8, 16, 16, 3)) * 2.0 + 0.5
@@ -312,6 +313,8 @@ def test_frozen_batch_stats_train_on_the_eval_mode_loss(demo_data_dir, freeze_ba
     eval_loss, train_mode_loss = xent(setup.graphs.eval), xent(setup.graphs.train)
     assert abs(eval_loss - train_mode_loss) > 1e-3  # the two modes differ on this batch
     before = _leaves(state0["model_state"])  # copied out: the step donates the state
+    ema_before = _leaves(state0["ema"]["model_state"])
+    assert ema_before.keys() == before.keys()
     step = trainer.make_train_step(
         config, setup.graphs, setup.tx, setup.schedule, setup.info.num_classes, setup.plan
     )
@@ -319,10 +322,15 @@ def test_frozen_batch_stats_train_on_the_eval_mode_loss(demo_data_dir, freeze_ba
     loss = float(metrics.compute()["loss"])
     after = _leaves(state1["model_state"])
     same = [np.array_equal(after[n].view(np.uint32), before[n].view(np.uint32)) for n in before]
+    ema_after = _leaves(state1["ema"]["model_state"])
+    ema_same = [np.array_equal(ema_after[n].view(np.uint32), v.view(np.uint32))
+                for n, v in ema_before.items()]  # fmt: skip
     if freeze_batch_stats:
         assert loss == pytest.approx(eval_loss, rel=1e-6, abs=1e-6) and all(same)
+        assert all(ema_same)
     else:
         assert loss == pytest.approx(train_mode_loss, rel=1e-6, abs=1e-6) and not any(same)
+        assert not any(ema_same)
 
 
 def test_frozen_batch_stats_without_batchnorm_is_one_line(demo_data_dir, tmp_path, capsys):
