@@ -85,8 +85,10 @@ class _ShardsTogether:
     """One process reading what `count` processes read: their local batches, concatenated
     in process order, are the global batches of a `count`-process run."""
 
-    def __init__(self, make, config, count):
-        self._parts = [make(config, process_index=i, process_count=count) for i in range(count)]
+    def __init__(self, make, config, count, **kwargs):
+        self._parts = [
+            make(config, process_index=i, process_count=count, **kwargs) for i in range(count)
+        ]
 
     def __iter__(self):
         for batches in zip(*self._parts):
@@ -130,7 +132,9 @@ def test_one_device_eight_devices_and_two_processes_agree(demo_data_dir, tmp_pat
     # The batches a 2-process run sees, read by one process.
     make_train, make_eval = data.create_train_iterator, data.create_eval_iterator
     monkeypatch.setattr(data, "create_train_iterator", lambda c: _ShardsTogether(make_train, c, 2))
-    monkeypatch.setattr(data, "create_eval_iterator", lambda c: _ShardsTogether(make_eval, c, 2))
+    monkeypatch.setattr(
+        data, "create_eval_iterator", lambda c, **kw: _ShardsTogether(make_eval, c, 2, **kw)
+    )
     one_as_two = tmp_path / "one_device_as_two"
     trainer.train_and_evaluate(tiny_config(demo_data_dir, **FEATURES), str(one_as_two))
 
