@@ -37,7 +37,7 @@ from grain.multiprocessing import SharedMemoryArray
 
 from smlp_jax.data import decoded_cache, input_plan, repeated_aug, sources, transforms
 from smlp_jax.data.base import DataError
-from smlp_jax.data.config import check_loading, worker_count
+from smlp_jax.data.config import check_cache, check_loading, worker_count
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
@@ -305,8 +305,8 @@ def _stack_into_shared_memory(examples: list[dict]) -> dict:
 
 def _cached(source, cfg: dict):
     """`source` behind a decoded-image cache when `input.cache_decoded_mb` asks for one
-    (and it is not behind one already)."""
-    check_loading(cfg)
+    (and it is not behind one already); a budget that is not one is one line first."""
+    check_cache(cfg)
     budget = int(cfg.get("cache_decoded_mb", 0))
     if not budget or isinstance(source, decoded_cache.DecodedCache):
         return source

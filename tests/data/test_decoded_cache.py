@@ -46,19 +46,23 @@ def test_the_demo_with_the_cache_gives_the_batches_of_decoding_every_time(demo_d
         )
 
 
-def test_the_train_cache_fills_in_the_background_once_the_pipeline_starts(
-    demo_data_dir, monkeypatch
-):
-    """In-process (no workers), the first batch starts a thread that decodes the whole
-    split while the step compiles; closing the iterator stops it."""
-    caches = []
+@pytest.fixture
+def caches(monkeypatch) -> list:
+    """Every `DecodedCache` the pipeline builds during the test, in order."""
+    built = []
 
     class Recorded(decoded_cache.DecodedCache):
         def __init__(self, *args):
             super().__init__(*args)
-            caches.append(self)
+            built.append(self)
 
     monkeypatch.setattr(decoded_cache, "DecodedCache", Recorded)
+    return built
+
+
+def test_the_train_cache_fills_in_the_background_once_the_pipeline_starts(demo_data_dir, caches):
+    """In-process (no workers), the first batch starts a thread that decodes the whole
+    split while the step compiles; closing the iterator stops it."""
     split = {"input.train_split": "train[:300]", "input.num_workers": 0}
     config = make_config("demo", demo_data_dir, **split, **{"input.cache_decoded_mb": 1})
     iterator = data.create_train_iterator(config, process_index=0, process_count=1)
@@ -105,7 +109,7 @@ def photo_folder(tmp_path):
     return tmp_path
 
 
-def test_cached_jpegs_are_cropped_from_full_size_pixels_whatever_fits(photo_folder, monkeypatch):
+def test_cached_jpegs_are_cropped_from_full_size_pixels_whatever_fits(photo_folder, caches):
     """With the cache on, JPEG crops come from full-size pixels (no draft): the batches of
     `jpeg_draft=False`, whether every image fits the budget or only two do; the broken file
     is skipped as without the cache, and never cached."""
@@ -113,14 +117,6 @@ def test_cached_jpegs_are_cropped_from_full_size_pixels_whatever_fits(photo_fold
     want = _train(make_config(folder, **settings, **{"input.jpeg_draft": False}), 4)
     drafted = _train(make_config(folder, **settings), 4)
     assert any(not np.array_equal(a["image"], b["image"]) for a, b in zip(want, drafted))
-    caches = []
-
-    class Recorded(decoded_cache.DecodedCache):
-        def __init__(self, *args):
-            super().__init__(*args)
-            caches.append(self)
-
-    monkeypatch.setattr(decoded_cache, "DecodedCache", Recorded)
     for budget_mb, cached_images in ((64, 12), (1, 2)):  # all but the broken file; two
         caches.clear()
         config = make_config(folder, **settings, **{"input.cache_decoded_mb": budget_mb})
