@@ -17,7 +17,8 @@ bfloat16 compute, 1000 classes, drop path 0 on both sides) three rows:
 
 and a `jax <forms>` row for each other `--jax-forms` (`JAX_FORMS`): "plain" is the step as
 it was before the lean VJPs (autodiff of the plain norm and GELU formulas, the sMLP fuse
-over a concat), the "before" of the same call; "axial" the batched height mix. Each jax
+over a concat), the "before" of the same call; "axial" the batched height mix; "remat"
+every block recomputed in the backward (`config.remat="nothing_saveable"`). Each jax
 row keeps its HLO and, for `--trace-models`, its profile (the per-op account's input).
 
 Both sides get the same images and labels (JaxBench's seed-0 batch) and the same loss
@@ -92,7 +93,6 @@ from throughput import (  # noqa: E402
     torch_available,
 )
 
-from smlp_jax.models import backend  # noqa: E402
 from smlp_jax.train import mfu  # noqa: E402
 
 FULL = (("smlpnet_t", 128), ("smlpnet_b", 128), ("mixer_b16", 128), ("convmixer_768_32", 64))
@@ -238,7 +238,7 @@ def jax_row(spec: Spec, args: argparse.Namespace, out: Path, forms: str = "defau
     bench = JaxBench(
         spec.name, {**spec.hp, "dtype": jnp.dtype(DTYPE)}, spec.image_size, spec.batch, NUM_CLASSES
     )
-    with backend.forms(**JAX_FORMS[forms]):  # read when the step is traced
+    with saved_activations.traced_for(None, forms):  # read when the step is traced
         bench.compile(forward_too=False)
     row: dict[str, Any] = {"compile_s": bench.compile_train_s}
     if _CompileCache.hits > hits:

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -50,7 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from throughput import TINY, TINY_IMAGE_SIZE  # noqa: E402
 
 import smlp_jax  # noqa: E402
-from smlp_jax.models import backend  # noqa: E402
+from smlp_jax.models import backend, remat  # noqa: E402
 from smlp_jax.models.registry import get_entry  # noqa: E402
 from smlp_jax.train import state as train_state  # noqa: E402
 
@@ -60,19 +62,25 @@ TOP_KINDS = 8
 
 # Named `models.backend.forms`: "plain" is the step as it was before the lean VJPs
 # (autodiff of the plain norm and GELU formulas, the sMLP fuse over a concat); "axial"
-# the batched height mix, not yet measured on an accelerator.
+# the batched height mix, not yet measured on an accelerator; "remat" the default forms
+# with every block recomputed in the backward (`models.remat`, config.remat's policy).
 FORMS: dict[str, dict] = {
     "default": {},
     "plain": {"lean_vjp": False, "fuse_sum": False},
     "axial": {"axial_batched": True},
+    "remat": {"remat": "nothing_saveable"},
 }
 
 
-def traced_for(platform: str | None, forms: str = "default"):
+@contextlib.contextmanager
+def traced_for(platform: str | None, forms: str = "default") -> Iterator[None]:
     """A context in which the models trace as for `platform` ("cpu", "gpu", "tpu": the
     forms of their ops that backend computes; None: JAX's default backend), with the
     named `FORMS` on top."""
-    return backend.forms(platform=platform, **FORMS[forms])
+    named = dict(FORMS[forms])
+    policy = named.pop("remat", "")
+    with backend.forms(platform=platform, **named), remat.policy(policy):
+        yield
 
 
 def train_loss(
@@ -115,7 +123,9 @@ def residuals(fn: Any, *args: Any) -> list[tuple[Any, str]]:
 
 
 def nbytes(aval: Any) -> int:
-    return int(aval.size) * jnp.dtype(aval.dtype).itemsize
+    # `aval.dtype.itemsize`, not `jnp.dtype(...)`: a random key (a drop-path draw kept by a
+    # rematted block) has an extended dtype, which jnp.dtype refuses.
+    return int(aval.size) * aval.dtype.itemsize
 
 
 def residual_bytes(fn: Any, *args: Any) -> int:

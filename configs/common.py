@@ -28,6 +28,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.model_kwargs = ml_collections.ConfigDict()
     config.model_kwargs_of = ""  # the model model_kwargs' values are for (with_model_defaults)
     config.dtype = "float32"  # computation dtype; parameters stay float32 ("bfloat16" on TPU)
+    # Recompute each block's activations in the backward instead of keeping them (less
+    # memory, more compute): a policy of smlp_jax.models.remat ("nothing_saveable",
+    # "dots_saveable", "dots_with_no_batch_dims_saveable"); "" keeps everything.
+    config.remat = ""
 
     # Data (smlp_jax.data): "demo" | "folder:/abs/path" | a tfds name.
     config.dataset = "demo"

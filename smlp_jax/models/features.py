@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from smlp_jax.models import remat
 from smlp_jax.models.layers import Linear
 
 Array = jax.Array
@@ -96,12 +97,13 @@ def feature_take_indices(
 
 
 def sequential(*layers: Stage | None) -> Stage:
-    """One stage from callables applied in order (None entries skipped)."""
+    """One stage from callables applied in order (None entries skipped); each module among
+    them is rematerialised under an active `remat.policy`."""
     present = [layer for layer in layers if layer is not None]
 
     def apply(x: Array) -> Array:
         for layer in present:
-            x = layer(x)
+            x = remat.call(layer, x)
         return x
 
     return apply
@@ -204,7 +206,7 @@ class FeatureInterface:
         self._check_float_images(x)
         x = self._before_stages(x)
         for stage in self._feature_stages():
-            x = stage(x)
+            x = remat.call(stage, x)
         return self._final_norm(x)
 
     def forward_head(self, x: Array, pre_logits: bool = False) -> Array:
@@ -258,7 +260,7 @@ class FeatureInterface:
         x = self._before_stages(x)
         intermediates = []
         for i, stage in enumerate(stages):
-            x = stage(x)
+            x = remat.call(stage, x)
             if i in take:
                 normalise = norm and (self.norm_every_intermediate or i == last)
                 y = self._final_norm(x) if normalise else x

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from smlp_jax.models import remat
 from smlp_jax.models.features import FeatureInterface, feature_specs
 from smlp_jax.models.hparams import (
     BLOCKS,
@@ -371,9 +372,9 @@ class RaftMLP(FeatureInterface, nnx.Module):
         h, w = x.shape[1:3]
         # Official Level: a size that is not a multiple of the patch is resized up to one.
         x = resize_grid(x, -(-h // patch) * patch, -(-w // patch) * patch)
-        x = self.embeddings[i](x)
+        x = remat.call(self.embeddings[i], x)
         for block in self.levels[i]:
-            x = block(x)
+            x = remat.call(block, x)
         return x
 
 

@@ -54,6 +54,7 @@ HARMLESS = (
     "keep_checkpoints",
     "async_checkpoint",
     "compilation_cache_dir",
+    "remat",  # the same values, recomputed in the backward instead of kept
     "input.num_workers",
     "input.num_threads",
     "input.prefetch",

@@ -33,6 +33,7 @@ from clu import metrics as clu_metrics
 from flax import nnx
 
 from smlp_jax import data
+from smlp_jax.models import remat
 from smlp_jax.models.moe import total_aux_loss
 from smlp_jax.train import optim
 from smlp_jax.train.errors import ConfigError
@@ -92,6 +93,14 @@ def check_freeze_batch_stats(config: Any, num_classes: int) -> None:
         )
 
 
+def check_remat(config: Any) -> str:
+    """`config.remat`, a `models.remat` policy's name or "" (off); else a ConfigError."""
+    try:
+        return remat.check(str(config.get("remat", "") or ""))
+    except ValueError as err:
+        raise ConfigError(f"config.{err}") from None
+
+
 def _model_state_after(model: nnx.Module) -> dict:
     return nnx.to_pure_dict(nnx.split(model, nnx.Param, nnx.RngState, ...)[3])
 
@@ -113,6 +122,7 @@ def make_train_step(
     seed = int(config.seed)
     aux_loss_weight = float(config.aux_loss_weight)
     task_loss = loss_function(config.loss)
+    remat_policy = check_remat(config)
     # Frozen parameters (optimizer.freeze): no gradient, and kept bit for bit.
     freeze = tuple(config.optimizer.get("freeze", ()) or ())
     freeze_batch_stats = bool(config.get("freeze_batch_stats", False))
@@ -129,7 +139,8 @@ def make_train_step(
         model = nnx.merge(graphs.train, params, rngs, model_state)
         if freeze_batch_stats:  # BatchNorm on its running statistics, which it then keeps
             model.set_attributes(use_running_average=True, raise_if_not_found=False)
-        logits = model(images).astype(jnp.float32)
+        with remat.policy(remat_policy):  # each block recomputed in the backward, if set
+            logits = model(images).astype(jnp.float32)
         loss = task_loss(logits, targets)
         if aux_loss_weight:  # MoE load balancing (0 for models without MoE layers)
             loss = loss + aux_loss_weight * total_aux_loss(model)

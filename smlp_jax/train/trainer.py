@@ -58,6 +58,7 @@ from smlp_jax.train.state import (
 from smlp_jax.train.step import (
     NO_BAD_STEP,
     check_freeze_batch_stats,
+    check_remat,
     loss_function,
     make_train_step,
 )
@@ -133,6 +134,7 @@ def build(config: Any) -> Setup:
     init_from.check_init_head(config)
     check_freeze_batch_stats(config, info.num_classes)
     loss_function(config.loss)  # an unknown loss name fails here, before any state exists
+    check_remat(config)
     data.check_mixup_mode(config.mixup.mode, float(config.mixup.cutmix_alpha))
     data.check_loading(config.input)
     # The one check of where the input's work runs (the pipeline derives the same plan).

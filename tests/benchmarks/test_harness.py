@@ -180,3 +180,21 @@ def test_formulation_variants_are_built_in_the_benchmarks_own_model_copy(capsys)
     assert (smlpnet.SMLP.__call__, layers.DepthwiseConv.__call__, layers.Mlp.__call__) == calls
     table = capsys.readouterr().out
     assert all(f"| {v} |" in table for v in variants)
+
+
+def test_remat_benchmark_reports_saved_bytes_and_step_per_policy(capsys):
+    """benchmarks/remat_policies.py on a tiny sMLPNet: one row a policy in each table;
+    recomputing every block keeps fewer bytes per image than keeping everything."""
+    import remat_policies
+
+    remat_policies.main(
+        ["--tiny", "--models", "smlpnet_t", "--policies", "none", "nothing_saveable"]
+        + ["--repeats", "1", "--batch", "2"]
+    )
+    out = capsys.readouterr().out
+    saved = next(line for line in out.splitlines() if line.startswith("| smlpnet_t |"))
+    none, nothing = (float(cell.split()[0]) for cell in saved.strip("| ").split(" | ")[1:])
+    assert 0 < nothing < none, saved
+    steps = [line for line in out.splitlines() if line.startswith(("| none |", "| nothing_"))]
+    assert len(steps) == 2 and "1.00x" in steps[0], out
+    assert all(float(line.split("|")[2].split()[0]) > 0 for line in steps), steps

@@ -48,11 +48,15 @@ def test_resume_check_refuses_what_changes_the_run_and_lets_the_rest_go(demo_dat
     assert "batch_size 64 -> 32" in message and "log_every" not in message
     assert message.endswith("--config.allow_changes=batch_size.")
 
-    # Harmless keys (log frequency, workers, device layout) never need permission.
-    harmless = tiny_config(demo_data_dir, log_every=7, **{"input.num_workers": 2})
+    # Harmless keys (log frequency, workers, device layout, recomputation in the backward)
+    # never need permission.
+    harmless = tiny_config(
+        demo_data_dir, log_every=7, remat="nothing_saveable", **{"input.num_workers": 2}
+    )
     assert run_record.check_resume(stored, harmless, 8) == {
         "log_every": (1, 7),
         "input.num_workers": (0, 2),
+        "remat": ("", "nothing_saveable"),
     }
     # Named keys, a whole section by its name, or "all".
     apply_overrides(changed, {"allow_changes": "batch_size"})
