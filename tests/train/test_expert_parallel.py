@@ -2,7 +2,8 @@
 
 The end-to-end test trains the `sparse_mlp` demo config (a few steps, gate noise on) with
 main.py on 1 device and on 8 fake devices with mesh data=2 x expert=4 (each device holds
-one of the 4 token and 4 channel experts): the losses agree. The 8-device run goes
+one of the 4 token and 4 channel experts) and every block recomputed in the backward
+(`config.remat`): the losses agree. The 8-device run goes
 through `expert_parallel_run.py`, which also reports that the created state's expert
 weights were split over `expert`, that the MoE layers were traced with that axis in
 context, and that the compiled step holds the all-to-alls. The other tests check the
@@ -35,6 +36,8 @@ SHORT = {
     "optimizer.warmup_steps": 2,
 }
 EXPERT_MESH = {"mesh.data": 2, "mesh.expert": 4}
+# The 8-device run also recomputes its blocks in the backward (config.remat): the same losses.
+REMAT = {"remat": "nothing_saveable"}
 
 
 def _config(family: str = "sparse_mlp", **changes):
@@ -125,7 +128,7 @@ def test_expert_parallel_training_matches_one_device(demo_data_dir, tmp_path):
     # Both children at once (the machine's cores are shared between them).
     runs = {
         "one_device": (1, [str(REPO / "main.py")], {}),
-        "data2_expert4": (8, ["-m", "tests.train.expert_parallel_run"], EXPERT_MESH),
+        "data2_expert4": (8, ["-m", "tests.train.expert_parallel_run"], {**EXPERT_MESH, **REMAT}),
     }
     procs = {}
     for name, (devices, program, changes) in runs.items():
