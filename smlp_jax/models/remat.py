@@ -47,6 +47,9 @@ POLICIES: dict[str, Callable[..., Any]] = {
 }
 
 _POLICY: contextvars.ContextVar[str] = contextvars.ContextVar("smlp_jax_remat", default="")
+_DISABLED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "smlp_jax_remat_disabled", default=False
+)
 
 
 def check(name: str) -> str:
@@ -69,9 +72,21 @@ def policy(name: str) -> Iterator[None]:
         _POLICY.reset(token)
 
 
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Within the block nothing is rematerialised, whatever policy a traced function sets:
+    for counting a step's model FLOPs (MFU counts the model's work, not its recomputation;
+    a jaxpr of a rematted step holds the recomputed forward too)."""
+    token = _DISABLED.set(True)
+    try:
+        yield
+    finally:
+        _DISABLED.reset(token)
+
+
 def active() -> str:
     """The policy's name for code traced now ("" when off)."""
-    return _POLICY.get()
+    return "" if _DISABLED.get() else _POLICY.get()
 
 
 def _apply(layer: nnx.Module, x: Any) -> Any:
@@ -82,7 +97,7 @@ def call(layer: Callable[[Any], Any], x: Any) -> Any:
     """`layer(x)`, inside `nnx.remat` under the active policy when `layer` is a module
     (a plain function, e.g. a stage made of modules, is called as it is: its modules are
     rematted one by one where it calls them through here)."""
-    name = _POLICY.get()
+    name = active()
     if not name or not isinstance(layer, nnx.Module):
         return layer(x)
     return nnx.remat(_apply, policy=POLICIES[name])(layer, x)

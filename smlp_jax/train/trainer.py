@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from smlp_jax import data
-from smlp_jax.models import moe, registry
+from smlp_jax.models import moe, registry, remat
 from smlp_jax.train import (
     checkpoint,
     compilation_cache,
@@ -214,8 +214,9 @@ def _check_finite(first_bad: jax.Array, config: Any, ckpt: checkpoint.Checkpoint
 
 def _step_flops_and_peak(config, plan, train_step, state, batch, mesh) -> tuple:
     """The train step's model FLOPs (`mfu.step_flops`, once; less the input plan's device
-    work, which is not the model's) and the run's peak FLOP/s (`mfu`)."""
-    with jax.set_mesh(mesh):
+    work, which is not the model's, and without `config.remat`'s recomputation) and the
+    run's peak FLOP/s (`mfu`)."""
+    with jax.set_mesh(mesh), remat.disabled():
         flops = mfu.step_flops(train_step.__wrapped__, state, batch)
         augment = plan.device_function()
         if flops and augment is not None:

@@ -13,7 +13,7 @@ from flax import nnx
 from jax._src.ad_checkpoint import saved_residuals
 
 import smlp_jax
-from smlp_jax.models import remat
+from smlp_jax.models import macs, remat
 from smlp_jax.train import cli, state, trainer
 from tests.models.test_features import SIDE, TINY
 from tests.train.tiny import demo_config, tiny_config
@@ -110,7 +110,8 @@ def test_an_unknown_policy_is_one_line(tmp_path, capsys):
 
 def test_the_train_step_reads_config_remat(demo_data_dir):
     """The trainer's jitted step with `config.remat`: the same loss and parameters after a
-    step (to float32 rounding) as without, and less memory in XLA's plan for it."""
+    step (to float32 rounding) as without, less memory in XLA's plan for it (at this tiny
+    size XLA CPU keeps some of the recomputation), and the same model FLOPs for the MFU."""
     images = jax.random.normal(jax.random.key(0), (8, 16, 16, 3))
     batch = {"image": images, "label": np.arange(8, dtype=np.int32) % 10}
     results = {}
@@ -121,11 +122,44 @@ def test_the_train_step_reads_config_remat(demo_data_dir):
         step = trainer.make_train_step(
             config, setup.graphs, setup.tx, setup.schedule, setup.info.num_classes, setup.plan
         )
-        compiled = jax.jit(step, donate_argnums=(0,)).lower(state0, batch).compile()
+        jitted = jax.jit(step, donate_argnums=(0,))
+        flops, _ = trainer._step_flops_and_peak(
+            config, setup.plan, jitted, state0, batch, setup.mesh
+        )  # the MFU's count: the model's FLOPs, not the recomputation
+        compiled = jitted.lower(state0, batch).compile()
         state1, metrics, _ = compiled(state0, batch)
         temp = compiled.memory_analysis().temp_size_in_bytes
-        results[policy] = (float(metrics.compute()["loss"]), state1["params"], temp)
-    (loss, params, temp), (loss_r, params_r, temp_r) = results[""], results["nothing_saveable"]
+        results[policy] = (float(metrics.compute()["loss"]), state1["params"], temp, flops)
+    (loss, params, temp, flops), (loss_r, params_r, temp_r, flops_r) = (
+        results[""],
+        results["nothing_saveable"],
+    )
     assert loss_r == pytest.approx(loss, rel=1e-6)
     _assert_same(params_r, params)
     assert temp_r < temp, (temp, temp_r)
+    assert flops_r == flops > 0
+
+
+def test_model_flops_leave_the_recomputation_out():
+    """A rematted step's jaxpr holds the recomputed forward; MFU counts the model's FLOPs,
+    so the trainer counts under `remat.disabled()`: the count without remat."""
+    model = nnx.eval_shape(
+        lambda: smlp_jax.create_model(
+            "smlpnet_t", num_classes=5, image_size=SIDE, rngs=0, **TINY["smlpnet_t"]
+        )
+    )
+    model.train()
+    graphdef, params, rngs, model_state = state.split(model)
+
+    def grad_fn(policy):
+        def loss(params, rngs, model_state, images):
+            with remat.policy(policy):
+                return nnx.merge(graphdef, params, rngs, model_state)(images).sum()
+
+        return jax.grad(loss)
+
+    args = (params, rngs, model_state, jax.ShapeDtypeStruct((4, SIDE, SIDE, 3), jnp.float32))
+    plain = macs.model_flops(grad_fn(""), *args)
+    assert macs.model_flops(grad_fn("nothing_saveable"), *args) > 1.1 * plain
+    with remat.disabled():
+        assert macs.model_flops(grad_fn("nothing_saveable"), *args) == plain
