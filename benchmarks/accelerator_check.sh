@@ -7,9 +7,10 @@
 #   bash benchmarks/accelerator_check.sh [--budget SECONDS] [--tiny] [accelerator_check.py args]
 #
 # 1. benchmarks/peer_check.py (most of the budget): per model, sMLPNet-B first, our train
-#    step with the default forms ("jax") and as it was before the lean VJPs ("jax plain"),
-#    then the PyTorch code eager and under torch.compile; HLO and profiler traces of the
-#    jax rows (benchmarks/trace_account.py reads them). $PEER_ARGS are added to its args.
+#    step with the default forms ("jax") and the PyTorch code eager and under
+#    torch.compile; then, past every model, each model's step as it was before the lean
+#    VJPs ("jax plain"); HLO and profiler traces of the jax rows
+#    (benchmarks/trace_account.py reads them). $PEER_ARGS are added to its args.
 # 2. XLA flag A/B (smlp_jax/tools/xla_flags.py GPU_CANDIDATES): sMLPNet-T's jax row, one
 #    process per candidate flag, against the defaults (skipped with --tiny or past budget).
 # 3. benchmarks/end_to_end.py (20% of the budget, kept free by step 2): main.py with
