@@ -9,7 +9,8 @@
 # 1. benchmarks/peer_check.py (most of the budget): per model, sMLPNet-B first, our train
 #    step with the default forms ("jax") and the PyTorch code eager and under
 #    torch.compile; then, past every model, each model's step as it was before the lean
-#    VJPs ("jax plain"); HLO and profiler traces of the jax rows
+#    VJPs ("jax plain") and with every block recomputed in the backward ("jax remat",
+#    config.remat; not with --tiny); HLO and profiler traces of the jax rows
 #    (benchmarks/trace_account.py reads them). $PEER_ARGS are added to its args.
 # 2. XLA flag A/B (smlp_jax/tools/xla_flags.py GPU_CANDIDATES): sMLPNet-T's jax row, one
 #    process per candidate flag, against the defaults (skipped with --tiny or past budget).
@@ -49,7 +50,8 @@ PEER=$((BUDGET * 65 / 100))
 # shellcheck disable=SC2086  # PEER_ARGS: words on purpose
 timeout "$PEER" "$PY" benchmarks/peer_check.py --out "$OUT/peer_check" \
   --budget $((PEER * 80 / 100)) ${TINY[@]+"${TINY[@]}"} \
-  --models smlpnet_b smlpnet_t mixer_b16 convmixer_768_32 ${PEER_ARGS:-} \
+  --models smlpnet_b smlpnet_t mixer_b16 convmixer_768_32 \
+  --jax-forms default plain $( ((${#TINY[@]})) || echo remat) ${PEER_ARGS:-} \
   || { status=$?; echo "peer_check.py exited with status $status" >&2; }
 
 # 2. XLA flags, one process each (XLA reads XLA_FLAGS at start-up), leaving step 3's share
