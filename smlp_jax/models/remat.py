@@ -24,10 +24,11 @@ layer's rng state is an input), but XLA fuses it differently, so a sum may round
 differently in its last bit. The trainer traces its loss under `policy(config.remat)`;
 "" (the default) is off. Measured (saved bytes per image, step time): benchmarks/README.md.
 
-On an accelerator XLA keeps the recomputation apart (the optimisation barriers
-`jax.checkpoint` puts around it). XLA CPU does not: it drops the barriers before its
-common-subexpression pass, which merges the recomputed forward back into the first one,
-so on a CPU a policy saves no memory (and costs little time).
+`jax.checkpoint` puts optimisation barriers around the recomputation so that the
+compiler keeps it apart, as XLA on GPUs and TPUs is meant to (not yet measured here: the
+prepared GPU run has the rows). XLA CPU does not: its compiled step holds as many matmuls
+as without remat (the recomputed forward merged back into the first), so on a CPU a
+policy saves no memory and costs little time.
 """
 
 from __future__ import annotations
