@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -118,7 +119,10 @@ def install() -> int:
         print(f"no wheels in {WHEELS}: run `download` here and carry wheels/", file=sys.stderr)
         return 1
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps"]
-    subprocess.run([*command, *files], check=True)
+    # The image's Python may be a system one (PEP 668 refuses pip there unless told), and
+    # the machine runs commands as root: both are fine on a machine given back after.
+    env = dict(os.environ, PIP_BREAK_SYSTEM_PACKAGES="1", PIP_ROOT_USER_ACTION="ignore")
+    subprocess.run([*command, *files], check=True, env=env)
     # Every module the package and the benchmarks import, resolved now rather than minutes
     # into the run.
     check = "import smlp_jax, smlp_jax.data, smlp_jax.train.trainer; print('smlp_jax imports')"
