@@ -57,7 +57,7 @@ def saved_table(models: list[str], tiny: bool, platform: str, policies: list[str
 def step_table(
     name: str, batch: int, repeats: int, iters: int, tiny: bool, policies: list[str]
 ) -> str:
-    family, hp = throughput.hyperparameters(name, tiny)
+    _, hp = throughput.hyperparameters(name, tiny)
     size = throughput.TINY_IMAGE_SIZE if tiny else 224
     benches, compile_s = {}, {}
     for policy in policies:

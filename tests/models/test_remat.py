@@ -70,7 +70,9 @@ def test_each_policy_with_drop_path_computes_the_same(policy):
     _assert_same(_loss_and_grads("smlpnet_t", policy, drop_path_rate=0.3), want)
 
 
-def _saved_bytes(policy: str) -> int:
+def _abstract_loss(policy: str, batch: int):
+    """(loss, abstract args): the summed logits of the tiny train-mode sMLPNet under
+    `policy`, as a function of (params, rngs, model_state, images); shapes only."""
     model = nnx.eval_shape(
         lambda: smlp_jax.create_model(
             "smlpnet_t", num_classes=5, image_size=SIDE, rngs=0, **TINY["smlpnet_t"]
@@ -79,14 +81,19 @@ def _saved_bytes(policy: str) -> int:
     model.train()
     graphdef, params, rngs, model_state = state.split(model)
 
-    def loss_fn(params, rngs, model_state, images):
+    def loss(params, rngs, model_state, images):
         with remat.policy(policy):
             return nnx.merge(graphdef, params, rngs, model_state)(images).sum()
 
-    images = jax.ShapeDtypeStruct((8, SIDE, SIDE, 3), jnp.float32)
+    images = jax.ShapeDtypeStruct((batch, SIDE, SIDE, 3), jnp.float32)
+    return loss, (params, rngs, model_state, images)
+
+
+def _saved_bytes(policy: str) -> int:
+    loss, args = _abstract_loss(policy, batch=8)
     return sum(
         a.size * a.dtype.itemsize
-        for a, d in saved_residuals(loss_fn, params, rngs, model_state, images)
+        for a, d in saved_residuals(loss, *args)
         if not d.startswith("from the argument params")
     )
 
@@ -143,23 +150,12 @@ def test_the_train_step_reads_config_remat(demo_data_dir):
 def test_model_flops_leave_the_recomputation_out():
     """A rematted step's jaxpr holds the recomputed forward; MFU counts the model's FLOPs,
     so the trainer counts under `remat.disabled()`: the count without remat."""
-    model = nnx.eval_shape(
-        lambda: smlp_jax.create_model(
-            "smlpnet_t", num_classes=5, image_size=SIDE, rngs=0, **TINY["smlpnet_t"]
-        )
-    )
-    model.train()
-    graphdef, params, rngs, model_state = state.split(model)
 
-    def grad_fn(policy):
-        def loss(params, rngs, model_state, images):
-            with remat.policy(policy):
-                return nnx.merge(graphdef, params, rngs, model_state)(images).sum()
+    def flops(policy):
+        loss, args = _abstract_loss(policy, batch=4)
+        return macs.model_flops(jax.grad(loss), *args)
 
-        return jax.grad(loss)
-
-    args = (params, rngs, model_state, jax.ShapeDtypeStruct((4, SIDE, SIDE, 3), jnp.float32))
-    plain = macs.model_flops(grad_fn(""), *args)
-    assert macs.model_flops(grad_fn("nothing_saveable"), *args) > 1.1 * plain
+    plain = flops("")
+    assert flops("nothing_saveable") > 1.1 * plain
     with remat.disabled():
-        assert macs.model_flops(grad_fn("nothing_saveable"), *args) == plain
+        assert flops("nothing_saveable") == plain
