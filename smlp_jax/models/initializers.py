@@ -18,12 +18,19 @@ the key and its flat row-major index i, so `draw(key, (N,))[:n].reshape(shape)` 
 list (`bucket`), so a model needs a few compilations, shared by every model in the process.
 Under a trace (`jit`, `eval_shape`) there is nothing to compile per shape: the draw is
 direct.
+
+A model about to receive every parameter from a checkpoint needs no draw at all:
+`draws_skipped()` builds it with NaN parameters of the right shapes while the rng streams
+advance exactly as when drawing (tools/trained.py: a trained sMLPNet-T's build for
+`predict`, benchmarks/README.md "The first seconds").
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +38,27 @@ import numpy as np
 
 Array = jax.Array
 Initializer = Callable[..., Array]
+
+_SKIP_DRAWS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "smlp_jax_skip_draws", default=False
+)
+
+
+@contextlib.contextmanager
+def draws_skipped() -> Iterator[None]:
+    """Within the block, the initialisers draw nothing: each parameter is NaN of its shape
+    and dtype, and every rng stream advances as it does when drawing (the keys are taken,
+    only the numbers are not made), so the built model's rng state is the drawn one's.
+
+    For a model whose every parameter is restored next. NaN rather than zeros: a parameter
+    the restore missed poisons the output instead of passing as a plausible weight. Under a
+    trace the draw is made as usual (a traced draw costs no compilation per shape).
+    """
+    token = _SKIP_DRAWS.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_DRAWS.reset(token)
 
 
 def bucket(n: int) -> int:
@@ -50,13 +78,16 @@ def _draw(
     sample: Callable[[Array, tuple[int, ...]], Array],
     key: Array,
     shape: Sequence[int],
+    dtype,
     scale: Array | float | None = None,
 ) -> Array:
-    """`sample(key, shape) * scale` for a sampler whose element i depends only on (key, i)
-    (`scale`: a scalar of the sample's dtype or a Python float, as jax's weak typing
-    treats it)."""
+    """`sample(key, shape) * scale` for a sampler of `dtype` whose element i depends only on
+    (key, i) (`scale`: a scalar of that dtype or a Python float, as jax's weak typing
+    treats it); NaNs of the shape under `draws_skipped()`."""
     shape = tuple(int(d) for d in shape)
     n = math.prod(shape)
+    if _SKIP_DRAWS.get() and not isinstance(key, jax.core.Tracer):
+        return jax.device_put(np.full(shape, np.nan, np.dtype(dtype)))
     if isinstance(key, jax.core.Tracer) or not jax.config.jax_threefry_partitionable or n == 0:
         # Traced: no compilation per shape to save. Not partitionable: element i would
         # depend on the shape, so draw exactly as asked.
@@ -72,16 +103,18 @@ def _draw(
 
 def uniform(key: Array, shape: Sequence[int], dtype, minval: float, maxval: float) -> Array:
     """`jax.random.uniform(key, shape, dtype, minval, maxval)`, bit for bit."""
-    return _draw(lambda k, s: jax.random.uniform(k, s, dtype, minval, maxval), key, shape)
+    return _draw(lambda k, s: jax.random.uniform(k, s, dtype, minval, maxval), key, shape, dtype)
 
 
 def truncated_normal(
     key: Array, lower: float, upper: float, shape: Sequence[int], dtype, scale=None
 ) -> Array:
     """`jax.random.truncated_normal(key, lower, upper, shape, dtype) * scale`, bit for bit."""
-    return _draw(
-        lambda k, s: jax.random.truncated_normal(k, lower, upper, s, dtype), key, shape, scale
-    )
+
+    def sample(k, s):
+        return jax.random.truncated_normal(k, lower, upper, s, dtype)
+
+    return _draw(sample, key, shape, dtype, scale)
 
 
 def torch_uniform_init(fan_in: int) -> Initializer:

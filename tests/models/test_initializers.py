@@ -167,3 +167,42 @@ def test_next_key_draws_as_the_stream_does_and_its_trace_asks_no_tracer_its_shar
 
     jax.eval_shape(build, jax.random.key(0))
     assert walks == []
+
+
+@pytest.mark.parametrize("case", sorted(c for c in _cases() if c.endswith("_tiny")))
+def test_with_draws_skipped_every_parameter_is_nan_and_the_rng_state_is_the_drawn_ones(
+    case, monkeypatch
+):
+    """`draws_skipped()` (a model whose weights are restored next) draws no number, leaves
+    every drawn parameter NaN and every other variable, the rng streams included, as the
+    drawing build leaves it."""
+    drawn = _build(_cases()[case])
+    samplers = []
+    for name in ("uniform", "truncated_normal"):
+        original = getattr(jax.random, name)
+        monkeypatch.setattr(
+            jax.random, name, lambda *a, _o=original, **k: samplers.append(1) or _o(*a, **k)
+        )
+    with initializers.draws_skipped():
+        skipped = _build(_cases()[case])
+    assert samplers == []
+    drawn_flat = dict(nnx.to_flat_state(nnx.state(drawn)))
+    skipped_flat = dict(nnx.to_flat_state(nnx.state(skipped)))
+    assert drawn_flat.keys() == skipped_flat.keys()
+    nan_params = 0
+    for path, var in skipped_flat.items():
+        value, want = var[...], drawn_flat[path][...]
+        if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
+            value, want = jax.random.key_data(value), jax.random.key_data(want)
+        value, want = np.asarray(value), np.asarray(want)
+        assert value.shape == want.shape and value.dtype == want.dtype, path
+        if np.isnan(value).all() and not np.isnan(want).all():
+            nan_params += 1  # a drawn parameter, skipped
+        else:
+            np.testing.assert_array_equal(value, want, err_msg=str(path))
+    assert nan_params >= 2  # at least the stem's or a block's kernels were skipped
+    # Outside the block, draws are made again.
+    np.testing.assert_array_equal(
+        np.asarray(initializers.torch_uniform_init(4)(jax.random.key(1), (4, 4))),
+        np.asarray(jax.random.uniform(jax.random.key(1), (4, 4), minval=-0.5, maxval=0.5)),
+    )
