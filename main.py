@@ -104,8 +104,9 @@ def _load_tool(name: str):
 
 
 if __name__ == "__main__":
-    # glibc's huge-page tunable where it helps (tools/hugepages.py), then the XLA flags
-    # measured faster on this host's accelerator (tools/xla_flags.py), before jax starts.
+    # The host allocator for XLA:CPU's steps (glibc's huge-page tunable, or jemalloc with
+    # SMLP_JAX_JEMALLOC=1: tools/hugepages.py), then the XLA flags measured faster on this
+    # host's accelerator (tools/xla_flags.py), before jax starts.
     _load_tool("hugepages").reexec_with_hugepages()
     _load_tool("xla_flags").apply()
     app.run(main, flags_parser=parse_flags)

@@ -1,5 +1,5 @@
-"""smlp_jax.tools.hugepages: when the entry points re-execute under glibc's huge-page
-tunable, and that the re-executed process really has it."""
+"""smlp_jax.tools.hugepages: when the entry points re-execute with jemalloc preloaded or
+under glibc's huge-page tunable, and that the re-executed process really has it."""
 
 import os
 import subprocess
@@ -22,6 +22,8 @@ def test_reexecutes_only_where_the_tunable_exists_and_is_not_set():
     set_off = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}
     assert "already sets" in hugepages.why_not(set_off, **LINUX)
     assert "not Linux" in hugepages.why_not({}, **{**LINUX, "system": "Darwin"})
+    preloaded = {"LD_PRELOAD": "libjemalloc.so.2"}  # glibc's malloc is not the one in use
+    assert "another allocator" in hugepages.why_not(preloaded, **LINUX)
     assert "not Linux" in hugepages.why_not({}, **{**LINUX, "libc": ("", "")})
     assert "2.35+" in hugepages.why_not({}, **{**LINUX, "libc": ("glibc", "2.31")})
     assert "never" in hugepages.why_not({}, **{**LINUX, "thp": "never"})
@@ -36,10 +38,11 @@ def test_never_on_an_accelerator_host():
 
 
 def test_an_accelerator_run_is_not_reexecuted():
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", hugepages.OPT_OUT)}
-    out = _run({**env, "JAX_PLATFORMS": "tpu"})  # only read here: jax is never imported
+    env = _clean_env(JAX_PLATFORMS="tpu", **{hugepages.JEMALLOC_OPT_IN: "1"})
+    out = _run(env)  # JAX_PLATFORMS only read here: jax is never imported
     assert len([line for line in out if line.startswith("run ")]) == 1, out
-    assert "JAX runs on tpu" in out[-1], out
+    (result,) = [line for line in out if line.startswith("tunables ")]
+    assert "jemalloc: JAX runs on tpu" in result and "hugetlb: JAX runs on tpu" in result, out
 
 
 def test_tunable_is_appended_to_the_users_tunables():
@@ -66,6 +69,7 @@ SCRIPT = textwrap.dedent(
     print("run", os.getpid(), flush=True)
     module.reexec_with_hugepages()
     print("tunables", os.environ.get("GLIBC_TUNABLES", ""), sys.argv[1:], module.status())
+    print("mapped", "libjemalloc" in open("/proc/self/maps").read())
     """
 )
 
@@ -83,8 +87,15 @@ def _run(env):
     return out
 
 
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This environment without anything that decides the re-exec, plus `extra`."""
+    decisive = ("GLIBC_TUNABLES", "LD_PRELOAD", "MALLOC_CONF")
+    decisive += (hugepages.OPT_OUT, hugepages.JEMALLOC_OPT_IN)
+    return {**{k: v for k, v in os.environ.items() if k not in decisive}, **extra}
+
+
 def test_reexec_runs_the_same_command_once_more_with_the_tunable():
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", hugepages.OPT_OUT)}
+    env = _clean_env()  # jemalloc not asked for: the huge-page path
     reason = hugepages.why_not(env, thp=hugepages.thp_mode(), device=hugepages.accelerator(env))
     if reason is not None:
         pytest.skip(f"no re-exec here: {reason}")
@@ -97,9 +108,57 @@ def test_reexec_runs_the_same_command_once_more_with_the_tunable():
 
 
 def test_opt_out_runs_once_without_the_tunable():
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    env[hugepages.OPT_OUT] = "0"
+    env = _clean_env(**{hugepages.OPT_OUT: "0"})
     out = _run(env)
     assert len([line for line in out if line.startswith("run ")]) == 1, out
     (result,) = [line for line in out if line.startswith("tunables ")]
     assert "hugetlb" not in result.split("[")[0] and "SMLP_JAX_HUGEPAGES=0" in result
+    assert "jemalloc: SMLP_JAX_HUGEPAGES=0" in result  # neither allocator change
+    # Asked for jemalloc too: the opt-out still wins.
+    out = _run(_clean_env(**{hugepages.OPT_OUT: "0", hugepages.JEMALLOC_OPT_IN: "1"}))
+    assert len([line for line in out if line.startswith("run ")]) == 1, out
+
+
+def test_jemalloc_is_preloaded_only_when_asked_for_and_installed():
+    found = "libjemalloc.so.2"
+    linux = dict(system="Linux", libc=("glibc", "2.36"))
+    asked = {"SMLP_JAX_JEMALLOC": "1"}
+    assert hugepages.jemalloc_why_not(asked, found, **linux) is None
+    assert "not asked for (SMLP_JAX_JEMALLOC=1)" in hugepages.jemalloc_why_not({}, found, **linux)
+    assert "not asked for" in hugepages.jemalloc_why_not({"SMLP_JAX_JEMALLOC": "0"}, found, **linux)
+    assert "not installed" in hugepages.jemalloc_why_not(asked, None, **linux)
+    assert "SMLP_JAX_HUGEPAGES=0" in hugepages.jemalloc_why_not(
+        {**asked, "SMLP_JAX_HUGEPAGES": "0"}, found, **linux
+    )
+    # The user's allocator stands; another preloaded library does not stop it.
+    for preload in ("/opt/lib/libtcmalloc_minimal.so.4", "libjemalloc.so.2"):
+        reason = hugepages.jemalloc_why_not({**asked, "LD_PRELOAD": preload}, found, **linux)
+        assert "already names an allocator" in reason
+    other = {**asked, "LD_PRELOAD": "libfoo.so"}
+    assert hugepages.jemalloc_why_not(other, found, **linux) is None
+    assert "JAX runs on gpu" in hugepages.jemalloc_why_not(asked, found, **linux, device="gpu")
+    assert "not Linux" in hugepages.jemalloc_why_not(asked, found, system="Darwin", libc=("", ""))
+
+    env = hugepages.with_jemalloc({"LD_PRELOAD": "libfoo.so", "PATH": "/bin"}, found)
+    assert env == {
+        "LD_PRELOAD": "libjemalloc.so.2 libfoo.so",
+        "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1",
+        "PATH": "/bin",
+    }
+    mine = hugepages.with_jemalloc({"MALLOC_CONF": "narenas:2"}, found)
+    assert mine["MALLOC_CONF"] == "narenas:2"  # the user's settings stand
+
+
+def test_reexec_preloads_jemalloc_when_asked_for_where_installed():
+    env = _clean_env(**{hugepages.JEMALLOC_OPT_IN: "1"})
+    found = hugepages.find_jemalloc()
+    reason = hugepages.jemalloc_why_not(env, found, device=hugepages.accelerator(env))
+    if reason is not None:
+        pytest.skip(f"no jemalloc re-exec here: {reason}")
+    out = _run(env)
+    runs = [line for line in out if line.startswith("run ")]
+    assert len(runs) == 2 and len(set(runs)) == 1, out  # exec keeps the PID; ran twice
+    (result,) = [line for line in out if line.startswith("tunables ")]
+    assert f"jemalloc (LD_PRELOAD={found}, MALLOC_CONF=dirty_decay_ms:-1" in result, result
+    (maps,) = [line for line in out if line.startswith("mapped ")]
+    assert maps == "mapped True", out  # the re-executed process really runs jemalloc
