@@ -126,8 +126,11 @@ def why_not(
     return None
 
 
-def find_jemalloc() -> str | None:
-    """The system's jemalloc as the dynamic loader finds it (`libjemalloc.so.2`), or None."""
+def find_jemalloc(environ: Mapping[str, str] | None = None) -> str | None:
+    """The system's jemalloc as the dynamic loader finds it (`libjemalloc.so.2`), or None;
+    with `environ`, looked for only when it asks for jemalloc (the lookup runs `ldconfig`)."""
+    if environ is not None and environ.get(JEMALLOC_OPT_IN, "0") != "1":
+        return None
     try:
         return ctypes.util.find_library("jemalloc")
     except OSError:  # no ldconfig, no compiler: nothing to find it with
@@ -181,8 +184,9 @@ def reexec_with_hugepages() -> None:
     and installed) or else glibc's huge-page tunable, unless `jemalloc_why_not` and
     `why_not` both say otherwise (then returns, having done nothing)."""
     device = accelerator(os.environ)
-    if jemalloc_why_not(os.environ, find_jemalloc(), device=device) is None:
-        env = with_jemalloc(os.environ, find_jemalloc())
+    found = find_jemalloc(os.environ)
+    if jemalloc_why_not(os.environ, found, device=device) is None:
+        env = with_jemalloc(os.environ, found)
     elif why_not(os.environ, thp=thp_mode(), device=device) is None:
         env = dict(os.environ)
         env["GLIBC_TUNABLES"] = tunables_with_hugepages(env.get("GLIBC_TUNABLES", ""))
@@ -203,7 +207,7 @@ def status() -> str:
         return f"{TUNABLE}=1 (transparent huge pages: {thp_mode()})"
     device = accelerator(os.environ)
     reason = why_not(os.environ, thp=thp_mode(), device=device)
-    jemalloc = jemalloc_why_not(os.environ, find_jemalloc(), device=device)
+    jemalloc = jemalloc_why_not(os.environ, find_jemalloc(os.environ), device=device)
     return (
         f"default (no jemalloc: {jemalloc or 'not re-executed'}; "
         f"no {TUNABLE}: {reason or 'not re-executed'})"

@@ -151,7 +151,8 @@ def test_jemalloc_is_preloaded_only_when_asked_for_and_installed():
 
 def test_reexec_preloads_jemalloc_when_asked_for_where_installed():
     env = _clean_env(**{hugepages.JEMALLOC_OPT_IN: "1"})
-    found = hugepages.find_jemalloc()
+    found = hugepages.find_jemalloc(env)
+    assert hugepages.find_jemalloc({}) is None  # not asked for: not even looked for
     reason = hugepages.jemalloc_why_not(env, found, device=hugepages.accelerator(env))
     if reason is not None:
         pytest.skip(f"no jemalloc re-exec here: {reason}")
