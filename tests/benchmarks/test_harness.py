@@ -198,3 +198,23 @@ def test_remat_benchmark_reports_saved_bytes_and_step_per_policy(capsys):
     steps = [line for line in out.splitlines() if line.startswith(("| none |", "| nothing_"))]
     assert len(steps) == 2 and "1.00x" in steps[0], out
     assert all(float(line.split("|")[2].split()[0]) > 0 for line in steps), steps
+
+
+def test_page_faults_benchmark_measures_each_allocator_setting_in_its_own_process(tmp_path):
+    """benchmarks/page_faults.py on a tiny sMLPNet: a row per setting, each from a child
+    process with the setting in place; an allocator the system lacks is a skipped row."""
+    import page_faults
+
+    out = tmp_path / "rows.json"
+    page_faults.main(
+        ["--tiny", "--batch", "2", "--steps", "2", "--settings", "glibc", "glibc-kept"]
+        + ["--json", str(out)]
+    )
+    rows = json.loads(out.read_text())
+    assert [r["setting"] for r in rows] == ["glibc", "glibc-kept"], rows
+    for row in rows:
+        assert row["step_ms"] > 0 and row["peak_rss_mib"] > 0 and row["xla_mib"] > 0, row
+        assert row["faults_per_step"] >= 0 and row["system_s_per_step"] >= 0, row
+    missing = page_faults.setting_env("tcmalloc")
+    assert isinstance(missing, dict) or missing == "tcmalloc is not installed"
+    assert page_faults.setting_env("hugetlb") == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
