@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes.util
+import importlib.util
 import json
 import os
 import subprocess
@@ -36,6 +37,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+def _load_hugepages():
+    """smlp_jax/tools/hugepages.py by its path (standard library only): importing the
+    package would import jax before a child's `glibc-kept` setting is in place."""
+    path = REPO / "smlp_jax" / "tools" / "hugepages.py"
+    spec = importlib.util.spec_from_file_location("_page_faults_hugepages", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hugepages = _load_hugepages()
+
 SETTINGS = ("glibc", "hugetlb", "glibc-kept", "jemalloc", "tcmalloc")
 
 
@@ -43,18 +57,15 @@ def setting_env(name: str) -> dict[str, str] | str:
     """The environment changes of a setting, or why it cannot run here."""
     if name == "glibc":
         return {}
-    if name == "hugetlb":
-        return {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    if name == "hugetlb":  # main.py's settings, from the module that makes them
+        return {"GLIBC_TUNABLES": hugepages.tunables_with_hugepages("")}
     if name == "glibc-kept":
         return {"PAGE_FAULTS_KEEP": "1"}
-    library = {"jemalloc": "jemalloc", "tcmalloc": "tcmalloc_minimal"}[name]
-    found = ctypes.util.find_library(library)
-    if found is None:
-        return f"{name} is not installed"
-    env = {"LD_PRELOAD": found}
     if name == "jemalloc":
-        env["MALLOC_CONF"] = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
-    return env
+        found = hugepages.find_jemalloc()
+        return "jemalloc is not installed" if found is None else hugepages.with_jemalloc({}, found)
+    found = ctypes.util.find_library("tcmalloc_minimal")
+    return "tcmalloc is not installed" if found is None else {"LD_PRELOAD": found}
 
 
 def _keep_freed_memory() -> None:

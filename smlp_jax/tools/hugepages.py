@@ -93,6 +93,23 @@ def accelerator(environ: Mapping[str, str]) -> str | None:
     return None
 
 
+def _any_allocator_why_not(
+    environ: Mapping[str, str], system: str, libc: tuple[str, str], device: str | None
+) -> str | None:
+    """What stops every allocator change: the opt-out, an allocator the user preloads
+    already, an accelerator, a system other than Linux with glibc."""
+    if environ.get(OPT_OUT, "1") == "0":
+        return f"{OPT_OUT}=0"
+    preloaded = environ.get("LD_PRELOAD", "")
+    if any(name in preloaded for name in ALLOCATORS):
+        return f"LD_PRELOAD already names an allocator ({preloaded})"
+    if device is not None:
+        return f"JAX runs on {device}: the host allocator only matters to XLA:CPU"
+    if system != "Linux" or libc[0] != "glibc":
+        return "not Linux with glibc"
+    return None
+
+
 def why_not(
     environ: Mapping[str, str],
     *,
@@ -105,16 +122,11 @@ def why_not(
     (`device`: what `accelerator` found)."""
     system = platform.system() if system is None else system
     libc = platform.libc_ver() if libc is None else libc
-    if environ.get(OPT_OUT, "1") == "0":
-        return f"{OPT_OUT}=0"
+    reason = _any_allocator_why_not(environ, system, libc, device)
+    if reason is not None:
+        return reason
     if TUNABLE in environ.get("GLIBC_TUNABLES", ""):
         return f"GLIBC_TUNABLES already sets {TUNABLE}"
-    if any(name in environ.get("LD_PRELOAD", "") for name in ALLOCATORS):
-        return "LD_PRELOAD names another allocator than glibc's"
-    if device is not None:
-        return f"JAX runs on {device}: huge pages only help XLA:CPU"
-    if system != "Linux" or libc[0] != "glibc":
-        return "not Linux with glibc"
     try:
         version = tuple(int(p) for p in libc[1].split(".")[:2])
     except ValueError:
@@ -149,17 +161,11 @@ def jemalloc_why_not(
     preloaded, else the reason not to."""
     system = platform.system() if system is None else system
     libc = platform.libc_ver() if libc is None else libc
-    if environ.get(OPT_OUT, "1") == "0":
-        return f"{OPT_OUT}=0"
+    reason = _any_allocator_why_not(environ, system, libc, device)
+    if reason is not None:
+        return reason
     if environ.get(JEMALLOC_OPT_IN, "0") != "1":
         return f"not asked for ({JEMALLOC_OPT_IN}=1)"
-    preloaded = environ.get("LD_PRELOAD", "")
-    if any(name in preloaded for name in ALLOCATORS):
-        return f"LD_PRELOAD already names an allocator ({preloaded})"
-    if device is not None:
-        return f"JAX runs on {device}: the allocator only matters to XLA:CPU"
-    if system != "Linux" or libc[0] != "glibc":
-        return "not Linux with glibc"
     if found is None:
         return "jemalloc is not installed (libjemalloc2)"
     return None

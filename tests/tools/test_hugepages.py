@@ -23,7 +23,7 @@ def test_reexecutes_only_where_the_tunable_exists_and_is_not_set():
     assert "already sets" in hugepages.why_not(set_off, **LINUX)
     assert "not Linux" in hugepages.why_not({}, **{**LINUX, "system": "Darwin"})
     preloaded = {"LD_PRELOAD": "libjemalloc.so.2"}  # glibc's malloc is not the one in use
-    assert "another allocator" in hugepages.why_not(preloaded, **LINUX)
+    assert "already names an allocator" in hugepages.why_not(preloaded, **LINUX)
     assert "not Linux" in hugepages.why_not({}, **{**LINUX, "libc": ("", "")})
     assert "2.35+" in hugepages.why_not({}, **{**LINUX, "libc": ("glibc", "2.31")})
     assert "never" in hugepages.why_not({}, **{**LINUX, "thp": "never"})
@@ -94,15 +94,22 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k not in decisive}, **extra}
 
 
+def _reexecuted_once(env) -> tuple[str, list[str]]:
+    """The re-executed run's `tunables ...` line and all output, checking that the command
+    ran twice in one process (exec keeps the PID)."""
+    out = _run(env)
+    runs = [line for line in out if line.startswith("run ")]
+    assert len(runs) == 2 and len(set(runs)) == 1, out
+    (result,) = [line for line in out if line.startswith("tunables ")]
+    return result, out
+
+
 def test_reexec_runs_the_same_command_once_more_with_the_tunable():
     env = _clean_env()  # jemalloc not asked for: the huge-page path
     reason = hugepages.why_not(env, thp=hugepages.thp_mode(), device=hugepages.accelerator(env))
     if reason is not None:
         pytest.skip(f"no re-exec here: {reason}")
-    out = _run(env)
-    runs = [line for line in out if line.startswith("run ")]
-    assert len(runs) == 2 and len(set(runs)) == 1, out  # exec keeps the PID; ran twice
-    (result,) = [line for line in out if line.startswith("tunables ")]
+    result, _ = _reexecuted_once(env)
     assert result.startswith("tunables glibc.malloc.hugetlb=1 ['--some', 'args']"), result
     assert "glibc.malloc.hugetlb=1 (transparent huge pages:" in result
 
@@ -156,10 +163,7 @@ def test_reexec_preloads_jemalloc_when_asked_for_where_installed():
     reason = hugepages.jemalloc_why_not(env, found, device=hugepages.accelerator(env))
     if reason is not None:
         pytest.skip(f"no jemalloc re-exec here: {reason}")
-    out = _run(env)
-    runs = [line for line in out if line.startswith("run ")]
-    assert len(runs) == 2 and len(set(runs)) == 1, out  # exec keeps the PID; ran twice
-    (result,) = [line for line in out if line.startswith("tunables ")]
+    result, out = _reexecuted_once(env)
     assert f"jemalloc (LD_PRELOAD={found}, MALLOC_CONF=dirty_decay_ms:-1" in result, result
     (maps,) = [line for line in out if line.startswith("mapped ")]
     assert maps == "mapped True", out  # the re-executed process really runs jemalloc
