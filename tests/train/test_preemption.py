@@ -192,35 +192,49 @@ def _logged_steps(workdir) -> list[int]:
     return [json.loads(line)["step"] for line in lines if line.endswith("}")]
 
 
+def _wait_for(condition, proc, what: str, timeout: float = 240) -> None:
+    """Polls `condition()` until it holds; fails if `proc` exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"main.py exited ({proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout:g} s"
+        time.sleep(0.01)
+
+
 def test_sigterm_twice_in_main_keeps_the_checkpoint_being_written(demo_data_dir, tmp_path):
-    """The fault injector's case through main.py: SIGTERM twice 0.1 s apart while the
-    periodic checkpoint of step 8 is still being written (its commit held back until 1 s
-    after the second signal). The run waits for it, exits 143, and step 8 is committed:
-    the rerun would resume from 8, not from 4. (The stop checkpoint is given up.)"""
+    """The fault injector's case through main.py: SIGTERM twice while the periodic
+    checkpoint of step 8 is still being written (its commit held back until the second
+    signal has been answered). The run waits for it, exits 143, and step 8 is committed:
+    the rerun would resume from 8, not from 4. (The stop checkpoint is given up.)
+
+    Each signal is sent once the run has answered the one before, and the commit is let go
+    only then: Python runs a handler between bytecodes of the main thread, so a signal
+    that arrives during a long call into XLA (compiling the eval step, say) is handled
+    when it returns, and with fixed delays the commit could land before the handler ran."""
     workdir, gate = tmp_path / "run", tmp_path / "gate"
+    out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     command = main_command(workdir, demo_data_dir, total_steps=40, checkpoint_every=4)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HELD_MAIN, str(gate), *command[1:]],
-        env=subprocess_env(1),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # Files, not pipes: Orbax's log on stderr would fill a pipe nobody reads while waiting.
+    with out_path.open("w") as out_file, err_path.open("w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HELD_MAIN, str(gate), *command[1:]],
+            env=subprocess_env(1),
+            cwd=REPO,
+            stdout=out_file,
+            stderr=err_file,
+        )
     try:
         # Past step 8's save (its arrays copied, the write in the background), not inside it.
-        deadline = time.monotonic() + 240
-        while max(_logged_steps(workdir), default=0) < 9:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.poll()
-            time.sleep(0.01)
+        _wait_for(lambda: max(_logged_steps(workdir), default=0) >= 9, proc, "step 9")
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.1)
+        _wait_for(lambda: "SIGTERM: saving a checkpoint" in err_path.read_text(), proc, "answer")
         proc.send_signal(signal.SIGTERM)
-        time.sleep(1)
+        _wait_for(lambda: "SIGTERM again:" in out_path.read_text(), proc, "second answer")
         gate.touch()
-        out, err = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
     finally:
         proc.kill()
+    out, err = out_path.read_text(), err_path.read_text()
     assert proc.returncode == 143, (out[-3000:], err[-3000:])
     lines = out.splitlines()
     waiting = "waiting up to 30 s for the checkpoint of step 8 being written, then exiting"
