@@ -55,6 +55,14 @@ def test_refused_read_is_not_skipped(tmp_path, monkeypatch):
         return metadata(handler, directory, *args, **kwargs)
 
     monkeypatch.setattr(ocp.PyTreeCheckpointHandler, "metadata", refusing_metadata)
+    read_text = Path.read_text  # the index files' shapes (checkpoint.saved_shapes) first
+
+    def refusing_read_text(path, *args, **kwargs):
+        if Path(path) == refused:
+            raise PermissionError(errno.EACCES, "Permission denied", str(refused))
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refusing_read_text)
     abstract = {"w": jax.ShapeDtypeStruct((2,), jnp.float32)}
     with pytest.raises(checkpoint.CheckpointError) as raised:
         init_from.load_for_init(tmp_path / "run", abstract)

@@ -47,9 +47,10 @@ A save in flight can be watched without waiting for it (`in_flight_step`, `is_co
 a flag and a directory's existence): the preemption guard polls them from its signal
 handler so that a second SIGTERM lets that checkpoint land before it exits.
 Modules: `manager` (`Checkpointer`), `restore` (`newest_restorable`, setting damaged steps
-aside), `encoding` (a step's items, PRNG keys, iterator state and metrics as Orbax stores
-them), `errors` (`CheckpointError`; damage told from a refused read or write), `quiet`
-(the process owner's filters for Orbax's noise).
+aside), `shapes` (a saved state's array shapes from its index files), `encoding` (a step's
+items, PRNG keys, iterator state and metrics as Orbax stores them), `errors`
+(`CheckpointError`; damage told from a refused read or write), `quiet` (the process
+owner's filters for Orbax's noise).
 """
 
 from smlp_jax.train.checkpoint import quiet
@@ -61,6 +62,7 @@ from smlp_jax.train.checkpoint.errors import (
 )
 from smlp_jax.train.checkpoint.manager import BEST_METRIC, CHECKPOINTS_SUBDIR, Checkpointer
 from smlp_jax.train.checkpoint.restore import newest_restorable
+from smlp_jax.train.checkpoint.shapes import saved_shapes
 
 __all__ = [
     "BEST_METRIC",
@@ -73,4 +75,5 @@ __all__ = [
     "first_line",
     "newest_restorable",
     "quiet",
+    "saved_shapes",
 ]
