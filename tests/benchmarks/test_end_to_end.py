@@ -27,6 +27,8 @@ def test_folder_is_imagenet_like_and_a_tiny_run_reports_its_row(tmp_path, capsys
     assert row["on_device"] == "none" and row["workers"] == f"-1 ({chosen})"
     assert row["img_per_s"] > 0
     assert 0 <= row["input_wait"] <= 1 and row["step_alone_img_per_s"] >= row["img_per_s"]
+    # A fresh cache folder: the step was compiled, and the console's line says how long.
+    assert row["train_step_ready"].startswith("compiled in ") and row["train_step_ready_s"] > 0
     assert f"| none | -1 ({chosen}) |" in capsys.readouterr().out
 
 
