@@ -100,7 +100,9 @@ def test_checkpoint_predictions_are_the_models_softmax(trained, images):
 
 
 def test_cli_prints_top5_with_class_names(trained, images, tmp_path):
+    """...and keeps the compiled forward in the compilation cache (here the test's own)."""
     workdir, flags = trained
+    cache = tmp_path / "cache"
     names_file = tmp_path / "digits.txt"
     names_file.write_text("\n".join(f"digit {i}" for i in range(10)) + "\n")
     out = subprocess.run(
@@ -117,13 +119,14 @@ def test_cli_prints_top5_with_class_names(trained, images, tmp_path):
             str(names_file),
             *flags,
         ],
-        env=subprocess_env(),
+        env=subprocess_env(cache_dir=str(cache)),
         capture_output=True,
         text=True,
         timeout=300,
         cwd=REPO,
     )
     assert out.returncode == 0, out.stderr
+    assert [p.name for p in cache.glob("jit__lambda-*")], sorted(p.name for p in cache.iterdir())
     lines = out.stdout.strip().splitlines()
     assert lines[0] == str(images / "a.png") and len(lines) == 6
     percents = [float(line.rsplit(None, 1)[-1].rstrip("%")) for line in lines[1:]]
@@ -198,6 +201,25 @@ def test_model_defaults_are_its_pretrained_cfg_and_flags_override(images):
     assert transform.resample == INTERPOLATIONS["nearest"]
     np.testing.assert_allclose(transform.normalize.offset, 0.0)
     np.testing.assert_allclose(transform.normalize.scale, 1 / 255)
+
+
+def test_the_compilation_cache_is_the_runs(trained, images, monkeypatch, capsys):
+    """The run's `config.compilation_cache_dir` (an override too) decides where the forward's
+    executable goes; `--model` takes main.py's default (off in the tests: the conftest's
+    empty $JAX_COMPILATION_CACHE_DIR)."""
+    workdir, flags = trained
+    asked = []
+    enable = predict.compilation_cache.enable
+    monkeypatch.setattr(
+        predict.compilation_cache, "enable", lambda value: asked.append(value) or enable(None)
+    )
+    argv = [images / "a.png", "--checkpoint", workdir, "--config", CONFIG, *flags]
+    assert predict.main([str(a) for a in argv]) == 0
+    assert predict.main([str(a) for a in [*argv, "--config.compilation_cache_dir="]]) == 0
+    model = ["--model", "smlpnet_t", "--num-classes", "3", "--image-size", "64"]
+    assert predict.main([str(images / "a.png"), *model]) == 0
+    assert asked == ["default", "", "default"]
+    capsys.readouterr()
 
 
 def _cli_error(capsys, *argv) -> str:
