@@ -193,13 +193,14 @@ def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:
         # their saved shapes and dtypes, where an array was saved in pieces, and to confirm
         # a mismatch before saying so.
         shapes = None if callable(abstract_state) else saved_shapes(state_dir)
-        if shapes is None:
+        from_index = shapes is not None
+        if not from_index:
             saved, shapes = _orbax_shapes(state_dir, handler)
             if callable(abstract_state):
                 abstract_state = abstract_state(saved)
         target = abstract_key_data(abstract_state)
         mismatches = _shape_mismatches(shapes, target)
-        if mismatches:
+        if mismatches and from_index:
             mismatches = _shape_mismatches(_orbax_shapes(state_dir, handler)[1], target)
         if mismatches:
             raise _ShapeMismatch(
