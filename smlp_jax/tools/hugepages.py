@@ -94,10 +94,12 @@ def accelerator(environ: Mapping[str, str]) -> str | None:
 
 
 def _any_allocator_why_not(
-    environ: Mapping[str, str], system: str, libc: tuple[str, str], device: str | None
+    environ: Mapping[str, str], system: str | None, libc: tuple[str, str], device: str | None
 ) -> str | None:
     """What stops every allocator change: the opt-out, an allocator the user preloads
-    already, an accelerator, a system other than Linux with glibc."""
+    already, an accelerator, a system other than Linux with glibc (`system`: this one's
+    when None; `libc`: `platform.libc_ver()`)."""
+    system = platform.system() if system is None else system
     if environ.get(OPT_OUT, "1") == "0":
         return f"{OPT_OUT}=0"
     preloaded = environ.get("LD_PRELOAD", "")
@@ -120,7 +122,6 @@ def why_not(
 ) -> str | None:
     """None when the process should re-execute with the tunable, else the reason not to
     (`device`: what `accelerator` found)."""
-    system = platform.system() if system is None else system
     libc = platform.libc_ver() if libc is None else libc
     reason = _any_allocator_why_not(environ, system, libc, device)
     if reason is not None:
@@ -159,7 +160,6 @@ def jemalloc_why_not(
 ) -> str | None:
     """None when the process should re-execute with jemalloc (`found`, `find_jemalloc()`)
     preloaded, else the reason not to."""
-    system = platform.system() if system is None else system
     libc = platform.libc_ver() if libc is None else libc
     reason = _any_allocator_why_not(environ, system, libc, device)
     if reason is not None:
