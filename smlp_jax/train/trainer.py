@@ -170,11 +170,37 @@ _RUN_ONCE_CPU_OPTIONS = {
 
 
 def create_state(make_state, shardings) -> dict:
-    """A fresh train state, created already sharded (nothing lands on one device first)."""
-    jitted = jax.jit(make_state, out_shardings=shardings)
+    """A fresh train state on `shardings`. On several devices one compiled program makes
+    it, each array born sharded (nothing lands on one device first).
+
+    On one CPU device it is made op by op instead: XLA CPU compiles the init's random draws
+    as one program slowly, in time that grows faster than their number (sMLPNet-T's state:
+    19-23 s, even unoptimised), where running them one at a time, each op's small program
+    compiled once per shape, takes 3-4 s (benchmarks/README.md, "The first seconds"). The
+    draws are the same; a value may differ in its last bit from the compiled program's,
+    which fuses the arithmetic after the draws differently."""
     if jax.default_backend() == "cpu":
+        if jax.device_count() == 1:
+            return jax.device_put(_own_buffers(make_state()), shardings)
+        jitted = jax.jit(make_state, out_shardings=shardings)
         return jitted.lower().compile(compiler_options=_RUN_ONCE_CPU_OPTIONS)()
-    return jitted()
+    return jax.jit(make_state, out_shardings=shardings)()
+
+
+def _own_buffers(state: dict) -> dict:
+    """`state` with every leaf in a buffer of its own: the train step donates the state, and
+    a state built op by op shares arrays (the EMA starts as the parameters themselves)."""
+    seen = set()
+
+    def own(x):
+        raw = jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+        buffer = raw.unsafe_buffer_pointer()
+        if buffer in seen:
+            return jax.device_put(x, may_alias=False)  # a copy
+        seen.add(buffer)
+        return x
+
+    return jax.tree.map(own, state)
 
 
 def evaluate(suite: evaluators.Suite, due: list, state: dict) -> dict[str, float]:

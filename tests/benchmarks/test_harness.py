@@ -218,3 +218,17 @@ def test_page_faults_benchmark_measures_each_allocator_setting_in_its_own_proces
     missing = page_faults.setting_env("tcmalloc")
     assert isinstance(missing, dict) or missing == "tcmalloc is not installed"
     assert page_faults.setting_env("hugetlb") == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+
+
+def test_state_init_benchmark_times_both_ways_in_fresh_processes(capsys):
+    """benchmarks/state_init.py on a tiny sMLPNet: the compiled and op-by-op states, each
+    timed in a process of its own, hold the same values to float rounding; the draws'
+    compile is timed per count."""
+    import state_init
+
+    result = state_init.main(["--tiny", "--draws", "2"])
+    assert result["compiled"]["seconds"] > 0 and result["op_by_op"]["seconds"] > 0
+    assert result["compiled"]["leaves"] == result["op_by_op"]["leaves"] > 10
+    assert result["largest_difference"] < 1e-6
+    assert list(result["draws"]) == [2] and result["draws"][2] > 0
+    assert "op_by_op" in capsys.readouterr().out

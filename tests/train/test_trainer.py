@@ -369,3 +369,32 @@ def test_damaged_metrics_lines_are_moved_aside_and_the_resume_trains_on(
     assert steps == sorted(steps) and steps[-1] == 45 and steps.count(45) == 2  # train, eval
     records, damaged = read_records(metrics)
     assert damaged == [] and len(records) == len(steps)
+
+
+def test_a_fresh_state_on_one_cpu_device_is_made_op_by_op_with_buffers_of_its_own(
+    demo_data_dir,
+):
+    """On one CPU device `create_state` runs the init op by op, not as one program (slow for
+    XLA CPU to compile): the values are the compiled program's to float rounding, already
+    on the state's shardings, and every leaf has a buffer of its own (the train step
+    donates them all; the EMA starts as the parameters themselves)."""
+    assert jax.device_count() == 1 and jax.default_backend() == "cpu"
+    setup = trainer.build(tiny_config(demo_data_dir, **{"ema.decay": 0.9}))
+    state = trainer.create_state(setup.make_state, setup.shardings)
+    compiled = jax.jit(setup.make_state, out_shardings=setup.shardings)()
+
+    def plain(leaf):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return jax.random.key_data(leaf)
+        return leaf
+
+    ours, theirs = jax.tree.leaves(state), jax.tree.leaves(compiled)
+    assert len(ours) == len(theirs) and "ema" in state
+    for a, b in zip(map(plain, ours), map(plain, theirs), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    placed = jax.tree.map(
+        lambda a, s: a.sharding.is_equivalent_to(s, a.ndim), state, setup.shardings
+    )
+    assert all(jax.tree.leaves(placed))
+    buffers = [plain(leaf).unsafe_buffer_pointer() for leaf in ours]
+    assert len(set(buffers)) == len(buffers)
