@@ -464,10 +464,12 @@ def _train(
 def weights_to_evaluate(config: Any, workdir: str, setup: Setup, mode: str) -> tuple[dict, str]:
     """(state, where its weights come from) for `--mode=eval` / `probe`: `config.init_from`
     (our checkpoint or official weights), or else the latest checkpoint in `workdir`."""
-    state = create_state(setup.make_state, setup.shardings)
     if config.init_from:
+        state = create_state(setup.make_state, setup.shardings)
         state = init_from.load_model_weights(config, state, setup.abstract, setup.info.num_classes)
         return state, config.init_from
+    # Restored into the abstract state: no fresh state is made (and compiled, on an
+    # accelerator) only to be replaced, nor held in memory beside the restored one.
     # Read-only: the workdir may belong to a run training right now, whose save in
     # flight (a temporary step directory) a writing Checkpointer would clean up.
     with checkpoint.Checkpointer(workdir, async_save=False, read_only=True) as ckpt:
