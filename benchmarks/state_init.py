@@ -53,6 +53,7 @@ def child(mode: str, config_arg: str, tiny: bool, out: str) -> None:
     import numpy as np
 
     from smlp_jax.train import trainer
+    from smlp_jax.train.checkpoint.encoding import keys_to_data
 
     make_state = _make_state(config_arg, tiny)
     start = time.perf_counter()
@@ -63,13 +64,7 @@ def child(mode: str, config_arg: str, tiny: bool, out: str) -> None:
         state = trainer._own_buffers(make_state())
     jax.block_until_ready(state)
     seconds = time.perf_counter() - start
-
-    def values(leaf):
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        return np.asarray(leaf)
-
-    leaves = [values(leaf) for leaf in jax.tree.leaves(state)]
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(keys_to_data(state))]
     np.savez(out, *leaves)
     print(json.dumps({"mode": mode, "seconds": seconds, "leaves": len(leaves)}))
 

@@ -179,12 +179,13 @@ def create_state(make_state, shardings) -> dict:
     compiled once per shape, takes 3-4 s (benchmarks/README.md, "The first seconds"). The
     draws are the same; a value may differ in its last bit from the compiled program's,
     which fuses the arithmetic after the draws differently."""
-    if jax.default_backend() == "cpu":
-        if jax.device_count() == 1:
-            return jax.device_put(_own_buffers(make_state()), shardings)
-        jitted = jax.jit(make_state, out_shardings=shardings)
+    on_cpu = jax.default_backend() == "cpu"
+    if on_cpu and jax.device_count() == 1:
+        return jax.device_put(_own_buffers(make_state()), shardings)
+    jitted = jax.jit(make_state, out_shardings=shardings)
+    if on_cpu:
         return jitted.lower().compile(compiler_options=_RUN_ONCE_CPU_OPTIONS)()
-    return jax.jit(make_state, out_shardings=shardings)()
+    return jitted()
 
 
 def _own_buffers(state: dict) -> dict:
@@ -192,15 +193,14 @@ def _own_buffers(state: dict) -> dict:
     a state built op by op shares arrays (the EMA starts as the parameters themselves)."""
     seen = set()
 
-    def own(x):
-        raw = jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+    def own(x, raw):  # raw: x, or a key array's data (its buffer)
         buffer = raw.unsafe_buffer_pointer()
         if buffer in seen:
             return jax.device_put(x, may_alias=False)  # a copy
         seen.add(buffer)
         return x
 
-    return jax.tree.map(own, state)
+    return jax.tree.map(own, state, checkpoint.encoding.keys_to_data(state))
 
 
 def evaluate(suite: evaluators.Suite, due: list, state: dict) -> dict[str, float]:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from smlp_jax.train import checkpoint, cli, init_from, trainer
+from smlp_jax.train.checkpoint.encoding import keys_to_data
 from smlp_jax.train.metrics import InputWaitWarning, MetricsDamagedWarning, read_records
 from tests.train.tiny import (
     REPO,
@@ -383,18 +384,13 @@ def test_a_fresh_state_on_one_cpu_device_is_made_op_by_op_with_buffers_of_its_ow
     state = trainer.create_state(setup.make_state, setup.shardings)
     compiled = jax.jit(setup.make_state, out_shardings=setup.shardings)()
 
-    def plain(leaf):
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            return jax.random.key_data(leaf)
-        return leaf
-
-    ours, theirs = jax.tree.leaves(state), jax.tree.leaves(compiled)
+    ours, theirs = (jax.tree.leaves(keys_to_data(s)) for s in (state, compiled))
     assert len(ours) == len(theirs) and "ema" in state
-    for a, b in zip(map(plain, ours), map(plain, theirs), strict=True):
+    for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
     placed = jax.tree.map(
         lambda a, s: a.sharding.is_equivalent_to(s, a.ndim), state, setup.shardings
     )
     assert all(jax.tree.leaves(placed))
-    buffers = [plain(leaf).unsafe_buffer_pointer() for leaf in ours]
+    buffers = [leaf.unsafe_buffer_pointer() for leaf in ours]
     assert len(set(buffers)) == len(buffers)
