@@ -9,8 +9,12 @@ train_step(state, batch) -> (state, TrainMetrics, bad_step)
     masks come from `fold_in(seed, step)`, so a resumed run repeats them exactly. With
     `grad_accum_steps = k` the batch is cut into k micro-batches whose gradients are
     averaged (one optimiser update per step). A step whose loss or gradient is not
-    finite leaves the state unchanged and reports its number in `bad_step`
-    (`NO_BAD_STEP` otherwise), so a NaN state never reaches a checkpoint. Parameters that
+    finite reports its number in `bad_step` (`NO_BAD_STEP` otherwise); the loop reads it
+    before any log line, evaluation or save, so a NaN state is never evaluated or
+    checkpointed. The state itself is not guarded here: a `where(finite, new, old)` over
+    every array made XLA copy each old array before its in-place update (1,125 copies a
+    step for sMLPNet-T), and cost 10-20% of the compile and a third of the compilation
+    cache's read (benchmarks/README.md, "The non-finite guard"). Parameters that
     `optimizer.freeze` matches take no gradient and are kept bit for bit (`optim`).
     With `config.freeze_batch_stats` the model's BatchNorm layers run as in eval mode
     (normalised by the running statistics, which stay bit for bit as they were) while
@@ -211,9 +215,6 @@ def make_train_step(
             new["ema"] = ema_update(state["ema"], new["params"], model_state, ema_decay)
             if freeze_batch_stats:  # the average of unchanged statistics is themselves
                 new["ema"]["model_state"] = state["ema"]["model_state"]
-        # Keep the old state on a non-finite step (the loop stops at its next check).
-        keep = {k: state[k] for k in new}
-        new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, keep)
         new_state = {**state, **new, "step": step + 1}
         metrics = TrainMetrics.single_from_model_output(
             loss=loss,

@@ -169,6 +169,24 @@ _RUN_ONCE_CPU_OPTIONS = {
 }
 
 
+def jit_train_step(config: Any, setup: Setup) -> Callable:
+    """The run's jitted `train_step(state, batch) -> (state, metrics, bad_step)`: the state
+    donated and kept on its shardings, the batch split over the mesh, called under the mesh
+    (so MoE layers see the `expert` axis when they are traced)."""
+    mesh, shardings = setup.mesh, setup.shardings
+    replicated = sharding.replicated(mesh)
+    step = make_train_step(
+        config, setup.graphs, setup.tx, setup.schedule, setup.info.num_classes, setup.plan
+    )
+    jitted = jax.jit(
+        step,
+        in_shardings=(shardings, sharding.batch_sharding(mesh)),
+        out_shardings=(shardings, replicated, replicated),
+        donate_argnums=(0,),
+    )
+    return sharding.under_mesh(jitted, mesh)
+
+
 def create_state(make_state, shardings) -> dict:
     """A fresh train state on `shardings`. On several devices one compiled program makes
     it, each array born sharded (nothing lands on one device first).
@@ -340,18 +358,7 @@ def _train(
     train_iter = data.create_train_iterator(config)
     if data_state is not None:
         train_iter.set_state(data_state)
-    # --- Steps --------------------------------------------------------------------------
-    # Called under the mesh, so MoE layers see the `expert` axis when they are traced.
-    replicated = sharding.replicated(mesh)
-    train_step = jax.jit(
-        make_train_step(
-            config, setup.graphs, setup.tx, setup.schedule, info.num_classes, setup.plan
-        ),
-        in_shardings=(shardings, sharding.batch_sharding(mesh)),
-        out_shardings=(shardings, replicated, replicated),
-        donate_argnums=(0,),
-    )
-    train_step = sharding.under_mesh(train_step, mesh)
+    train_step = jit_train_step(config, setup)
     # --- Loop ---------------------------------------------------------------------------
     record, sinks = wandb_writer.open_writer(config, workdir, record)  # W&B, if on
     writer = MetricWriter(workdir, resume_step=start_step if restored else None, sinks=sinks)
@@ -419,6 +426,7 @@ def _train(
                 eval_scalars = None
                 due = suite.due(step, last)  # config.evals: each at its own frequency
                 if due:
+                    _check_finite(first_bad, config, ckpt)  # never evaluate a NaN state
                     with times.timed("eval"):
                         eval_scalars = evaluate(suite, due, state)
                     writer.write(step, eval_scalars)

@@ -232,3 +232,17 @@ def test_state_init_benchmark_times_both_ways_in_fresh_processes(capsys):
     assert result["largest_difference"] < 1e-6
     assert list(result["draws"]) == [2] and result["draws"][2] > 0
     assert "op_by_op" in capsys.readouterr().out
+
+
+def test_step_program_benchmark_measures_the_trainers_step_in_a_fresh_process(tmp_path):
+    """benchmarks/step_program.py on a tiny sMLPNet: the trainer's own step, compiled in a
+    process of its own, counted (the copies among its instructions), loaded back from its
+    serialised executable and run on a demo batch to a finite loss; each row is written."""
+    import step_program
+
+    out = tmp_path / "rows.jsonl"
+    (row,) = step_program.main(["--tiny", "--steps", "1", "--out", str(out)])
+    assert row["compile_s"] > 0 and row["trace_s"] > 0 and row["step_s"] > 0
+    assert row["instructions"] > row["fusions"] > 0 and row["copies"] >= 0
+    assert row["executable_mb"] > 0 and len(row["load_s"]) == 2 and row["finite"]
+    assert json.loads(out.read_text()) == row
