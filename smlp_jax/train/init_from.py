@@ -47,10 +47,12 @@ from smlp_jax.train.checkpoint import (
     CheckpointError,
     CheckpointFallbackWarning,
     abstract_key_data,
+    by_path,
     data_to_keys,
     first_line,
     newest_restorable,
     saved_shapes,
+    shape_mismatches,
 )
 from smlp_jax.train.errors import ConfigError
 from smlp_jax.train.metrics import console
@@ -162,24 +164,7 @@ def _orbax_shapes(state_dir: Path, handler: Any) -> tuple[Any, dict[str, tuple[i
     """Orbax's metadata tree of a saved state (every array opened) and its shapes by name."""
     saved = handler.metadata(state_dir)
     saved = getattr(saved, "tree", saved)
-    return saved, {name: tuple(leaf.shape) for name, leaf in _by_path(saved).items()}
-
-
-def _by_path(tree: Any) -> dict[str, Any]:
-    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
-    # Orbax stores every key as a string (list indices too): compare as strings.
-    return {path_name(path): leaf for path, leaf in leaves[0] if hasattr(leaf, "shape")}
-
-
-def _shape_mismatches(saved_shapes: dict[str, tuple[int, ...]], target: Any) -> list[str]:
-    """`'path' is (saved shape) in the checkpoint, (target shape) here` for each target leaf
-    saved with another shape; keys missing from `saved_shapes` are left to the restore to
-    report."""
-    return [
-        f"'{name}' is {saved_shapes[name]} in the checkpoint, {tuple(leaf.shape)} here"
-        for name, leaf in _by_path(target).items()
-        if name in saved_shapes and saved_shapes[name] != tuple(leaf.shape)
-    ]
+    return saved, {name: tuple(leaf.shape) for name, leaf in by_path(saved).items()}
 
 
 def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:
@@ -199,9 +184,9 @@ def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:
             if callable(abstract_state):
                 abstract_state = abstract_state(saved)
         target = abstract_key_data(abstract_state)
-        mismatches = _shape_mismatches(shapes, target)
+        mismatches = shape_mismatches(shapes, target)
         if mismatches and from_index:
-            mismatches = _shape_mismatches(_orbax_shapes(state_dir, handler)[1], target)
+            mismatches = shape_mismatches(_orbax_shapes(state_dir, handler)[1], target)
         if mismatches:
             raise _ShapeMismatch(
                 f"{len(mismatches)} array(s) differ in shape: " + "; ".join(mismatches[:3])
@@ -284,7 +269,7 @@ def _from_checkpoint_resampled(
     trees, missing, mismatched, head_differs = {}, [], [], False
     for part in ("params", "model_state"):
         saved = flatten_arrays(loaded[part])
-        targets = _leaves_by_path(abstract[part])
+        targets = by_path(abstract[part])
         shapes = {name: tuple(leaf.shape) for name, leaf in targets.items()}
         try:
             arrays = resample_arrays(config.model, saved, shapes, resamplers)
@@ -335,13 +320,6 @@ def _from_checkpoint_resampled(
         _fresh_head_line(path, head, class_count_differs=head_differs)
     model_state = put("model_state", abstract["model_state"])
     return params, model_state
-
-
-def _leaves_by_path(tree: Any) -> dict[str, Any]:
-    """`{"blocks/0/token_mixing/fc1/kernel": leaf}` for an abstract tree (our variable
-    paths, list indices as strings, as in a checkpoint and in `flatten_arrays`)."""
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {path_name(key_path): leaf for key_path, leaf in leaves}
 
 
 # --- official weights -----------------------------------------------------------------------

@@ -335,17 +335,27 @@ def resumed(stored: dict[str, Any], fresh: dict[str, Any], step: int, changes) -
     }
 
 
+_MODEL_KEYS = ("model", "model_kwargs", "image_size")
+
+
+def model_changes(record: dict[str, Any], config: Any) -> str:
+    """How `config`'s model differs from the recorded run's: the model name, its
+    hyperparameters and the image size ("" when they are the same)."""
+    fresh = plain(config)
+    return _describe(
+        differences(
+            {k: record["config"].get(k) for k in _MODEL_KEYS},
+            {k: fresh.get(k) for k in _MODEL_KEYS},
+        )
+    )
+
+
 def check_tool_config(record: dict[str, Any], config: Any, where: str) -> None:
     """A `--config` given to a tool beside a run's record must describe the same model:
     the model name, its hyperparameters and the image size (other keys may differ)."""
-    fresh = plain(config)
-    changes = differences(
-        {k: record["config"].get(k) for k in ("model", "model_kwargs", "image_size")},
-        {k: fresh.get(k) for k in ("model", "model_kwargs", "image_size")},
-    )
+    changes = model_changes(record, config)
     if changes:
         raise RunRecordError(
             f"--config describes another model than the run in {where} trained: "
-            f"{_describe(changes)}. Leave out --config (the run record has the run's), or "
-            "fix it."
+            f"{changes}. Leave out --config (the run record has the run's), or fix it."
         )

@@ -481,7 +481,19 @@ def weights_to_evaluate(config: Any, workdir: str, setup: Setup, mode: str) -> t
     # Read-only: the workdir may belong to a run training right now, whose save in
     # flight (a temporary step directory) a writing Checkpointer would clean up.
     with checkpoint.Checkpointer(workdir, async_save=False, read_only=True) as ckpt:
-        restored = ckpt.restore(setup.abstract)
+        try:
+            restored = ckpt.restore(setup.abstract)
+        except checkpoint.CheckpointError as err:
+            # Shapes that differ, and a run record to say which settings made them.
+            stored = err.mismatches and run_record.read(workdir)
+            changes = stored and run_record.model_changes(stored[0], config)
+            if not changes:
+                raise
+            raise checkpoint.CheckpointError(
+                f"--mode={mode}: this config builds another model than the run in {workdir} "
+                f"trained ({changes}; {len(err.mismatches)} array(s) differ in shape, e.g. "
+                f"{err.mismatches[0]}): give --mode={mode} the run's settings."
+            ) from err
     if restored is None:
         raise ConfigError(
             f"--mode={mode} needs config.init_from or a checkpoint in {workdir}; found none."

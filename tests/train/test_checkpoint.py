@@ -327,9 +327,14 @@ def test_nothing_restorable_raises_and_moves_nothing(tmp_path):
         ckpt.save(1, {"w": jnp.zeros(2)})
         ckpt.save(2, {"w": jnp.zeros(2)})
         changed_model = {"w": jax.ShapeDtypeStruct((5,), jnp.float32, sharding=mesh_sharding())}
-        with pytest.raises(checkpoint.CheckpointError, match="new --workdir"):
+        with pytest.raises(checkpoint.CheckpointError, match="new --workdir") as raised:
             ckpt.restore(changed_model)
     assert _steps_on_disk(ckpt) == ["1", "2"]
+    # Named from the index files, not Orbax's advice about its own restore options.
+    message, difference = str(raised.value), "'w' is (2,) in the checkpoint, (5,) here"
+    assert "hold another model or optimiser than this config builds" in message
+    assert f"step 2: 1 array(s) differ in shape: {difference}" in message
+    assert "strict" not in message and raised.value.mismatches == (difference,)
 
 
 def test_half_written_checkpoint_is_ignored(tmp_path):

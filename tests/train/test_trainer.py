@@ -129,6 +129,21 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     assert max(evals) == (41 if "eval_every" in checks else 40)
 
 
+@pytest.mark.parametrize("mode", ["eval", "probe"])
+def test_evaluating_a_workdir_with_another_model_names_the_settings(
+    mode, demo_run, demo_data_dir, capsys
+):
+    """`--mode=eval`/`probe` on a run's workdir with a config that builds another model:
+    one line with the settings that differ (from the run record) and an array's shapes."""
+    config = tiny_config(demo_data_dir, **{"model_kwargs.dim": 48})
+    assert cli.run(config, str(demo_run[0]), mode=mode) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert f"--mode={mode}: this config builds another model than the run in" in err
+    assert "(model_kwargs.dim 32 -> 48; " in err and "'params/" in err
+    assert "in the checkpoint, (96," in err and "give --mode=" in err
+
+
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [

@@ -62,7 +62,7 @@ from smlp_jax.train.checkpoint.errors import (
 )
 from smlp_jax.train.checkpoint.manager import BEST_METRIC, CHECKPOINTS_SUBDIR, Checkpointer
 from smlp_jax.train.checkpoint.restore import newest_restorable
-from smlp_jax.train.checkpoint.shapes import saved_shapes
+from smlp_jax.train.checkpoint.shapes import by_path, saved_shapes, shape_mismatches
 
 __all__ = [
     "BEST_METRIC",
@@ -71,9 +71,11 @@ __all__ = [
     "CheckpointFallbackWarning",
     "Checkpointer",
     "abstract_key_data",
+    "by_path",
     "data_to_keys",
     "first_line",
     "newest_restorable",
     "quiet",
     "saved_shapes",
+    "shape_mismatches",
 ]

@@ -20,7 +20,10 @@ from smlp_jax.errors import UserError
 class CheckpointError(UserError, RuntimeError):
     """No usable checkpoint where one was required (missing, corrupt, or not matching), or a
     checkpoint the OS would not let us write (disk full), read (permission denied, an I/O
-    error) or move aside."""
+    error) or move aside. `mismatches`: when the saved arrays' shapes differ from the
+    requested state's, each difference (`'path' is (..) in the checkpoint, (..) here`)."""
+
+    mismatches: tuple[str, ...] = ()
 
 
 class CheckpointFallbackWarning(UserWarning):

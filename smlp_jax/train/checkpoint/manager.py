@@ -33,6 +33,7 @@ from smlp_jax.train.checkpoint.errors import (
     write_failure,
 )
 from smlp_jax.train.checkpoint.restore import newest_restorable, set_aside
+from smlp_jax.train.checkpoint.shapes import saved_shapes, shape_mismatches
 
 BEST_METRIC = "eval/top1"
 CHECKPOINTS_SUBDIR = "checkpoints"
@@ -178,7 +179,8 @@ class Checkpointer:
         input-iterator state that is not one; that step then counts as damaged.
         A damaged checkpoint is moved aside with a `CheckpointFallbackWarning` once an older
         one has restored; if none restores, a `CheckpointError` is raised and nothing is
-        moved (then the cause is more likely a changed model than damage). A read refused
+        moved (then the cause is more likely a changed model than damage: arrays saved with
+        other shapes are named, as `mismatches` too). A read refused
         by the OS or the storage raises a one-line `CheckpointError` and moves nothing.
         """
         self.wait()
@@ -194,14 +196,35 @@ class Checkpointer:
                     self._manager.reload()
             return (step, *result)
         if failed:
-            details = "; ".join(f"step {s}: {first_line(e)}" for s, e in failed)
-            raise CheckpointError(
-                f"None of the checkpoints in {self.directory} could be restored into the "
-                f"requested state ({details}). If the model or optimiser changed, use a new "
-                "--workdir (or config.init_from to start from these weights); if the files "
-                "are damaged, move the bad step directories aside."
-            ) from failed[0][1]
+            raise self._none_restored(failed, abstract_state) from failed[0][1]
         return None
+
+    def _none_restored(self, failed: list, abstract_state: Any) -> CheckpointError:
+        """The one-line error when no step restores. Where a step's index files show arrays
+        of other shapes than `abstract_state`'s, it names them (not Orbax's restore error,
+        whose advice is about Orbax's own options): then the checkpoints hold another model
+        or optimiser, not damage."""
+        target = abstract_key_data(abstract_state)
+        differ = {s: _shape_mismatches(self.directory / str(s), target) for s, _ in failed}
+        details = "; ".join(
+            f"step {s}: " + (_describe(differ[s]) if differ[s] else first_line(e))
+            for s, e in failed
+        )
+        if all(differ.values()):
+            err = CheckpointError(
+                f"The checkpoints in {self.directory} hold another model or optimiser than "
+                f"this config builds ({details}). Use the config they were saved with (each "
+                "step's record/run.json has it), or a new --workdir (config.init_from starts "
+                "from their weights)."
+            )
+            err.mismatches = tuple(differ[failed[0][0]])
+            return err
+        return CheckpointError(
+            f"None of the checkpoints in {self.directory} could be restored into the "
+            f"requested state ({details}). If the model or optimiser changed, use a new "
+            "--workdir (or config.init_from to start from these weights); if the files "
+            "are damaged, move the bad step directories aside."
+        )
 
     def _restore_step(
         self, step: int, abstract_state: Any, check_data_state: Callable[[Any], None] | None
@@ -289,3 +312,19 @@ class Checkpointer:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _shape_mismatches(step_dir: Path, target: Any) -> list[str]:
+    """What `shapes.shape_mismatches` finds between a step's saved arrays and `target`
+    (none where the index files do not tell, or cannot be read)."""
+    try:
+        saved = saved_shapes(step_dir / "state")
+    except OSError:
+        return []
+    found = shape_mismatches(saved, target) if saved else []
+    return sorted(found, key=lambda text: not text.startswith("'params/"))  # weights first
+
+
+def _describe(mismatches: list[str]) -> str:
+    more = f" and {len(mismatches) - 2} more" if len(mismatches) > 2 else ""
+    return f"{len(mismatches)} array(s) differ in shape: " + "; ".join(mismatches[:2]) + more

@@ -19,7 +19,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["saved_shapes"]
+import jax
+
+from smlp_jax.train.sharding import path_name
+
+__all__ = ["by_path", "saved_shapes", "shape_mismatches"]
 
 
 def _written_whole(sharding: dict[str, Any]) -> bool:
@@ -55,3 +59,21 @@ def saved_shapes(state_dir: str | Path) -> dict[str, tuple[int, ...]] | None:
         return shapes
     except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def by_path(tree: Any) -> dict[str, Any]:
+    """`{"params/stages/0/...": leaf}` for every leaf with a shape (arrays, or Orbax's and
+    JAX's abstract ones), key paths joined as `saved_shapes` joins them."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
+    # Orbax stores every key as a string (list indices too): compare as strings.
+    return {path_name(path): leaf for path, leaf in leaves[0] if hasattr(leaf, "shape")}
+
+
+def shape_mismatches(saved: dict[str, tuple[int, ...]], target: Any) -> list[str]:
+    """`'path' is (saved shape) in the checkpoint, (target shape) here` for each leaf of
+    `target` saved with another shape; keys `saved` lacks are left to the restore to report."""
+    return [
+        f"'{name}' is {saved[name]} in the checkpoint, {tuple(leaf.shape)} here"
+        for name, leaf in by_path(target).items()
+        if name in saved and saved[name] != tuple(leaf.shape)
+    ]
