@@ -11,10 +11,11 @@ train_step(state, batch) -> (state, TrainMetrics, bad_step)
     averaged (one optimiser update per step). A step whose loss or gradient is not
     finite reports its number in `bad_step` (`NO_BAD_STEP` otherwise); the loop reads it
     before any log line, evaluation or save, so a NaN state is never evaluated or
-    checkpointed. The state itself is not guarded here: a `where(finite, new, old)` over
-    every array made XLA copy each old array before its in-place update (1,125 copies a
-    step for sMLPNet-T), and cost 10-20% of the compile and a third of the compilation
-    cache's read (benchmarks/README.md, "The non-finite guard"). Parameters that
+    checkpointed. The parameters keep their values on such a step (its update is zeroed),
+    the rest of the state is not guarded: a `where(finite, new, old)` over every array made
+    XLA copy each old array before its in-place update (1,125 copies a step for sMLPNet-T)
+    and cost 10-20% of the compile and a third of the compilation cache's read
+    (benchmarks/README.md, "The non-finite guard"). Parameters that
     `optimizer.freeze` matches take no gradient and are kept bit for bit (`optim`).
     With `config.freeze_batch_stats` the model's BatchNorm layers run as in eval mode
     (normalised by the running statistics, which stay bit for bit as they were) while
@@ -203,6 +204,10 @@ def make_train_step(
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
+        # Zeroed on a non-finite step. This also makes every parameter's in-place update
+        # wait for the whole backward (through `finite`), so XLA need not copy a weight that
+        # the backward still reads (253 copies a step for sMLPNet-T).
+        updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), updates)
         new_params = optax.apply_updates(params, updates)
         if freeze:
             new_params = optim.keep_frozen(new_params, params, freeze)

@@ -12,6 +12,7 @@ import pytest
 from smlp_jax.train import checkpoint, cli, init_from, trainer
 from smlp_jax.train.checkpoint.encoding import keys_to_data
 from smlp_jax.train.metrics import InputWaitWarning, MetricsDamagedWarning, read_records
+from smlp_jax.train.step import NO_BAD_STEP
 from tests.train.tiny import (
     REPO,
     grey_class_folder,
@@ -127,6 +128,25 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     # (Step 41's state is finite, though its huge weights may give an infinite eval loss.)
     evals = [e["step"] for e in read_metrics(workdir) if "eval/loss" in e]
     assert max(evals) == (41 if "eval_every" in checks else 40)
+
+
+def test_a_non_finite_step_reports_itself_and_keeps_the_weights(demo_data_dir):
+    """The trainer's jitted step on a batch whose loss is NaN: its number in `bad_step`, and
+    the parameters as they were (the update is zeroed); a finite step reports nothing."""
+    config = tiny_config(demo_data_dir)
+    setup = trainer.build(config)
+    train_step = trainer.jit_train_step(config, setup)
+    state = trainer.create_state(setup.make_state, setup.shardings)
+    labels = np.arange(config.batch_size, dtype=np.int32) % 10
+    images = np.random.default_rng(0).normal(size=(config.batch_size, 16, 16, 3))
+    state, _, bad = train_step(state, {"image": images.astype(np.float32), "label": labels})
+    assert int(bad) == int(NO_BAD_STEP)
+    before = [np.asarray(p) for p in jax.tree.leaves(state["params"])]  # the step donates
+    images[0, 0, 0, 0] = np.nan
+    state, metrics, bad = train_step(state, {"image": images.astype(np.float32), "label": labels})
+    assert int(bad) == 2 and not np.isfinite(float(metrics.compute()["loss"]))
+    after = jax.tree.leaves(state["params"])
+    assert all(np.array_equal(a, b) for a, b in zip(after, before, strict=True))
 
 
 @pytest.mark.parametrize("mode", ["eval", "probe"])
