@@ -14,6 +14,8 @@ alternate run by run, so machine load drifts hit each alike. Per run:
     XLA's compile (what a first `main.py` run pays before its first step);
   - instructions: the compiled program's entry computation, counted by op (fusion, copy,
     ...): on XLA CPU each is a thunk of the executable's execution graph;
+  - temp MiB: XLA's plan of the step's temporaries (activations, gradients: besides the
+    state and the batch, `compiled.memory_analysis()`);
   - MB and load: the serialised executable (what the persistent compilation cache stores)
     and the seconds to deserialise and load it, twice (the first also warms the loader):
     the cache's read, without the disk, which a second `main.py` run pays;
@@ -140,6 +142,7 @@ def child(config_arg: str, tiny: bool, batch: int, steps: int) -> dict:
         "fusions": ops.get("fusion", 0),
         "copies": ops.get("copy", 0),
         "executable_mb": len(payload) / 1e6,
+        "temp_mb": compiled.memory_analysis().temp_size_in_bytes / 2**20,
         "load_s": loads,
         "step_s": statistics.median(times[1:]),
         "finite": bool(np.isfinite(float(metrics.compute()["loss"]))),
@@ -193,14 +196,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     f.write(json.dumps(row) + "\n")
     print(
         "\n| tree | run | trace / lower / compile s | instructions (fusions, copies) "
-        "| executable MB | load s | step s |\n|---|--:|---|---|--:|---|--:|"
+        "| temp MiB | executable MB | load s | step s |\n|---|--:|---|---|--:|--:|---|--:|"
     )
     for r in rows:
         print(
             f"| {r['tree']} | {r['run']} | {r['trace_s']:.1f} / {r['lower_s']:.1f} / "
             f"{r['compile_s']:.1f} | {r['instructions']} ({r['fusions']}, {r['copies']}) "
-            f"| {r['executable_mb']:.1f} | {r['load_s'][0]:.1f}, {r['load_s'][1]:.1f} "
-            f"| {r['step_s']:.3f} |"
+            f"| {r['temp_mb']:.0f} | {r['executable_mb']:.1f} "
+            f"| {r['load_s'][0]:.1f}, {r['load_s'][1]:.1f} | {r['step_s']:.3f} |"
         )
     return rows
 

@@ -244,5 +244,6 @@ def test_step_program_benchmark_measures_the_trainers_step_in_a_fresh_process(tm
     (row,) = step_program.main(["--tiny", "--steps", "1", "--out", str(out)])
     assert row["compile_s"] > 0 and row["trace_s"] > 0 and row["step_s"] > 0
     assert row["instructions"] > row["fusions"] > 0 and row["copies"] >= 0
-    assert row["executable_mb"] > 0 and len(row["load_s"]) == 2 and row["finite"]
+    assert row["executable_mb"] > 0 and row["temp_mb"] > 0 and len(row["load_s"]) == 2
+    assert row["finite"]
     assert json.loads(out.read_text()) == row
