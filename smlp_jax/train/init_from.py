@@ -49,6 +49,7 @@ from smlp_jax.train.checkpoint import (
     abstract_key_data,
     by_path,
     data_to_keys,
+    describe_mismatches,
     first_line,
     newest_restorable,
     saved_shapes,
@@ -188,9 +189,7 @@ def _load_step_dir(step_dir: Path, abstract_state: Any, partial: bool) -> Any:
         if mismatches and from_index:
             mismatches = shape_mismatches(_orbax_shapes(state_dir, handler)[1], target)
         if mismatches:
-            raise _ShapeMismatch(
-                f"{len(mismatches)} array(s) differ in shape: " + "; ".join(mismatches[:3])
-            )
+            raise _ShapeMismatch(describe_mismatches(mismatches, shown=3))
         with ocp.Checkpointer(handler) as checkpointer:
             restored = checkpointer.restore(
                 state_dir,

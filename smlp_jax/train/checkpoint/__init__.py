@@ -62,7 +62,12 @@ from smlp_jax.train.checkpoint.errors import (
 )
 from smlp_jax.train.checkpoint.manager import BEST_METRIC, CHECKPOINTS_SUBDIR, Checkpointer
 from smlp_jax.train.checkpoint.restore import newest_restorable
-from smlp_jax.train.checkpoint.shapes import by_path, saved_shapes, shape_mismatches
+from smlp_jax.train.checkpoint.shapes import (
+    by_path,
+    describe_mismatches,
+    saved_shapes,
+    shape_mismatches,
+)
 
 __all__ = [
     "BEST_METRIC",
@@ -73,6 +78,7 @@ __all__ = [
     "abstract_key_data",
     "by_path",
     "data_to_keys",
+    "describe_mismatches",
     "first_line",
     "newest_restorable",
     "quiet",

@@ -33,7 +33,7 @@ from smlp_jax.train.checkpoint.errors import (
     write_failure,
 )
 from smlp_jax.train.checkpoint.restore import newest_restorable, set_aside
-from smlp_jax.train.checkpoint.shapes import saved_shapes, shape_mismatches
+from smlp_jax.train.checkpoint.shapes import describe_mismatches, saved_shapes, shape_mismatches
 
 BEST_METRIC = "eval/top1"
 CHECKPOINTS_SUBDIR = "checkpoints"
@@ -207,7 +207,7 @@ class Checkpointer:
         target = abstract_key_data(abstract_state)
         differ = {s: _shape_mismatches(self.directory / str(s), target) for s, _ in failed}
         details = "; ".join(
-            f"step {s}: " + (_describe(differ[s]) if differ[s] else first_line(e))
+            f"step {s}: " + (describe_mismatches(differ[s]) if differ[s] else first_line(e))
             for s, e in failed
         )
         if all(differ.values()):
@@ -323,8 +323,3 @@ def _shape_mismatches(step_dir: Path, target: Any) -> list[str]:
         return []
     found = shape_mismatches(saved, target) if saved else []
     return sorted(found, key=lambda text: not text.startswith("'params/"))  # weights first
-
-
-def _describe(mismatches: list[str]) -> str:
-    more = f" and {len(mismatches) - 2} more" if len(mismatches) > 2 else ""
-    return f"{len(mismatches)} array(s) differ in shape: " + "; ".join(mismatches[:2]) + more

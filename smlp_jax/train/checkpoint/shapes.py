@@ -23,7 +23,7 @@ import jax
 
 from smlp_jax.train.sharding import path_name
 
-__all__ = ["by_path", "saved_shapes", "shape_mismatches"]
+__all__ = ["by_path", "describe_mismatches", "saved_shapes", "shape_mismatches"]
 
 
 def _written_whole(sharding: dict[str, Any]) -> bool:
@@ -77,3 +77,9 @@ def shape_mismatches(saved: dict[str, tuple[int, ...]], target: Any) -> list[str
         for name, leaf in by_path(target).items()
         if name in saved and saved[name] != tuple(leaf.shape)
     ]
+
+
+def describe_mismatches(mismatches: list[str], shown: int = 2) -> str:
+    """`N array(s) differ in shape: ` and the first `shown` of `shape_mismatches`."""
+    more = f" and {len(mismatches) - shown} more" if len(mismatches) > shown else ""
+    return f"{len(mismatches)} array(s) differ in shape: " + "; ".join(mismatches[:shown]) + more
