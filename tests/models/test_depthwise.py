@@ -175,8 +175,10 @@ def test_store_grad_is_the_identity_and_stores_the_residual_cotangent():
     assert " conditional(" not in hlo[False]
     fused = {b: _largest_fusion(text) for b, text in hlo.items()}
     assert fused[True] < fused[False] / 2, fused
+    # Float32 rounding of sums that XLA fuses differently: an element near zero in an array
+    # of values near 100 differs by the array's last bits, so atol is one ulp of its scale.
     for a, b in zip(jax.tree.leaves(grads[True]), jax.tree.leaves(grads[False])):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7 * float(np.abs(b).max()))
     # The forward is untouched, and a non-finite cotangent goes through as it is.
     assert " conditional(" not in jax.jit(store_grad).lower(x).compile().as_text()
     _, vjp = jax.vjp(store_grad, x)

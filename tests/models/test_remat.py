@@ -40,7 +40,7 @@ def _loss_and_grads(name: str, policy: str, **overrides):
     return loss, grads, after
 
 
-def _assert_same(got, want):
+def _assert_same(got, want, tol=2e-5):
     flat_got, flat_want = jax.tree.leaves_with_path(got), jax.tree.leaves_with_path(want)
     assert [p for p, _ in flat_got] == [p for p, _ in flat_want]
     for (path, a), (_, b) in zip(flat_got, flat_want):
@@ -50,7 +50,7 @@ def _assert_same(got, want):
         # Float32 rounding: XLA fuses the recomputed forward differently, and the norms'
         # backward amplifies a last-bit difference in a sum; relative to the array's size.
         error = np.max(np.abs(a - b), initial=0.0) / (np.max(np.abs(b), initial=0.0) + 1e-12)
-        assert error < 2e-5, (jax.tree_util.keystr(path), error)
+        assert error < tol, (jax.tree_util.keystr(path), error)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -145,7 +145,9 @@ def test_the_train_step_reads_config_remat(demo_data_dir):
         results["nothing_saveable"],
     )
     assert loss_r == pytest.approx(loss, rel=1e-6)
-    _assert_same(params_r, params)
+    # After AdamW's first step: it divides each gradient by its own magnitude, so where a
+    # gradient is near epsilon (a norm's bias) its rounding goes straight into the weight.
+    _assert_same(params_r, params, tol=1e-4)
     assert checkpoints == 0 and checkpoints_r >= 2, (checkpoints, checkpoints_r)  # 2 blocks+
     assert flops_r == flops > 0
 
