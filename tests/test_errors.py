@@ -343,3 +343,21 @@ def test_a_prepared_dataset_missing_its_info_is_one_line_before_any_checkpoint(
         f"folder:SOURCE --out {copy} --max-side 512) or train on it as folder:{copy}."
     )
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_model_hyperparameter_out_of_range_is_one_line_before_any_checkpoint(
+    tmp_path, demo_data_dir
+):
+    """The trainer builds the model abstractly once, first: a value the model refuses is
+    one line naming the key, before a workdir holds anything."""
+    from tests.train.tiny import main_command
+
+    rc, out, err, _ = _run(
+        main_command(tmp_path / "run", demo_data_dir, **{"model_kwargs.dim": -3})
+    )
+    assert (rc, out) == (1, "")
+    assert _one_line(err) == (
+        "error: config.model='smlpnet_t': smlpnet_t: dim=-3 is not accepted; dim takes an int "
+        "from 1 to 65536."
+    )
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -85,26 +85,29 @@ def split(model: nnx.Module) -> tuple[Any, dict, dict, dict]:
     return graphdef, pure(params), pure(rngs), pure(rest)
 
 
-def model_graphs(config: Any, num_classes: int) -> ModelGraphs:
-    """Both graphs, from an abstract model (nothing is allocated)."""
-    model = nnx.eval_shape(lambda: build_model(config, num_classes, 0))
-    model.train()
-    train = nnx.graphdef(model)
-    model.eval()
-    return ModelGraphs(train=train, eval=nnx.graphdef(model))
-
-
-def model_check(config: Any, num_classes: int) -> None:
-    """Builds the model abstractly, turning bad hyperparameters into one clear error."""
+def abstract_model(config: Any, num_classes: int) -> nnx.Module:
+    """The config's model with shapes and dtypes but no values (nothing is allocated). Bad
+    hyperparameters fail here as one clear ConfigError; an unknown model name as the
+    registry's UnknownModelError."""
     try:
-        model = nnx.eval_shape(lambda: build_model(config, num_classes, 0))
+        return nnx.eval_shape(lambda: build_model(config, num_classes, 0))
     except TypeError as err:  # unknown hyperparameter names in config.model_kwargs
         raise ConfigError(f"config.model_kwargs: {err}") from None
     except ValueError as err:
         if isinstance(err, registry.UnknownModelError):
             raise
         raise ConfigError(f"config.model={config.model!r}: {err}") from None
-    del model
+
+
+def model_graphs(config: Any, num_classes: int, model: nnx.Module | None = None) -> ModelGraphs:
+    """Both graphs, from `model` (an `abstract_model`, built here when not given; its mode is
+    changed)."""
+    if model is None:
+        model = abstract_model(config, num_classes)
+    model.train()
+    train = nnx.graphdef(model)
+    model.eval()
+    return ModelGraphs(train=train, eval=nnx.graphdef(model))
 
 
 def head_name(model_name: str) -> str:

@@ -42,7 +42,7 @@ from smlp_jax.models import remat
 from smlp_jax.models.moe import total_aux_loss
 from smlp_jax.train import optim
 from smlp_jax.train.errors import ConfigError
-from smlp_jax.train.state import ModelGraphs, build_model, ema_update, rngs_for_step
+from smlp_jax.train.state import ModelGraphs, ema_update, rngs_for_step
 
 NO_BAD_STEP = jnp.iinfo(jnp.int32).max
 _MIXUP_TAG, _MODEL_TAG, _AUGMENT_TAG = 0, 1, 2
@@ -85,12 +85,11 @@ def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     return softmax_xent if name == "softmax_xent" else sigmoid_xent
 
 
-def check_freeze_batch_stats(config: Any, num_classes: int) -> None:
+def check_freeze_batch_stats(config: Any, model: nnx.Module) -> None:
     """`config.freeze_batch_stats` on a model without BatchNorm statistics is a one-line
-    ConfigError (it would do nothing). Abstract: nothing is allocated."""
+    ConfigError (it would do nothing). `model`: the run's abstract model."""
     if not config.get("freeze_batch_stats", False):
         return
-    model = nnx.eval_shape(lambda: build_model(config, num_classes, 0))
     if not jax.tree.leaves(nnx.state(model, nnx.BatchStat)):
         raise ConfigError(
             f"config.freeze_batch_stats=True but {config.model} has no BatchNorm statistics "

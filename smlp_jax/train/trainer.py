@@ -50,8 +50,8 @@ from smlp_jax.train.metrics import (
 )
 from smlp_jax.train.state import (
     ModelGraphs,
+    abstract_model,
     init_state,
-    model_check,
     model_graphs,
     model_kwargs,
 )
@@ -130,9 +130,10 @@ def build(config: Any) -> Setup:
     info = data.get_dataset_info(config)
     mesh = sharding.make_mesh(config.mesh)
     check_batch_sizes(config, mesh)
-    model_check(config, info.num_classes)
+    # One abstract model for the checks that need it and the step's graphs.
+    model = abstract_model(config, info.num_classes)  # bad model_kwargs: one line, here
     init_from.check_init_head(config)
-    check_freeze_batch_stats(config, info.num_classes)
+    check_freeze_batch_stats(config, model)
     loss_function(config.loss)  # an unknown loss name fails here, before any state exists
     check_remat(config)
     data.check_mixup_mode(config.mixup.mode, float(config.mixup.cutmix_alpha))
@@ -156,7 +157,7 @@ def build(config: Any) -> Setup:
     abstract = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
-    graphs = model_graphs(config, info.num_classes)
+    graphs = model_graphs(config, info.num_classes, model)
     return Setup(
         info, mesh, total_steps, schedule, tx, make_state, abstract, shardings, graphs, plan
     )
