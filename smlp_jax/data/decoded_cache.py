@@ -28,6 +28,7 @@ from typing import Any
 from PIL import Image
 
 from smlp_jax.data import transforms
+from smlp_jax.data.base import DataError
 
 MB = 1 << 20
 
@@ -67,7 +68,10 @@ class DecodedCache:
         for index in range(len(self.source)):
             if self._stop.is_set() or self.cached_bytes >= self.budget_bytes:
                 return
-            self[index]
+            try:
+                self[index]
+            except DataError:  # a file it cannot read: the pipeline's own read says so
+                return
 
     def stop(self) -> None:
         """Ends the background fill, if any (what it cached stays)."""

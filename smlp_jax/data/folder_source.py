@@ -6,7 +6,9 @@ itself is the training folder. Without an eval folder, `val_fraction` of every c
 training images is held out (chosen with the fixed `val_split_seed`, so the split does not
 change with the training seed). Class names are the sorted training subfolder names; labels
 are their indices. Files are listed once; decoding (and skipping corrupt files) happens in
-the pipeline. An empty folder or a class without images is a DataError.
+the pipeline. An empty folder or a class without images is a DataError, and so is a listed
+file that cannot be read (an OSError: permissions, a mount, the storage): that stops the run
+where a corrupt image is skipped.
 """
 
 from __future__ import annotations
@@ -80,8 +82,16 @@ class FolderImageSource:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-        except OSError:
-            data = b""  # unreadable: the decoder rejects it and the pipeline skips it by name
+        except OSError as err:
+            # Not a damaged image (those decode badly and are skipped by name): the file may
+            # well be intact behind permissions, a mount or the storage, and skipping it
+            # would train or evaluate without it, unnoticed. So the run stops, and says why.
+            raise DataError(
+                f"could not read {path}: {err.strerror or err}; the image may well be intact, "
+                "so the run stopped rather than go on without it: make it readable "
+                "(permissions, the mount, the storage) and run again (training resumes from "
+                "its last checkpoint)."
+            ) from None
         return data, int(self._labels[index]), path
 
 

@@ -146,3 +146,23 @@ def test_empty_folder_or_class_is_an_error(tmp_path):
         data.create_train_iterator(_config(tmp_path / "one"), process_index=0, process_count=1)
     with pytest.raises(data.DataError, match="does not exist"):
         data.get_dataset_info(_config(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_listed_file_that_cannot_be_read_stops_the_pipeline_in_one_line(image_folder, workers):
+    """A file gone after the listing (or behind permissions, a lost mount) is not a corrupt
+    image: the pipeline raises one DataError naming it instead of skipping it."""
+    config = _config(image_folder, **{"input.num_workers": workers})
+    gone = image_folder / "train" / CLASSES[0] / "rgb_0.jpg"
+    assert gone.exists()
+    iterator = data.create_train_iterator(config, process_index=0, process_count=1)
+    gone.unlink()
+    with pytest.raises(data.DataError) as caught:
+        for _ in range(4):  # two epochs: the file is drawn in each
+            next(iterator)
+    iterator.close()
+    assert str(caught.value) == (
+        f"could not read {gone}: No such file or directory; the image may well be intact, so "
+        "the run stopped rather than go on without it: make it readable (permissions, the "
+        "mount, the storage) and run again (training resumes from its last checkpoint)."
+    )
