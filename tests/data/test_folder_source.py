@@ -111,6 +111,16 @@ def test_eval_masks_out_corrupt_files(image_folder, caplog):
     assert "broken.png" in caplog.text
 
 
+def test_eval_stops_at_a_file_it_cannot_read(image_folder):
+    """Masking an unreadable (not corrupt) file would score the model on fewer images than
+    the split holds: the evaluation raises the one-line DataError instead."""
+    evaluation = data.create_eval_iterator(_config(image_folder), process_index=0, process_count=1)
+    gone = image_folder / "val" / CLASSES[1] / "rgb_0.jpg"
+    gone.unlink()
+    with pytest.raises(data.DataError, match=f"could not read {gone}: No such file"):
+        list(evaluation)
+
+
 def test_holdout_split_without_val_folder(tmp_path):
     _make_split(f"{tmp_path}/pics/train", per_class=10)
     root = f"{tmp_path}/pics"
