@@ -99,11 +99,8 @@ def abstract_model(config: Any, num_classes: int) -> nnx.Module:
         raise ConfigError(f"config.model={config.model!r}: {err}") from None
 
 
-def model_graphs(config: Any, num_classes: int, model: nnx.Module | None = None) -> ModelGraphs:
-    """Both graphs, from `model` (an `abstract_model`, built here when not given; its mode is
-    changed)."""
-    if model is None:
-        model = abstract_model(config, num_classes)
+def model_graphs(model: nnx.Module) -> ModelGraphs:
+    """Both graphs of `model` (an `abstract_model`; its mode is changed)."""
     model.train()
     train = nnx.graphdef(model)
     model.eval()

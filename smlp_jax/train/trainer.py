@@ -157,7 +157,7 @@ def build(config: Any) -> Setup:
     abstract = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
-    graphs = model_graphs(config, info.num_classes, model)
+    graphs = model_graphs(model)
     return Setup(
         info, mesh, total_steps, schedule, tx, make_state, abstract, shardings, graphs, plan
     )

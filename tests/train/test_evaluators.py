@@ -96,7 +96,9 @@ def imagenet_model(demo_data_dir):
     head["kernel"], head["bias"] = jnp.zeros_like(head["kernel"]), jnp.asarray(bias)
     info = DatasetInfo("imagenet2012", 1000, 1, 1, class_names=eval_sets.imagenet_synsets())
     setup = types.SimpleNamespace(
-        info=info, mesh=sharding.make_mesh(config.mesh), graphs=state.model_graphs(config, 1000)
+        info=info,
+        mesh=sharding.make_mesh(config.mesh),
+        graphs=state.model_graphs(state.abstract_model(config, 1000)),
     )
     return config, setup, st, (a, pa, r, pr)
 

@@ -26,7 +26,7 @@ import smlp_jax
 from smlp_jax.convert.smlpnet import official_rules
 from smlp_jax.data import demo_dataset
 from smlp_jax.train import init_from, optim, sharding, trainer
-from smlp_jax.train.state import init_state, model_graphs, split
+from smlp_jax.train.state import abstract_model, init_state, model_graphs, split
 from smlp_jax.train.step import make_train_step
 from tests.train.tiny import apply_overrides, demo_config
 
@@ -119,7 +119,9 @@ def run(fixture, tmp_path_factory):
     )
     state = trainer.create_state(make_state, shardings)
     state = init_from.load_model_weights(config, state, abstract, 10)
-    train_step = jax.jit(make_train_step(config, model_graphs(config, 10), tx, schedule, 10))
+    train_step = jax.jit(
+        make_train_step(config, model_graphs(abstract_model(config, 10)), tx, schedule, 10)
+    )
 
     images, _ = demo_dataset.load_digits()
     rows = fixture["traj/rows"]
